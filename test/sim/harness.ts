@@ -164,7 +164,7 @@ function table(mode: string): string[] {
         r.kind === 'false_trips'
           ? `${(r.rate * 100).toFixed(2)} % (nominal ${((r.alpha ?? 0) * 100).toFixed(2)} %)`
           : `${(r.rate * 100).toFixed(1)} % tripped`;
-      const bound = r.kind === 'false_trips' ? `≤ ${Math.floor(r.bound ?? 0)} trips` : (r.goal ?? '');
+      const bound = r.goal ?? (r.kind === 'false_trips' ? `≤ ${Math.floor(r.bound ?? 0)} trips` : '');
       const s = r.summary;
       const q = s === undefined ? '-' : `${fmt(s.median)} / ${fmt(s.p90)} / ${fmt(s.p95)} / ${fmt(s.p99)}`;
       out.push(
