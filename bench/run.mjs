@@ -1,0 +1,337 @@
+// Bench driver: `npm run bench -- [--scenario ID]... [--duration S] [--reps N] [--quick]
+//                 [--peers direct,nginx,http-proxy,faultline] [--no-install]`
+// Writes bench/results/<timestamp>.json and .md, prints the markdown, and on a full run of every
+// scenario also refreshes bench/RESULTS.md.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PEERS, ROOT, peerAvailability, startPeer, startUpstream, toolVersion, which } from './peers.mjs';
+import { cpuMicros, peakRssKb } from './procstat.mjs';
+import { runWrk } from './wrk.mjs';
+import { SCENARIOS } from './scenarios.mjs';
+import { goals, markdown, median } from './report.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    scenario: { type: 'string', multiple: true },
+    duration: { type: 'string' },
+    reps: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    peers: { type: 'string' },
+    'no-install': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (args.help) {
+  process.stdout.write(
+    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\n`,
+  );
+  process.exit(0);
+}
+const log = (s) => process.stderr.write(`bench: ${s}\n`);
+const quick = args.quick;
+const durationS = Number(args.duration ?? (quick ? 1 : 5));
+const reps = Number(args.reps ?? (quick ? 1 : 5));
+const warmupS = quick ? 0.5 : 2;
+if (!(durationS > 0) || !(reps >= 1) || !Number.isInteger(reps)) {
+  log('--duration must be > 0 and --reps a positive integer');
+  process.exit(3);
+}
+const wanted = args.scenario?.flatMap((s) => s.split(',')) ?? SCENARIOS.map((s) => s.id);
+const unknown = wanted.filter((id) => !SCENARIOS.some((s) => s.id === id));
+if (unknown.length) {
+  log(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  process.exit(3);
+}
+const peerNames = args.peers ? args.peers.split(',') : PEERS;
+const notes = [];
+const note = (s) => {
+  notes.push(s);
+  log(s);
+};
+
+// --- tools -------------------------------------------------------------------------------------
+function ensureTools() {
+  const missing = [];
+  if (!which('wrk')) missing.push('wrk');
+  if (!which('nginx') && peerNames.includes('nginx')) missing.push('nginx-light');
+  if (missing.length === 0) return;
+  const cmd = `apt-get install -y ${missing.join(' ')}`;
+  if (process.getuid?.() === 0 && !args['no-install']) {
+    log(`installing ${missing.join(', ')}: ${cmd}`);
+    let r = spawnSync('apt-get', ['install', '-y', ...missing], {
+      stdio: 'ignore',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update'], { stdio: 'ignore' });
+      r = spawnSync('apt-get', ['install', '-y', ...missing], {
+        stdio: 'ignore',
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
+    }
+    if (r.status !== 0)
+      note(`could not install ${missing.join(', ')}; run as root: apt-get update && ${cmd}`);
+  } else {
+    note(`missing ${missing.join(', ')}; install with: sudo apt-get install -y ${missing.join(' ')}`);
+  }
+}
+ensureTools();
+const haveWrk = which('wrk') !== null;
+if (!haveWrk) note('wrk missing: saturation measures are skipped (apt-get install -y wrk)');
+
+const loadEntry = join(ROOT, 'dist/load/command.js');
+if (!existsSync(loadEntry)) {
+  log('dist/load missing; compiling src (npx tsc -p tsconfig.build.json)');
+  spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+}
+const havePaced = existsSync(loadEntry);
+if (!havePaced) note('dist/load/command.js missing: fixed-rate measures are skipped (npm run build)');
+for (const p of peerNames) {
+  const why = peerAvailability(p);
+  if (why) note(`peer ${p} skipped: ${why}`);
+}
+
+// --- layout ------------------------------------------------------------------------------------
+const nproc = availableParallelism();
+const canPin = nproc >= 2 && which('taskset') !== null;
+const pinProxy = canPin ? ['taskset', '-c', '0'] : [];
+const pinLoad = canPin ? ['taskset', '-c', '1'] : [];
+const layout = canPin
+  ? {
+      pinned: true,
+      proxyCores: [0],
+      upstreamCores: [1],
+      loadCores: [1],
+      description:
+        'taskset: proxy alone on core 0; upstream (Node) + load generator (wrk or harness) on core 1; "direct" = load generator straight to the upstream, both on core 1',
+    }
+  : {
+      pinned: false,
+      description: `not pinned (${nproc} CPU(s)${which('taskset') ? '' : ', taskset missing'}): figures mix proxy, upstream and load on shared cores`,
+    };
+if (!canPin) note(layout.description);
+
+// --- measures ----------------------------------------------------------------------------------
+function runPaced({ url, rate, durationS: d, experiment, adminUrl }) {
+  const argv = ['--target', url, '--rate', String(rate), '--duration', `${d}s`, '--concurrency', '64'];
+  if (experiment) argv.push('--experiment', experiment);
+  if (adminUrl && experiment) argv.push('--admin', adminUrl);
+  const [cmd, ...rest] = [...pinLoad, process.execPath, join(ROOT, 'bench/loadgen.mjs'), ...argv];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (x) => (out += x));
+    child.stderr.on('data', (x) => (err += x));
+    child.on('close', (code) => {
+      try {
+        resolve({ code, report: JSON.parse(out) });
+      } catch {
+        reject(new Error(`loadgen exited ${code}: ${err.trim().slice(-300)}`));
+      }
+    });
+  });
+}
+
+function runStorm({ url, connections, holdMs }) {
+  const [cmd, ...rest] = [
+    ...pinLoad,
+    process.execPath,
+    join(ROOT, 'bench/storm.mjs'),
+    url,
+    String(connections),
+    String(holdMs),
+  ];
+  const r = spawnSync(cmd, rest, { encoding: 'utf8', timeout: 30_000 });
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
+const alive = (pid) => {
+  if (pid === null) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function measure(peer, m, d, tmpDir) {
+  const url = `${peer.url}${m.path ?? '/'}`;
+  const cpu0 = peer.pid ? cpuMicros(peer.pid) : null;
+  let row;
+  if (m.kind === 'wrk') {
+    const w = await runWrk({
+      url,
+      connections: m.connections,
+      durationS: d,
+      method: m.method,
+      bodyBytes: m.bodyBytes,
+      tmpDir,
+      pin: pinLoad,
+    });
+    row = {
+      requests: w.requests,
+      rps: w.rps,
+      p50Us: w.latencyUs.p50,
+      p99Us: w.latencyUs.p99,
+      p999Us: w.latencyUs.p999,
+      errors: Object.values(w.errors).reduce((a, b) => a + b, 0),
+      errorDetail: w.errors,
+    };
+  } else if (m.kind === 'paced') {
+    const { report: r } = await runPaced({
+      url,
+      rate: m.rate,
+      durationS: d,
+      experiment: m.experiment,
+      adminUrl: peer.adminUrl,
+    });
+    row = {
+      requests: r.completed,
+      achievedRate: r.achievedRatePerS,
+      p50Ms: r.latencyMs.p50,
+      p99Ms: r.latencyMs.p99,
+      p999Ms: r.latencyMs.p999,
+      otherP99Ms: r.arms.other.latencyMs.p99,
+      injected: r.arms.canary.count,
+      errors: r.errors,
+      dropped: r.dropped,
+      admin: r.admin,
+    };
+  } else {
+    const s = runStorm({ url: peer.url, connections: m.connections, holdMs: m.holdMs });
+    row = { ...s, requests: null };
+  }
+  if (cpu0 !== null && row.requests) row.cpuUsPerReq = (cpuMicros(peer.pid) - cpu0) / row.requests;
+  return row;
+}
+
+function summarize(m, rows) {
+  if (m.kind === 'storm') {
+    return {
+      connected: median(rows.map((r) => r.connected)),
+      plainStatus: rows.every((r) => r.plainStatus === 200)
+        ? 200
+        : (rows.find((r) => r.plainStatus !== 200)?.plainStatus ?? null),
+      plainMsMax: Math.max(...rows.map((r) => r.plainMs)),
+      allOk: rows.every((r) => r.ok),
+    };
+  }
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))].filter((k) =>
+    rows.some((r) => typeof r[k] === 'number'),
+  );
+  return Object.fromEntries(keys.map((k) => [k, median(rows.map((r) => r[k]))]));
+}
+
+async function runScenario(sc, tmpDir) {
+  log(`scenario ${sc.id}: ${sc.title}`);
+  const upstream = await startUpstream({ pin: pinLoad });
+  const peers = {};
+  const live = [];
+  for (const name of peerNames) {
+    const p = await startPeer(name, { upstream, pin: pinProxy, tmpDir, experiments: sc.experiments ?? [] });
+    if (p.skipped) {
+      peers[name] = { skipped: p.skipped };
+      if (peerAvailability(name) === null) note(`${sc.id}: peer ${name} skipped: ${p.skipped}`);
+    } else {
+      peers[name] = { runs: [] };
+      live.push(p);
+    }
+  }
+  const measures = sc.measures.filter((m) => {
+    if (m.kind === 'wrk' && !haveWrk) return false;
+    if (m.kind === 'paced' && !havePaced) return false;
+    return true;
+  });
+  try {
+    // Warm-up: JIT, connection pools and upstream keep-alive sockets, not recorded.
+    for (const p of live) {
+      for (const m of measures.filter((x) => x.kind !== 'storm')) {
+        await measure(p, m, warmupS, tmpDir).catch((e) => log(`warm-up ${p.name}: ${e.message}`));
+      }
+    }
+    const n = Math.min(reps, sc.maxReps ?? reps);
+    for (let rep = 0; rep < n; rep++) {
+      // Alternate the order so drift over the run (thermal, page cache) does not favour one peer.
+      const order = rep % 2 === 0 ? live : [...live].reverse();
+      for (const p of order) {
+        if (peers[p.name].crashed) continue;
+        for (const m of measures) {
+          try {
+            const row = await measure(p, m, durationS, tmpDir);
+            peers[p.name].runs.push({ rep, measure: m.label, ...row });
+          } catch (err) {
+            peers[p.name].runs.push({ rep, measure: m.label, error: err.message });
+            log(`${sc.id} ${p.name} ${m.label}: ${err.message}`);
+          }
+          if (!alive(p.pid)) {
+            peers[p.name].crashed = `process exited during ${m.label}`;
+            note(`${sc.id}: ${p.name} exited during ${m.label}`);
+            break;
+          }
+        }
+      }
+    }
+    for (const p of live) {
+      const rec = peers[p.name];
+      if (p.pid && alive(p.pid)) rec.peakRssKb = peakRssKb(p.pid);
+      rec.median = {};
+      for (const m of measures) {
+        const rows = rec.runs.filter((r) => r.measure === m.label && !r.error);
+        if (rows.length) rec.median[m.label] = summarize(m, rows);
+      }
+    }
+  } finally {
+    for (const p of live) await p.stop();
+    await upstream.stop();
+  }
+  return { id: sc.id, title: sc.title, measures: sc.measures.filter((m) => measures.includes(m)), peers };
+}
+
+// --- main --------------------------------------------------------------------------------------
+const startedAt = new Date().toISOString();
+const tmpDir = mkdtempSync(join(tmpdir(), 'faultline-bench-'));
+let undiciVersion = null;
+try {
+  undiciVersion = JSON.parse(readFileSync(join(ROOT, 'node_modules/undici/package.json'), 'utf8')).version;
+} catch {
+  // not installed
+}
+const results = {
+  startedAt,
+  options: { quick, durationS, reps, warmupS, scenarios: wanted, peers: peerNames },
+  machine: {
+    nproc,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    kernel: `Linux ${release()}`,
+    wrk: haveWrk ? toolVersion('wrk', ['-v']) : null,
+    nginx: which('nginx') ? toolVersion(which('nginx'), ['-v']) : null,
+    undici: undiciVersion,
+  },
+  layout,
+  scenarios: [],
+  goals: [],
+  notes,
+};
+try {
+  for (const sc of SCENARIOS.filter((s) => wanted.includes(s.id))) {
+    results.scenarios.push(await runScenario(sc, tmpDir));
+  }
+} finally {
+  rmSync(tmpDir, { recursive: true, force: true });
+}
+results.goals = goals(results);
+const md = markdown(results);
+const outDir = join(ROOT, 'bench/results');
+mkdirSync(outDir, { recursive: true });
+const stamp = startedAt.replace(/[:.]/g, '-');
+const jsonPath = join(outDir, `${stamp}.json`);
+writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+if (!quick && !args.scenario && !args.peers) writeFileSync(join(ROOT, 'bench/RESULTS.md'), `${md}\n`);
+process.stdout.write(`${md}\n`);
+log(`results: ${jsonPath}`);
