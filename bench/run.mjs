@@ -34,7 +34,8 @@ const log = (s) => process.stderr.write(`bench: ${s}\n`);
 const quick = args.quick;
 const durationS = Number(args.duration ?? (quick ? 1 : 5));
 const reps = Number(args.reps ?? (quick ? 1 : 5));
-const warmupS = quick ? 0.5 : 2;
+// --quick skips the separate warm-up pass (the smoke test keeps the whole run under a minute)
+const warmupS = quick ? 0 : 2;
 if (!(durationS > 0) || !(reps >= 1) || !Number.isInteger(reps)) {
   log('--duration must be > 0 and --reps a positive integer');
   process.exit(3);
@@ -116,7 +117,18 @@ if (!canPin) note(layout.description);
 
 // --- measures ----------------------------------------------------------------------------------
 function runPaced({ url, rate, durationS: d, experiment, adminUrl }) {
-  const argv = ['--target', url, '--rate', String(rate), '--duration', `${d}s`, '--concurrency', '64'];
+  const argv = [
+    '--warmup',
+    String(quick ? 0.25 : 1),
+    '--target',
+    url,
+    '--rate',
+    String(rate),
+    '--duration',
+    `${d}s`,
+    '--concurrency',
+    '64',
+  ];
   if (experiment) argv.push('--experiment', experiment);
   if (adminUrl && experiment) argv.push('--admin', adminUrl);
   const [cmd, ...rest] = [...pinLoad, process.execPath, join(ROOT, 'bench/loadgen.mjs'), ...argv];
@@ -249,7 +261,7 @@ async function runScenario(sc, tmpDir) {
   });
   try {
     // Warm-up: JIT, connection pools and upstream keep-alive sockets, not recorded.
-    for (const p of live) {
+    for (const p of warmupS > 0 ? live : []) {
       for (const m of measures.filter((x) => x.kind !== 'storm')) {
         await measure(p, m, warmupS, tmpDir).catch((e) => log(`warm-up ${p.name}: ${e.message}`));
       }
