@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+import { main } from './cli.js';
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`faultline: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(3);
+  },
+);

@@ -1,0 +1,140 @@
+/**
+ * The experiment report: hypothesis, timeline, arms, guardrail states and the verdict. The verdict is
+ * `held` (ran its duration, no breach, enough data), `refuted` (a guardrail breached), `inconclusive`
+ * (ended with too little data to judge), `aborted` (killed by hand or a global guard) or `running`.
+ */
+import type { GuardrailState } from '../stats/analyzer.js';
+import { ARM_CANARY, ARM_CONTROL, type ArmCounts, type ExperimentRuntime } from './runtime.js';
+import type { ExperimentEvent, Lifecycle } from './table.js';
+
+export type Verdict = 'held' | 'refuted' | 'inconclusive' | 'aborted' | 'running' | 'disabled';
+
+export interface ExperimentView {
+  id: string;
+  hypothesis: string;
+  state: string;
+  inject: 'here' | 'downstream';
+  fault: unknown;
+  split: { percent: number; sticky: string | null };
+  started_at: string | null;
+  ends_at: string | null;
+  ended_at: string | null;
+  ended: { cause: string | null; reason: string | null; by: string | null } | null;
+  active_faults: number;
+  /** Counts at the hop that drew the arms (the observation point). */
+  arms: { canary: ArmCounts; control: ArmCounts };
+  /** Counts at every listener that saw the experiment's requests (splitting and injecting hops). */
+  hops: Record<string, { canary: ArmCounts; control: ArmCounts }>;
+}
+
+export interface ExperimentReport extends ExperimentView {
+  verdict: Verdict;
+  verdict_reason: string;
+  guardrails: GuardrailState[];
+  evidence: unknown;
+  timeline: ExperimentEvent[];
+}
+
+export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefined): ExperimentView {
+  const ended = life?.endedAt ? { cause: life.cause, reason: life.reason, by: life.by } : null;
+  return {
+    id: rt.id,
+    hypothesis: rt.spec.hypothesis,
+    state: rt.state,
+    inject: rt.spec.inject,
+    fault: rt.spec.fault,
+    split: { percent: rt.spec.split.percent, sticky: rt.spec.split.sticky ?? null },
+    started_at: life?.startedAt ?? null,
+    ends_at: life?.endsAt ?? null,
+    ended_at: life?.endedAt ?? null,
+    ended,
+    active_faults: rt.activeFaults,
+    arms: { canary: rt.armCounts(ARM_CANARY), control: rt.armCounts(ARM_CONTROL) },
+    hops: rt.hopCounts(),
+  };
+}
+
+export function experimentReport(rt: ExperimentRuntime, life: Lifecycle | undefined): ExperimentReport {
+  const guardrails = rt.analyzer.states();
+  const [verdict, why] = judge(rt, life, guardrails);
+  return {
+    ...experimentView(rt, life),
+    verdict,
+    verdict_reason: why,
+    guardrails,
+    evidence: life?.evidence ?? null,
+    timeline: life?.timeline ?? [],
+  };
+}
+
+function judge(rt: ExperimentRuntime, life: Lifecycle | undefined, g: GuardrailState[]): [Verdict, string] {
+  const insufficient = g.filter((s) => s.status === 'insufficient_data').map((s) => s.metric);
+  switch (rt.state) {
+    case 'killed':
+      if (life?.cause === 'guardrail') return ['refuted', `guardrail breached: ${life.reason ?? ''}`];
+      return [
+        'aborted',
+        `killed (${life?.cause ?? 'manual'}) by ${life?.by ?? 'operator'}: ${life?.reason ?? ''}`,
+      ];
+    case 'expired':
+      if (insufficient.length > 0)
+        return ['inconclusive', `ran its duration without enough data for: ${insufficient.join(', ')}`];
+      return ['held', 'ran its duration; every guardrail held with enough data'];
+    case 'disabled':
+      return ['disabled', 'experiment is disabled'];
+    default:
+      return [
+        'running',
+        insufficient.length > 0
+          ? `collecting data (${insufficient.join(', ')})`
+          : 'all guardrails holding so far',
+      ];
+  }
+}
+
+/** Markdown for `faultline report <id>`. */
+export function reportMarkdown(r: ExperimentReport): string {
+  const pct = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
+  const arm = (name: string, a: ArmCounts) =>
+    `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
+  const lines = [
+    `# Experiment \`${r.id}\`: ${r.verdict.toUpperCase()}`,
+    '',
+    `**Hypothesis:** ${r.hypothesis}`,
+    '',
+    `**Verdict:** ${r.verdict} - ${r.verdict_reason}`,
+    '',
+    `State ${r.state}; fault \`${JSON.stringify(r.fault)}\` injected ${r.inject}; split ${r.split.percent}% canary + ${r.split.percent}% control${r.split.sticky ? ` (sticky ${r.split.sticky})` : ''}.`,
+    `Started ${r.started_at ?? '-'}; ${r.ended_at ? `ended ${r.ended_at}` : `ends ${r.ends_at ?? 'when stopped'}`}.`,
+    '',
+    '## Arms',
+    '',
+    '| group | requests | errors | timeouts | resets | injected |',
+    '|---|---|---|---|---|---|',
+    arm('canary', r.arms.canary),
+    arm('control', r.arms.control),
+    '',
+    '## Guardrails',
+    '',
+    '| metric | status | e-value | threshold | canary | control | detail |',
+    '|---|---|---|---|---|---|---|',
+    ...r.guardrails.map(
+      (g) =>
+        `| ${g.metric}${g.quantile !== undefined ? ` p${g.quantile * 100}` : ''} | ${g.status} | ${g.eValue.toPrecision(3)} | ${g.threshold.toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
+    ),
+    '',
+    '## Timeline',
+    '',
+    ...r.timeline.map(
+      (e) => `- ${e.at} ${e.type}${e.reason ? `: ${e.reason}` : ''}${e.by ? ` (by ${e.by})` : ''}`,
+    ),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+function describeArm(a: GuardrailState['canary']): string {
+  const q =
+    a.quantileMs !== undefined && Number.isFinite(a.quantileMs) ? `, q=${a.quantileMs.toFixed(1)}ms` : '';
+  return `${a.bad}/${a.samples} (${(a.rate * 100).toFixed(2)}%)${q}`;
+}

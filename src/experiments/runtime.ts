@@ -1,0 +1,245 @@
+/**
+ * The live state of one experiment: compiled once from its spec, read on the hot path (`assigning`,
+ * `injecting` are the kill switch's flags), and updated allocation-free when an outcome is recorded.
+ */
+import type { Counter, Histogram, Gauge } from 'prom-client';
+import type { ExperimentSpec } from '../config/schema.js';
+import type { Fault } from '../faults/fault.js';
+import { compileFault } from '../faults/registry.js';
+import { BUCKETS, bucketOf, fnv1a, stickyHash } from '../split/hash.js';
+import { compileMatcher, type Matcher } from '../split/match.js';
+import { rawCookie, rawHeader } from '../proxy/raw-headers.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { Exchange } from '../proxy/exchange.js';
+import type { ExperimentAnalyzer } from '../stats/analyzer.js';
+
+export type ExperimentState = 'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
+
+export const ARM_NONE = 0;
+export const ARM_CANARY = 1;
+export const ARM_CONTROL = 2;
+export type Arm = 0 | 1 | 2;
+export const GROUP_NAMES = ['none', 'canary', 'control'] as const;
+
+export const OUTCOME_OK = 0;
+export const OUTCOME_ERROR = 1;
+export const OUTCOME_TIMEOUT = 2;
+export const OUTCOME_RESET = 3;
+export const OUTCOME_CLIENT_ABORT = 4;
+export const OUTCOMES = ['ok', 'error', 'timeout', 'reset', 'client_abort'] as const;
+export type Outcome = 0 | 1 | 2 | 3 | 4;
+
+type StickyKind = 'header' | 'cookie' | 'trace';
+
+export interface ArmCounts {
+  requests: number;
+  ok: number;
+  error: number;
+  timeout: number;
+  reset: number;
+  client_abort: number;
+  injected: number;
+}
+
+export class ExperimentRuntime {
+  readonly id: string;
+  readonly spec: ExperimentSpec;
+  /** Canonical JSON of the spec: a reload keeps this runtime (and its counts) when it is unchanged. */
+  readonly specKey: string;
+  readonly matcher: Matcher;
+  readonly fault: Fault;
+  /** Canary takes buckets [0, canaryBuckets), control [canaryBuckets, controlEnd), of 10,000. */
+  readonly canaryBuckets: number;
+  readonly controlEnd: number;
+  readonly stickyKind: StickyKind | null;
+  readonly stickyName: string;
+  readonly seed: number;
+  readonly injectHere: boolean;
+  readonly injectedMark: string;
+  readonly maxActiveFaults: number;
+  readonly excludeInjected: boolean;
+  private readonly errorStatus: Uint8Array;
+
+  state: ExperimentState = 'pending';
+  /** Hot-path flags, derived from `state` by setState only. */
+  assigning = false;
+  injecting = false;
+
+  activeFaults = 0;
+  readonly held = new Set<Exchange>();
+  /** Counts of the hop that drew the arms (the observation point): [arm * 8 + outcome], [arm * 8 + 7] injected. */
+  readonly counts = new Float64Array(24);
+  /** Per-listener counts and metric children: one process may be both the splitting and the injecting hop. */
+  private readonly hops = new Map<string, HopRecorder>();
+  private readonly metrics: Metrics;
+
+  readonly injectedCounter: Counter.Internal;
+  readonly overflowCounter: Counter.Internal;
+  readonly activeGauge: Gauge.Internal<string>;
+
+  analyzer: ExperimentAnalyzer;
+  /** 32-bit hash of the sticky key of the last draw (read right after draw(), for the analyzer). */
+  lastKeyHash = 0;
+
+  constructor(spec: ExperimentSpec, metrics: Metrics, analyzer: ExperimentAnalyzer) {
+    this.id = spec.id;
+    this.analyzer = analyzer;
+    this.spec = spec;
+    this.specKey = JSON.stringify(spec);
+    this.matcher = compileMatcher(spec.match);
+    this.fault = compileFault(spec.fault);
+    this.canaryBuckets = Math.max(1, Math.round((spec.split.percent * BUCKETS) / 100));
+    this.controlEnd = Math.min(BUCKETS, 2 * this.canaryBuckets);
+    const sticky = spec.split.sticky;
+    if (sticky === undefined) {
+      this.stickyKind = null;
+      this.stickyName = '';
+    } else if (sticky === 'trace') {
+      this.stickyKind = 'trace';
+      this.stickyName = 'traceparent';
+    } else {
+      const colon = sticky.indexOf(':');
+      this.stickyKind = sticky.slice(0, colon) as StickyKind;
+      const n = sticky.slice(colon + 1);
+      this.stickyName = this.stickyKind === 'header' ? n.toLowerCase() : n;
+    }
+    this.seed = fnv1a(`${spec.id}\u0000`);
+    this.injectHere = spec.inject === 'here';
+    this.injectedMark = `${spec.id}; fault=${spec.fault.kind}`;
+    this.maxActiveFaults = spec.max_active_faults ?? Number.POSITIVE_INFINITY;
+    this.excludeInjected = spec.exclude_injected;
+    this.errorStatus = new Uint8Array(600);
+    if (spec.error_statuses) for (const s of spec.error_statuses) this.errorStatus[s] = 1;
+    else this.errorStatus.fill(1, 500, 600);
+
+    this.metrics = metrics;
+    this.injectedCounter = metrics.faultsInjected.labels(spec.id, spec.fault.kind);
+    this.overflowCounter = metrics.faultsOverflow.labels(spec.id);
+    this.activeGauge = metrics.activeFaults.labels(spec.id);
+  }
+
+  setState(state: ExperimentState): void {
+    this.state = state;
+    this.assigning = state === 'running' || state === 'dry_run';
+    this.injecting = state === 'running';
+  }
+
+  /** The arm of a request that matched this experiment: one draw, canary and control disjoint. */
+  draw(rawHeaders: readonly string[]): Arm {
+    let bucket: number;
+    if (this.stickyKind === null) {
+      bucket = (Math.random() * BUCKETS) | 0;
+    } else {
+      const key = this.stickyKey(rawHeaders);
+      // Without its key a request cannot be kept sticky, so it takes no part.
+      if (key === undefined || key === '') return ARM_NONE;
+      this.lastKeyHash = stickyHash(this.seed, key);
+      bucket = bucketOf(this.lastKeyHash);
+    }
+    if (bucket < this.canaryBuckets) return ARM_CANARY;
+    if (bucket < this.controlEnd) return ARM_CONTROL;
+    return ARM_NONE;
+  }
+
+  stickyKey(rawHeaders: readonly string[]): string | undefined {
+    switch (this.stickyKind) {
+      case 'header':
+        return rawHeader(rawHeaders, this.stickyName);
+      case 'cookie':
+        return rawCookie(rawHeaders, this.stickyName);
+      case 'trace': {
+        // W3C traceparent: version "-" trace-id (32 hex) "-" parent-id "-" flags.
+        const tp = rawHeader(rawHeaders, 'traceparent');
+        return tp !== undefined && tp.length >= 35 ? tp.slice(3, 35) : undefined;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  isError(status: number): boolean {
+    return status >= 100 && status < 600 && this.errorStatus[status] === 1;
+  }
+
+  /** Records an outcome as seen at `listener`; `observed` marks the hop that drew the arm. */
+  recordOutcome(
+    listener: string,
+    arm: Arm,
+    outcome: Outcome,
+    latencyMs: number,
+    injected: boolean,
+    observed: boolean,
+  ): void {
+    let hop = this.hops.get(listener);
+    if (hop === undefined) {
+      hop = new HopRecorder(this.metrics, this.id, listener);
+      this.hops.set(listener, hop);
+    }
+    hop.record(arm, outcome, latencyMs, injected);
+    if (observed) addCount(this.counts, arm, outcome, injected);
+  }
+
+  armCounts(arm: Arm): ArmCounts {
+    return countsOf(this.counts, arm);
+  }
+
+  /** Per-hop counts, by listener name. */
+  hopCounts(): Record<string, { canary: ArmCounts; control: ArmCounts }> {
+    const out: Record<string, { canary: ArmCounts; control: ArmCounts }> = {};
+    for (const [name, hop] of this.hops)
+      out[name] = { canary: countsOf(hop.counts, ARM_CANARY), control: countsOf(hop.counts, ARM_CONTROL) };
+    return out;
+  }
+
+  /** A re-armed experiment starts a fresh run: new evidence, zeroed counts. */
+  resetRun(analyzer: ExperimentAnalyzer): void {
+    this.analyzer = analyzer;
+    this.counts.fill(0);
+    for (const hop of this.hops.values()) hop.counts.fill(0);
+  }
+
+  /** Let every held fault go at once (kill): forwarded or answered, never left to run out. */
+  releaseHeld(): void {
+    for (const ex of [...this.held]) ex.releaseHold();
+  }
+}
+
+function addCount(counts: Float64Array, arm: Arm, outcome: Outcome, injected: boolean): void {
+  const row = arm * 8;
+  counts[row + outcome]! += 1;
+  if (injected) counts[row + 7]! += 1;
+}
+
+function countsOf(c: Float64Array, arm: Arm): ArmCounts {
+  const row = arm * 8;
+  const at = (i: number) => c[row + i] ?? 0;
+  return {
+    requests: at(0) + at(1) + at(2) + at(3) + at(4),
+    ok: at(0),
+    error: at(1),
+    timeout: at(2),
+    reset: at(3),
+    client_abort: at(4),
+    injected: at(7),
+  };
+}
+
+/** One hop's view of an experiment: its counts and its metric label children, resolved once. */
+class HopRecorder {
+  readonly counts = new Float64Array(24);
+  private readonly outcomeCounters: Counter.Internal[] = [];
+  private readonly durations: Histogram.Internal<string>[];
+
+  constructor(metrics: Metrics, id: string, listener: string) {
+    for (const group of GROUP_NAMES)
+      for (const outcome of OUTCOMES)
+        this.outcomeCounters.push(metrics.experimentRequests.labels(id, group, outcome, listener));
+    this.durations = GROUP_NAMES.map((g) => metrics.experimentDuration.labels(id, g, listener));
+  }
+
+  record(arm: Arm, outcome: Outcome, latencyMs: number, injected: boolean): void {
+    addCount(this.counts, arm, outcome, injected);
+    this.outcomeCounters[arm * OUTCOMES.length + outcome]?.inc();
+    this.durations[arm]?.observe(latencyMs / 1000);
+  }
+}

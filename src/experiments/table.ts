@@ -1,0 +1,339 @@
+/**
+ * Every experiment of the running config and its lifecycle: state transitions (running, killed,
+ * expired, disabled, dry_run), the persisted kill switch, duration timers, the analyzer's verdicts and
+ * the event stream. A kill flips the hot-path flags synchronously; persisting follows asynchronously.
+ */
+import { EventEmitter } from 'node:events';
+import type { ExperimentSpec } from '../config/schema.js';
+import { StateStore, type PersistedState } from '../killswitch/store.js';
+import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
+import { log } from '../telemetry/log.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import {
+  ARM_CANARY,
+  ExperimentRuntime,
+  OUTCOME_CLIENT_ABORT,
+  OUTCOME_OK,
+  OUTCOME_TIMEOUT,
+  type Arm,
+  type ExperimentState,
+  type Outcome,
+} from './runtime.js';
+
+export type KillCause = 'guardrail' | 'global_error_rate' | 'manual';
+
+export interface ExperimentEvent {
+  type: 'started' | 'killed' | 'expired' | 'armed' | 'removed' | 'config_reloaded' | 'config_invalid';
+  at: string;
+  experiment?: string;
+  cause?: KillCause;
+  reason?: string;
+  by?: string;
+  evidence?: unknown;
+}
+
+export interface Lifecycle {
+  state: ExperimentState;
+  startedAt: string | null;
+  endsAt: string | null;
+  endedAt: string | null;
+  cause: KillCause | null;
+  reason: string | null;
+  by: string | null;
+  evidence: unknown;
+  timeline: ExperimentEvent[];
+}
+
+const STATE_NAMES: readonly ExperimentState[] = [
+  'pending',
+  'running',
+  'killed',
+  'expired',
+  'disabled',
+  'dry_run',
+];
+
+export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> {
+  private runtimes = new Map<string, ExperimentRuntime>();
+  private readonly lifecycles = new Map<string, Lifecycle>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private persisted: PersistedState = { version: 1, experiments: {} };
+  private readonly store: StateStore;
+  private readonly metrics: Metrics;
+
+  constructor(store: StateStore, metrics: Metrics) {
+    super();
+    this.store = store;
+    this.metrics = metrics;
+  }
+
+  async init(): Promise<void> {
+    this.persisted = await this.store.load();
+  }
+
+  /** Runtimes for a new config; unchanged experiments keep their runtime (and counts). */
+  prepare(specs: readonly ExperimentSpec[]): Map<string, ExperimentRuntime> {
+    const next = new Map<string, ExperimentRuntime>();
+    for (const spec of specs) {
+      const current = this.runtimes.get(spec.id);
+      next.set(spec.id, current && current.specKey === JSON.stringify(spec) ? current : this.create(spec));
+    }
+    return next;
+  }
+
+  private create(spec: ExperimentSpec): ExperimentRuntime {
+    return new ExperimentRuntime(spec, this.metrics, newAnalyzer(spec));
+  }
+
+  /** Makes `next` the live set (called after the plan referencing it is swapped in). */
+  activate(next: Map<string, ExperimentRuntime>): void {
+    for (const [id, rt] of this.runtimes) {
+      if (next.get(id) === rt) continue;
+      // Replaced or removed: stop it so held faults do not outlive their definition.
+      rt.setState('disabled');
+      rt.releaseHeld();
+      this.clearTimer(id);
+      if (!next.has(id)) {
+        this.event({ type: 'removed', experiment: id });
+        this.lifecycles.delete(id);
+        this.metrics.experimentState.remove({ experiment: id });
+      }
+    }
+    const previous = this.runtimes;
+    this.runtimes = next;
+    for (const rt of next.values()) if (previous.get(rt.id) !== rt) this.start(rt);
+  }
+
+  private start(rt: ExperimentRuntime): void {
+    const saved = this.persisted.experiments[rt.id];
+    const life = this.lifecycle(rt.id);
+    if (saved && (saved.state === 'killed' || saved.state === 'expired')) {
+      life.startedAt = saved.startedAt ?? null;
+      life.endedAt = saved.at;
+      life.reason = saved.reason;
+      life.by = saved.by;
+      life.cause = (saved.state === 'killed' ? (saved.cause ?? 'manual') : null) as KillCause | null;
+      life.evidence = saved.evidence ?? null;
+      this.setState(rt, saved.state);
+      return;
+    }
+    if (!rt.spec.enabled) {
+      this.setState(rt, 'disabled');
+      return;
+    }
+    const now = Date.now();
+    const startedAt = saved?.startedAt ?? new Date(now).toISOString();
+    life.startedAt = startedAt;
+    this.setState(rt, rt.spec.dry_run ? 'dry_run' : 'running');
+    if (!saved) {
+      this.persisted.experiments[rt.id] = { state: 'running', reason: '', by: '', at: startedAt, startedAt };
+      void this.persist();
+    }
+    this.event({ type: 'started', experiment: rt.id });
+    const durationMs = rt.spec.duration;
+    if (durationMs !== undefined) {
+      const endsAt = Date.parse(startedAt) + durationMs;
+      life.endsAt = new Date(endsAt).toISOString();
+      const timer = setTimeout(() => this.expire(rt.id), Math.max(0, endsAt - now));
+      timer.unref();
+      this.timers.set(rt.id, timer);
+    }
+  }
+
+  private setState(rt: ExperimentRuntime, state: ExperimentState): void {
+    rt.setState(state);
+    this.lifecycle(rt.id).state = state;
+    for (const s of STATE_NAMES)
+      this.metrics.experimentState.set({ experiment: rt.id, state: s }, s === state ? 1 : 0);
+  }
+
+  private lifecycle(id: string): Lifecycle {
+    let life = this.lifecycles.get(id);
+    if (!life) {
+      life = {
+        state: 'pending',
+        startedAt: null,
+        endsAt: null,
+        endedAt: null,
+        cause: null,
+        reason: null,
+        by: null,
+        evidence: null,
+        timeline: [],
+      };
+      this.lifecycles.set(id, life);
+    }
+    return life;
+  }
+
+  private clearTimer(id: string): void {
+    const t = this.timers.get(id);
+    if (t) clearTimeout(t);
+    this.timers.delete(id);
+  }
+
+  private expire(id: string): void {
+    this.complete(id, 'duration elapsed');
+  }
+
+  /** End a running experiment as having run its course (verdict from the evidence so far). */
+  complete(id: string, reason: string): void {
+    const rt = this.runtimes.get(id);
+    if (!rt || !rt.assigning) return;
+    this.end(rt, 'expired', null, reason, 'duration', null);
+  }
+
+  /** Kill one experiment: no request is assigned after this returns; held faults are released. */
+  kill(id: string, cause: KillCause, reason: string, by: string, evidence: unknown = null): boolean {
+    const rt = this.runtimes.get(id);
+    if (!rt || !rt.assigning) return false;
+    this.end(rt, 'killed', cause, reason, by, evidence);
+    this.metrics.killSwitchTrips.inc({ experiment: id, reason: cause });
+    return true;
+  }
+
+  killAll(cause: KillCause, reason: string, by: string): string[] {
+    const killed: string[] = [];
+    for (const id of this.runtimes.keys()) if (this.kill(id, cause, reason, by)) killed.push(id);
+    return killed;
+  }
+
+  private end(
+    rt: ExperimentRuntime,
+    state: 'killed' | 'expired',
+    cause: KillCause | null,
+    reason: string,
+    by: string,
+    evidence: unknown,
+  ): void {
+    this.setState(rt, state);
+    rt.releaseHeld();
+    this.clearTimer(rt.id);
+    const life = this.lifecycle(rt.id);
+    const at = new Date().toISOString();
+    Object.assign(life, { endedAt: at, cause, reason, by, evidence });
+    this.persisted.experiments[rt.id] = {
+      state,
+      reason,
+      by,
+      at,
+      evidence,
+      ...(cause ? { cause } : {}),
+      ...(life.startedAt ? { startedAt: life.startedAt } : {}),
+    };
+    void this.persist();
+    const ev: Omit<ExperimentEvent, 'at'> =
+      state === 'killed'
+        ? { type: 'killed', experiment: rt.id, cause: cause ?? 'manual', reason, by, evidence }
+        : { type: 'expired', experiment: rt.id, reason };
+    this.event(ev);
+    log(state === 'killed' ? 'warn' : 'info', `experiment ${state}`, {
+      experiment: rt.id,
+      cause,
+      reason,
+      by,
+      evidence,
+    });
+  }
+
+  /** Re-arm a killed or expired experiment: explicit operator action, starts a fresh run. */
+  arm(id: string, by: string): boolean {
+    const rt = this.runtimes.get(id);
+    if (!rt || rt.assigning || !rt.spec.enabled) return false;
+    delete this.persisted.experiments[id];
+    // Same runtime object (the routing plan references it), fresh counts and evidence.
+    rt.resetRun(newAnalyzer(rt.spec));
+    const life = this.lifecycle(id);
+    Object.assign(life, { endsAt: null, endedAt: null, cause: null, reason: null, by: null, evidence: null });
+    this.event({ type: 'armed', experiment: id, by });
+    this.start(rt);
+    return true;
+  }
+
+  /**
+   * Feed one outcome observed at the splitting hop to the experiment's analyzer; a breach kills the
+   * experiment before the next request is assigned.
+   */
+  observe(
+    rt: ExperimentRuntime,
+    arm: Arm,
+    outcome: Outcome,
+    latencyMs: number,
+    injected: boolean,
+    sessionKey: number,
+  ): void {
+    if (!rt.assigning || outcome === OUTCOME_CLIENT_ABORT || (injected && rt.excludeInjected)) return;
+    const bad = outcome !== OUTCOME_OK;
+    const breach = rt.analyzer.record(
+      arm === ARM_CANARY ? 'canary' : 'control',
+      bad,
+      outcome === OUTCOME_TIMEOUT,
+      latencyMs,
+      rt.stickyKind === null ? undefined : sessionKey,
+    );
+    if (breach !== null) this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', breach);
+  }
+
+  get(id: string): ExperimentRuntime | undefined {
+    return this.runtimes.get(id);
+  }
+
+  all(): IterableIterator<ExperimentRuntime> {
+    return this.runtimes.values();
+  }
+
+  lifecycleOf(id: string): Lifecycle | undefined {
+    return this.lifecycles.get(id);
+  }
+
+  recordConfigEvent(type: 'config_reloaded' | 'config_invalid', reason?: string): void {
+    this.event(reason !== undefined ? { type, reason } : { type });
+  }
+
+  private event(e: Omit<ExperimentEvent, 'at'>): void {
+    const ev: ExperimentEvent = { at: new Date().toISOString(), ...e };
+    if (ev.experiment) this.lifecycle(ev.experiment).timeline.push(ev);
+    this.emit('event', ev);
+  }
+
+  private async persist(): Promise<void> {
+    try {
+      await this.store.save(structuredClone(this.persisted));
+    } catch {
+      // Logged by the store; the in-memory kill stays in force.
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.store.flush();
+  }
+
+  stop(): void {
+    for (const id of [...this.timers.keys()]) this.clearTimer(id);
+    for (const rt of this.runtimes.values()) rt.releaseHeld();
+  }
+}
+
+function newAnalyzer(spec: ExperimentSpec): ExperimentAnalyzer {
+  return new ExperimentAnalyzer({
+    alpha: 1 - spec.confidence,
+    minSamples: spec.min_samples,
+    guardrails: spec.guardrails.map(toGuardrailSpec),
+    sticky: spec.split.sticky !== undefined,
+  });
+}
+
+function toGuardrailSpec(g: ExperimentSpec['guardrails'][number]): GuardrailSpec {
+  switch (g.metric) {
+    case 'error_rate':
+    case 'timeout_rate':
+      return { metric: g.metric, maxIncrease: g.max_increase, maxRatio: g.max_ratio };
+    case 'latency':
+      return {
+        metric: 'latency',
+        quantile: g.quantile,
+        maxRatio: g.max_ratio,
+        maxIncreaseMs: g.max_increase_ms,
+      };
+  }
+}

@@ -1,0 +1,10 @@
+import type { Fault } from './fault.js';
+
+/** Drop the connection without a response (HTTP/2: RST_STREAM on that one stream only). */
+export function resetFault(): Fault {
+  return {
+    kind: 'reset',
+    start: (ex) => ex.resetClient(),
+    holdEnded: () => undefined,
+  };
+}

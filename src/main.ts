@@ -1,0 +1,221 @@
+/**
+ * A running Faultline: listeners, admin server, experiment table, upstream pools, and config reloads
+ * (validate and compile first, then swap atomically; an invalid file leaves the running config in force).
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { isIP } from 'node:net';
+import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
+import { compileListenerPlans, listenerBindingKey } from './config/compile.js';
+import { loadConfigFile } from './config/load.js';
+import type { ConfigSpec } from './config/schema.js';
+import { ConfigError, FaultlineError } from './errors.js';
+import { ExperimentTable } from './experiments/table.js';
+import { StateStore } from './killswitch/store.js';
+import { Listener } from './proxy/listener.js';
+import { UpstreamPools } from './proxy/upstreams.js';
+import { log } from './telemetry/log.js';
+import { createMetrics, type Metrics } from './telemetry/metrics.js';
+
+export interface StartOptions {
+  /** Path of the config file (reloads re-read it). */
+  configFile: string;
+  /** Already-validated config; read from configFile when absent. */
+  config?: ConfigSpec;
+  /** Reload when the file changes. */
+  watch?: boolean;
+}
+
+export class Faultline implements AdminTarget {
+  readonly metrics: Metrics;
+  readonly table: ExperimentTable;
+  readonly listeners = new Map<string, Listener>();
+  private readonly pools = new UpstreamPools();
+  private admin: AdminServer | null = null;
+  private config: ConfigSpec;
+  private readonly configFile: string;
+  private status: ConfigStatus;
+  private ready = false;
+  private watcher: FSWatcher | null = null;
+  private reloadChain: Promise<unknown> = Promise.resolve();
+  adminPort = 0;
+
+  private constructor(configFile: string, config: ConfigSpec) {
+    this.configFile = configFile;
+    this.config = config;
+    this.metrics = createMetrics();
+    this.table = new ExperimentTable(new StateStore(config.state_dir), this.metrics);
+    const now = new Date().toISOString();
+    this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
+  }
+
+  static async start(opts: StartOptions): Promise<Faultline> {
+    const config = opts.config ?? (await loadConfigFile(opts.configFile));
+    const fl = new Faultline(opts.configFile, config);
+    try {
+      await fl.boot();
+    } catch (err) {
+      await fl.stop(0);
+      throw err;
+    }
+    if (opts.watch) fl.watchFile();
+    return fl;
+  }
+
+  private async boot(): Promise<void> {
+    const cfg = this.config;
+    const token = cfg.admin.token ?? process.env['FAULTLINE_ADMIN_TOKEN'];
+    if (!isLoopback(cfg.admin.address) && !token)
+      throw new FaultlineError(
+        'FL_ADMIN_UNGUARDED',
+        `admin.address: ${cfg.admin.address} is not loopback; set admin.token or FAULTLINE_ADMIN_TOKEN to expose the admin port`,
+      );
+    await this.table.init();
+    const experiments = this.table.prepare(cfg.experiments);
+    const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
+    this.table.activate(experiments);
+    this.admin = new AdminServer(this, token);
+    this.adminPort = (await this.admin.listen(cfg.admin.port, cfg.admin.address)).port;
+    for (const spec of cfg.listeners) {
+      const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.table);
+      this.listeners.set(spec.name, listener);
+      const addr = await listener.listen();
+      log('info', 'listener started', {
+        listener: spec.name,
+        address: addr.address,
+        port: addr.port,
+        protocol: spec.protocol,
+      });
+    }
+    this.metrics.configValid.set(1);
+    this.ready = true;
+    log('info', 'faultline started', {
+      config: this.configFile,
+      admin: `${cfg.admin.address}:${this.adminPort}`,
+      experiments: cfg.experiments.map((e) => e.id),
+    });
+  }
+
+  isReady(): boolean {
+    return this.ready;
+  }
+
+  configStatus(): ConfigStatus {
+    return this.status;
+  }
+
+  port(listener: string): number {
+    const l = this.listeners.get(listener);
+    if (!l) throw new Error(`no listener ${listener}`);
+    return l.address().port;
+  }
+
+  /** Re-read and apply the config file. Serialised; never leaves a half-applied config. */
+  reload(): Promise<ConfigStatus> {
+    const next = this.reloadChain.then(() => this.reloadNow());
+    this.reloadChain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async reloadNow(): Promise<ConfigStatus> {
+    const attempt = new Date().toISOString();
+    try {
+      const cfg = await loadConfigFile(this.configFile);
+      this.checkBindings(cfg);
+      const experiments = this.table.prepare(cfg.experiments);
+      const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
+      // Swap: plans first (requests read them), then the experiment set.
+      for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
+      this.table.activate(experiments);
+      this.config = cfg;
+      void this.pools.retain(new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool))));
+      this.status = {
+        file: this.configFile,
+        status: 'ok',
+        loaded_at: attempt,
+        last_attempt_at: attempt,
+        error: null,
+      };
+      this.metrics.configReloads.inc({ result: 'success' });
+      this.metrics.configValid.set(1);
+      this.table.recordConfigEvent('config_reloaded');
+      log('info', 'config reloaded', {
+        config: this.configFile,
+        experiments: cfg.experiments.map((e) => e.id),
+      });
+    } catch (err) {
+      const issues = err instanceof ConfigError ? err.issues : [{ path: '', reason: (err as Error).message }];
+      this.status = {
+        ...this.status,
+        status: 'invalid',
+        last_attempt_at: attempt,
+        error: { message: (err as Error).message, issues },
+      };
+      this.metrics.configReloads.inc({ result: 'invalid' });
+      this.metrics.configValid.set(0);
+      this.table.recordConfigEvent('config_invalid', (err as Error).message);
+      log('error', 'config reload rejected; running config stays in force', {
+        config: this.configFile,
+        issues,
+      });
+    }
+    return this.status;
+  }
+
+  /** Listeners are bound sockets: a reload may change routes and experiments, not bindings. */
+  private checkBindings(cfg: ConfigSpec): void {
+    const issues: { path: string; reason: string }[] = [];
+    const before = new Map(this.config.listeners.map((l) => [l.name, listenerBindingKey(l)]));
+    cfg.listeners.forEach((l, i) => {
+      const key = before.get(l.name);
+      if (key === undefined)
+        issues.push({ path: `listeners[${i}]`, reason: `new listener "${l.name}" needs a restart` });
+      else if (key !== listenerBindingKey(l))
+        issues.push({
+          path: `listeners[${i}]`,
+          reason: `changing address, port, protocol or tls of "${l.name}" needs a restart`,
+        });
+      before.delete(l.name);
+    });
+    for (const name of before.keys())
+      issues.push({ path: 'listeners', reason: `removing listener "${name}" needs a restart` });
+    if (cfg.state_dir !== this.config.state_dir)
+      issues.push({ path: 'state_dir', reason: 'changing it needs a restart' });
+    if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
+      issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
+    if (issues.length > 0) throw new ConfigError(this.configFile, issues);
+  }
+
+  private watchFile(): void {
+    let timer: NodeJS.Timeout | null = null;
+    try {
+      this.watcher = watch(this.configFile, () => {
+        if (timer) clearTimeout(timer);
+        // Editors write in several steps; wait for the file to settle.
+        timer = setTimeout(() => void this.reload(), 200);
+      });
+      this.watcher.on('error', () => undefined);
+    } catch (err) {
+      log('warn', 'cannot watch config file; reload with SIGHUP or POST /config/reload', {
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  /** Stop accepting, drain in-flight requests up to the deadline, close everything. */
+  async stop(drainMs = this.config.drain_timeout_ms): Promise<void> {
+    this.ready = false;
+    this.watcher?.close();
+    log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
+    await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
+    this.table.stop();
+    await this.table.flush();
+    await this.admin?.close();
+    await this.pools.destroyAll();
+    log('info', 'faultline stopped');
+  }
+}
+
+function isLoopback(address: string): boolean {
+  if (isIP(address) === 4) return address.startsWith('127.');
+  return address === '::1';
+}

@@ -1,0 +1,421 @@
+/**
+ * One proxied request: its state and, at the same time, the undici dispatch handler for its upstream
+ * leg (undici's habit: the handler object *is* the per-request state, callbacks are methods, listeners
+ * are module-level functions, so the hot path allocates no closures).
+ */
+import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import type { Dispatcher } from 'undici';
+import {
+  ARM_NONE,
+  OUTCOME_CLIENT_ABORT,
+  OUTCOME_ERROR,
+  OUTCOME_OK,
+  OUTCOME_RESET,
+  OUTCOME_TIMEOUT,
+  type Arm,
+  type ExperimentRuntime,
+  type Outcome,
+} from '../experiments/runtime.js';
+import { methodIndex, statusClassIndex, STATUS_CLASSES, METHODS } from '../telemetry/metrics.js';
+import { buildUpstreamHeaders, rewriteResponseHeaders, type ForwardContext } from './headers.js';
+import { grpcTimeoutMs, GRPC_OUTCOME_UNKNOWN, grpcOutcome } from './grpc.js';
+import type { ListenerPlan, RouteRuntime } from './plan.js';
+import { replyError, type ProxyErrorCode } from './reply.js';
+import { rawHeader } from './raw-headers.js';
+
+/** What an exchange needs from the listener that owns it. */
+export interface ExchangeHost {
+  readonly proto: 'http' | 'https';
+  /** Called once per exchange when its outcome is known (metrics done; analysis and guards next). */
+  exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void;
+}
+
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+
+/** Node's response classes with a back-reference to the exchange, set via the servers' options. */
+export class ProxyResponse extends ServerResponse {
+  exchange: Exchange | null = null;
+}
+
+/**
+ * HTTP/2 compat responses offer the same methods the exchange uses; h2 listeners hand them over typed
+ * as this class (see listener.ts), so one exchange serves both protocols.
+ */
+export type ClientResponse = ProxyResponse;
+
+/** Reused for every forward: the headers builder fills it synchronously. */
+const forwardCtx: ForwardContext = { clientIp: '', proto: 'http', baggage: null, hasBody: false };
+
+export class Exchange implements Dispatcher.DispatchHandler {
+  readonly host: ExchangeHost;
+  readonly plan: ListenerPlan;
+  readonly route: RouteRuntime;
+  readonly req: ClientRequest;
+  readonly res: ClientResponse;
+  readonly startMs: number;
+  readonly isH2: boolean;
+  isGrpc: boolean;
+
+  controller: Dispatcher.DispatchController | null = null;
+  done = false;
+  clientGone = false;
+  status = 0;
+  /** gRPC status from the upstream's trailers (or trailers-only headers); -1 until known. */
+  grpcStatus = -1;
+  private drainHooked = false;
+
+  // Experiment state, set by assign().
+  exp: ExperimentRuntime | null = null;
+  arm: Arm = ARM_NONE;
+  /** True at the hop that drew the arm: the observation point that feeds the analyzer. */
+  observe = false;
+  /** The fault should start here (canary, injecting hop, capacity left). */
+  injectNow = false;
+  injected = false;
+  /** Outgoing baggage header, or null to forward the incoming one unchanged. */
+  baggageOut: string | null = null;
+
+  private holdTimer: NodeJS.Timeout | null = null;
+  responseDelayMs = 0;
+  private heldStatus = 0;
+  private heldHeaders: IncomingHttpHeaders | null = null;
+  private heldChunks: Buffer[] | null = null;
+  private heldTrailers: IncomingHttpHeaders | null = null;
+  private heldEnd = false;
+
+  constructor(
+    host: ExchangeHost,
+    plan: ListenerPlan,
+    route: RouteRuntime,
+    req: ClientRequest,
+    res: ClientResponse,
+    isH2: boolean,
+  ) {
+    this.host = host;
+    this.plan = plan;
+    this.route = route;
+    this.req = req;
+    this.res = res;
+    this.isH2 = isH2;
+    this.startMs = performance.now();
+    this.isGrpc =
+      isH2 && (rawHeader(req.rawHeaders, 'content-type')?.startsWith('application/grpc') ?? false);
+  }
+
+  // ---- upstream leg -------------------------------------------------------------------------------
+
+  forward(): void {
+    if (this.done) return;
+    const req = this.req;
+    forwardCtx.clientIp = req.socket?.remoteAddress ?? '';
+    forwardCtx.proto = this.host.proto;
+    forwardCtx.baggage = this.baggageOut;
+    const headers = buildUpstreamHeaders(req.rawHeaders, forwardCtx);
+    const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
+    this.route.pool.dispatch(
+      {
+        path: req.url as string,
+        method: req.method as Dispatcher.HttpMethod,
+        headers,
+        body: hasBody ? req : null,
+        headersTimeout: this.route.timeoutMs,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    // The client left while the request waited in the pool queue: free the slot at once.
+    if (this.clientGone) controller.abort(clientGoneError);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    if (statusCode < 200 || this.done) return;
+    this.status = statusCode;
+    rewriteResponseHeaders(headers);
+    if (this.isGrpc) this.noteGrpcStatus(headers);
+    if (this.injected && this.plan.injectedHeader && this.exp !== null)
+      headers['x-faultline-injected'] = this.exp.injectedMark;
+    if (this.responseDelayMs > 0) {
+      controller.pause();
+      this.heldStatus = statusCode;
+      this.heldHeaders = headers;
+      this.heldChunks = [];
+      this.hold(this.responseDelayMs);
+      return;
+    }
+    this.writeHead(statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.heldChunks !== null) {
+      this.heldChunks.push(chunk);
+      return;
+    }
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      if (!this.drainHooked) {
+        this.drainHooked = true;
+        this.res.on('drain', onClientDrain);
+      }
+    }
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (this.heldChunks !== null) {
+      this.heldEnd = true;
+      this.heldTrailers = trailers;
+      return;
+    }
+    this.endResponse(trailers);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.done) return;
+    if (this.clientGone) {
+      this.finish(OUTCOME_CLIENT_ABORT);
+      return;
+    }
+    const code = classifyUpstreamError(err);
+    this.countUpstreamError(code);
+    if (this.holdTimer !== null) this.cancelHold();
+    if (!this.res.headersSent) {
+      this.heldChunks = null;
+      this.status = replyError(this.res as ServerResponse, code);
+      this.finish(this.status === 504 ? OUTCOME_TIMEOUT : OUTCOME_ERROR);
+    } else {
+      // Headers are out: the only honest signal left is a broken connection, never a short body
+      // that looks complete.
+      this.finish(OUTCOME_RESET);
+      this.res.destroy(err);
+    }
+  }
+
+  private writeHead(status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    const res = this.res as ServerResponse;
+    try {
+      if (statusMessage && !this.isH2) res.writeHead(status, statusMessage, headers);
+      else res.writeHead(status, headers as Record<string, string | string[]>);
+    } catch {
+      // A header value Node refuses to serialise: the upstream's response is unusable.
+      this.controller?.abort(invalidResponseError);
+      this.countUpstreamError('upstream_protocol');
+      this.status = replyError(res, 'upstream_protocol');
+      this.finish(OUTCOME_ERROR);
+    }
+  }
+
+  private endResponse(trailers: IncomingHttpHeaders): void {
+    if (this.done) return;
+    const res = this.res;
+    if (this.isGrpc) this.noteGrpcStatus(trailers);
+    for (const _ in trailers) {
+      res.addTrailers(trailers as Record<string, string>);
+      break;
+    }
+    res.end();
+    this.finish(this.outcomeOfStatus());
+  }
+
+  private noteGrpcStatus(headers: IncomingHttpHeaders): void {
+    const v = headers['grpc-status'];
+    if (typeof v === 'string') this.grpcStatus = Number(v);
+  }
+
+  private outcomeOfStatus(): Outcome {
+    if (this.isGrpc) {
+      const o = grpcOutcome(this.grpcStatus);
+      if (o !== GRPC_OUTCOME_UNKNOWN) return o;
+    }
+    if (this.status === 504) return OUTCOME_TIMEOUT;
+    if (this.exp !== null ? this.exp.isError(this.status) : this.status >= 500) return OUTCOME_ERROR;
+    return OUTCOME_OK;
+  }
+
+  // ---- faults -------------------------------------------------------------------------------------
+
+  /** Holds the exchange for `ms` without an upstream connection; the fault decides what happens next. */
+  hold(ms: number): void {
+    const exp = this.exp as ExperimentRuntime;
+    exp.activeFaults++;
+    exp.activeGauge.inc();
+    exp.held.add(this);
+    this.holdTimer = setTimeout(onHoldTimer, ms, this);
+  }
+
+  private cancelHold(): void {
+    if (this.holdTimer === null) return;
+    clearTimeout(this.holdTimer);
+    this.holdTimer = null;
+    const exp = this.exp as ExperimentRuntime;
+    exp.activeFaults--;
+    exp.activeGauge.dec();
+    exp.held.delete(this);
+  }
+
+  /** The timer of a hold fired. */
+  holdElapsed(): void {
+    this.cancelHold();
+    this.exp?.fault.holdEnded(this, false);
+  }
+
+  /** The experiment was killed: let the hold go now. */
+  releaseHold(): void {
+    if (this.holdTimer === null) return;
+    this.cancelHold();
+    this.exp?.fault.holdEnded(this, true);
+  }
+
+  /** End of a response-leg delay: send what the upstream already produced and resume streaming. */
+  releaseResponse(): void {
+    const headers = this.heldHeaders;
+    const chunks = this.heldChunks;
+    this.heldHeaders = null;
+    this.heldChunks = null;
+    if (this.done || headers === null || chunks === null) return;
+    this.writeHead(this.heldStatus, headers);
+    for (const c of chunks) this.res.write(c);
+    if (this.heldEnd) this.endResponse(this.heldTrailers ?? {});
+    else this.controller?.resume();
+  }
+
+  replyInjected(status: number, headers: Readonly<Record<string, string>>, body: string): void {
+    if (this.done) return;
+    const res = this.res as ServerResponse;
+    const out: Record<string, string | number> = { ...headers, 'content-length': Buffer.byteLength(body) };
+    if (this.plan.injectedHeader && this.exp !== null) out['x-faultline-injected'] = this.exp.injectedMark;
+    this.status = status;
+    res.writeHead(status, out);
+    res.end(body);
+    this.finish(this.outcomeOfStatus());
+  }
+
+  /** A trailers-only gRPC response: HTTP 200 with grpc-status in the only HEADERS frame. */
+  replyGrpcStatus(code: number, message: string): void {
+    if (this.done) return;
+    const res = this.res as ServerResponse;
+    const out: Record<string, string> = {
+      'content-type': 'application/grpc',
+      'grpc-status': String(code),
+      'grpc-message': encodeURIComponent(message),
+    };
+    if (this.plan.injectedHeader && this.exp !== null) out['x-faultline-injected'] = this.exp.injectedMark;
+    this.status = 200;
+    this.grpcStatus = code;
+    res.writeHead(200, out);
+    res.end();
+    this.finish(this.outcomeOfStatus());
+  }
+
+  /** Drop the client connection (HTTP/1.1) or reset this one stream (HTTP/2) without a response. */
+  resetClient(): void {
+    if (this.done) return;
+    this.finish(OUTCOME_RESET);
+    if (this.isH2) (this.req as Http2ServerRequest).stream.close(0x8 /* NGHTTP2_CANCEL */);
+    else (this.req as IncomingMessage).socket.destroy();
+  }
+
+  /** Milliseconds left of the caller's gRPC deadline (grpc-timeout), or -1 when none. */
+  grpcDeadlineMs(): number {
+    if (!this.isGrpc) return -1;
+    const ms = grpcTimeoutMs(rawHeader(this.req.rawHeaders, 'grpc-timeout'));
+    return ms < 0 ? -1 : Math.max(0, ms - (performance.now() - this.startMs));
+  }
+
+  // ---- end of the exchange ------------------------------------------------------------------------
+
+  /** The client connection closed (or the stream ended); if the response had not finished, it left. */
+  clientClosed(): void {
+    if (this.done) return;
+    this.clientGone = true;
+    this.cancelHold();
+    this.controller?.abort(clientGoneError);
+    this.finish(OUTCOME_CLIENT_ABORT);
+  }
+
+  private countUpstreamError(code: ProxyErrorCode): void {
+    const route = this.route;
+    let c = route.upstreamErrors.get(code);
+    if (c === undefined) {
+      c = route.metrics.upstreamErrors.labels(route.name, code.replace('upstream_', ''));
+      route.upstreamErrors.set(code, c);
+    }
+    c.inc();
+  }
+
+  finish(outcome: Outcome): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.holdTimer !== null) this.cancelHold();
+    const latencyMs = performance.now() - this.startMs;
+    const route = this.route;
+    const statusClass =
+      outcome === OUTCOME_RESET || outcome === OUTCOME_CLIENT_ABORT ? 5 : statusClassIndex(this.status);
+    const idx = methodIndex(this.req.method) * STATUS_CLASSES.length + statusClass;
+    let counter = route.requestCounters[idx];
+    if (counter === undefined) {
+      const method = METHODS[(idx / STATUS_CLASSES.length) | 0] as string;
+      counter = route.metrics.requests.labels(
+        route.listener,
+        route.name,
+        method,
+        STATUS_CLASSES[statusClass] as string,
+      );
+      route.requestCounters[idx] = counter;
+    }
+    counter.inc();
+    route.duration.observe(latencyMs / 1000);
+    this.host.exchangeFinished(this, outcome, latencyMs);
+  }
+}
+
+const clientGoneError = Object.assign(new Error('client went away'), { code: 'FL_CLIENT_GONE' });
+const invalidResponseError = Object.assign(new Error('invalid upstream response'), {
+  code: 'FL_BAD_RESPONSE',
+});
+
+function onHoldTimer(ex: Exchange): void {
+  ex.holdElapsed();
+}
+
+function onClientDrain(this: ClientResponse): void {
+  this.exchange?.controller?.resume();
+}
+
+/** `close` on the client response: module-level, the exchange is found through the response. */
+export function onClientResponseClose(this: ClientResponse): void {
+  this.exchange?.clientClosed();
+}
+
+function classifyUpstreamError(err: Error): ProxyErrorCode {
+  const code = (err as { code?: string }).code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'upstream_refused';
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      return 'upstream_timeout';
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EAI_AGAIN':
+      return 'upstream_unreachable';
+    case 'HPE_INVALID_CONSTANT':
+    case 'HPE_INVALID_HEADER_TOKEN':
+    case 'UND_ERR_INFO':
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      return 'upstream_protocol';
+    default:
+      return code !== undefined && code.startsWith('HPE_') ? 'upstream_protocol' : 'upstream_reset';
+  }
+}

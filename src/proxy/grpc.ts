@@ -1,0 +1,24 @@
+/** gRPC over HTTP/2 details (grpc/doc/PROTOCOL-HTTP2.md): deadlines and status-to-outcome mapping. */
+import { OUTCOME_ERROR, OUTCOME_OK, OUTCOME_TIMEOUT, type Outcome } from '../experiments/runtime.js';
+import { GRPC_DEADLINE_EXCEEDED } from './grpc-status.js';
+
+export const GRPC_OUTCOME_UNKNOWN = -1;
+
+const UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** `grpc-timeout` ("TimeoutValue TimeoutUnit", at most 8 digits) in ms; -1 when absent or malformed. */
+export function grpcTimeoutMs(value: string | undefined): number {
+  if (value === undefined || value.length < 2 || value.length > 9) return -1;
+  const unit = UNIT_MS[value[value.length - 1] as string];
+  const n = Number(value.slice(0, -1));
+  if (unit === undefined || !Number.isInteger(n) || n < 0) return -1;
+  return n * unit;
+}
+
+/** OK is ok, DEADLINE_EXCEEDED a timeout, every other code an error; unknown when no status arrived. */
+export function grpcOutcome(status: number): Outcome | typeof GRPC_OUTCOME_UNKNOWN {
+  if (status < 0) return GRPC_OUTCOME_UNKNOWN;
+  if (status === 0) return OUTCOME_OK;
+  if (status === GRPC_DEADLINE_EXCEEDED) return OUTCOME_TIMEOUT;
+  return OUTCOME_ERROR;
+}

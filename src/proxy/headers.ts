@@ -1,0 +1,115 @@
+/**
+ * Header rewriting for the forward and return legs (RFC 9110 §7.6.1: hop-by-hop fields are not
+ * forwarded; RFC 7239-style x-forwarded-* and `via` are added).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+
+export const VIA = '1.1 faultline';
+
+/** Field names that are connection-specific. Proxy-* is matched by prefix. */
+function isHopByHop(lower: string): boolean {
+  switch (lower) {
+    case 'connection':
+    case 'keep-alive':
+    case 'te':
+    case 'trailer':
+    case 'transfer-encoding':
+    case 'upgrade':
+    case 'http2-settings':
+      return true;
+    default:
+      return lower.startsWith('proxy-');
+  }
+}
+
+/** Extra names listed in `Connection` (other than close/keep-alive), lower-cased; null when none. */
+function connectionTokens(value: string): Set<string> | null {
+  let out: Set<string> | null = null;
+  for (const raw of value.split(',')) {
+    const t = raw.trim().toLowerCase();
+    if (t === '' || t === 'close' || t === 'keep-alive') continue;
+    (out ??= new Set()).add(t);
+  }
+  return out;
+}
+
+export interface ForwardContext {
+  clientIp: string;
+  proto: 'http' | 'https';
+  /** Value to write as `baggage`, or null to forward the incoming one unchanged. */
+  baggage: string | null;
+  /** Output: whether the client's request has a body (Content-Length > 0 or Transfer-Encoding). */
+  hasBody: boolean;
+}
+
+/**
+ * Builds the upstream request headers as a flat [name, value, ...] list from the client's raw headers,
+ * preserving order, case and repeats, dropping hop-by-hop fields and appending forwarding fields.
+ */
+export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext): string[] {
+  let extraHop: Set<string> | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      const tokens = connectionTokens(raw[i + 1] as string);
+      if (tokens) {
+        extraHop ??= new Set();
+        for (const t of tokens) extraHop.add(t);
+      }
+    }
+  }
+  const out: string[] = [];
+  ctx.hasBody = false;
+  let xff: string | null = null;
+  let host: string | null = null;
+  let via: string | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    if (name.charCodeAt(0) === 58 /* ':' */) {
+      // HTTP/2 pseudo-headers: only :authority carries over, as Host (RFC 9113 §8.3.1).
+      if (name === ':authority' && host === null) {
+        host = value;
+        out.push('host', value);
+      }
+      continue;
+    }
+    const lower = name.toLowerCase();
+    if (lower === 'transfer-encoding' || (lower === 'content-length' && value !== '0')) ctx.hasBody = true;
+    if (isHopByHop(lower) || (extraHop !== null && extraHop.has(lower))) continue;
+    if (lower === 'x-forwarded-for') {
+      xff = xff === null ? value : `${xff}, ${value}`;
+      continue;
+    }
+    if (lower === 'via') {
+      via = via === null ? value : `${via}, ${value}`;
+      continue;
+    }
+    if (lower === 'baggage' && ctx.baggage !== null) continue;
+    if (lower === 'host') {
+      if (host !== null) continue;
+      host = value;
+    }
+    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    out.push(name, value);
+  }
+  out.push('x-forwarded-for', xff === null ? ctx.clientIp : `${xff}, ${ctx.clientIp}`);
+  out.push('x-forwarded-proto', ctx.proto);
+  if (host !== null) out.push('x-forwarded-host', host);
+  out.push('via', via === null ? VIA : `${via}, ${VIA}`);
+  if (ctx.baggage !== null && ctx.baggage !== '') out.push('baggage', ctx.baggage);
+  return out;
+}
+
+/** Removes hop-by-hop fields from an upstream response in place and adds `via`. */
+export function rewriteResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const conn = headers['connection'];
+  if (conn !== undefined) {
+    const tokens = connectionTokens(Array.isArray(conn) ? conn.join(',') : conn);
+    if (tokens) for (const t of tokens) delete headers[t];
+  }
+  for (const name in headers) if (isHopByHop(name)) delete headers[name];
+  const via = headers['via'];
+  headers['via'] = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
+  return headers;
+}

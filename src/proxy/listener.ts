@@ -1,0 +1,255 @@
+/**
+ * A client-facing listener: HTTP/1.1 (`http1`), HTTP/2 with prior knowledge (`h2c`), or TLS with ALPN
+ * choosing h2 or http/1.1 (`tls`). It owns the socket and reads the current plan for each request.
+ */
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage } from 'node:http';
+import http2, { type Http2ServerRequest } from 'node:http2';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import type { ListenerSpec } from '../config/schema.js';
+import type { ExperimentTable } from '../experiments/table.js';
+import {
+  OUTCOME_CLIENT_ABORT,
+  OUTCOME_ERROR,
+  OUTCOME_RESET,
+  OUTCOME_TIMEOUT,
+  type Outcome,
+} from '../experiments/runtime.js';
+import { ErrorRateWindow } from '../killswitch/guards.js';
+import { assign } from '../split/assign.js';
+import { log } from '../telemetry/log.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { Exchange, ProxyResponse, onClientResponseClose, type ExchangeHost } from './exchange.js';
+import { matchRoute, type ListenerPlan } from './plan.js';
+import { rawHeader } from './raw-headers.js';
+import { replyError } from './reply.js';
+
+/** HTTP/2 compat responses that carry the exchange back-reference like ProxyResponse. */
+class ProxyH2Response extends http2.Http2ServerResponse {
+  exchange: Exchange | null = null;
+}
+
+/** Node's default, stated: larger request heads are answered 431. */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+/** http.Server, Http2Server and Http2SecureServer are all net.Servers underneath. */
+type AnyServer = NetServer;
+
+export class Listener implements ExchangeHost {
+  readonly spec: ListenerSpec;
+  readonly proto: 'http' | 'https';
+  plan: ListenerPlan;
+  inFlight = 0;
+  draining = false;
+  private readonly server: AnyServer;
+  private readonly metrics: Metrics;
+  private readonly table: ExperimentTable;
+  private guard: ErrorRateWindow | null;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(spec: ListenerSpec, plan: ListenerPlan, metrics: Metrics, table: ExperimentTable) {
+    this.spec = spec;
+    this.plan = plan;
+    this.metrics = metrics;
+    this.table = table;
+    this.proto = spec.protocol === 'tls' ? 'https' : 'http';
+    this.guard = guardFor(spec);
+    this.server = this.createServer();
+    this.server.on('connection', (socket: Socket) => this.onConnection(socket));
+  }
+
+  private createServer(): AnyServer {
+    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ProxyResponse) =>
+      this.onRequest(req, res);
+    const spec = this.spec;
+    if (spec.protocol === 'http1') {
+      const server = http.createServer(
+        {
+          ServerResponse: ProxyResponse,
+          maxHeaderSize: MAX_HEADER_BYTES,
+          requestTimeout: 0,
+          headersTimeout: 30_000,
+          keepAliveTimeout: 65_000,
+        },
+        onRequest,
+      );
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
+        this.onClientError(err, socket),
+      );
+      server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+        socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      });
+      return server as unknown as AnyServer;
+    }
+    const h2Options = {
+      Http2ServerResponse: ProxyH2Response,
+      maxSessionMemory: 64,
+      settings: { maxHeaderListSize: MAX_HEADER_BYTES * 4 },
+    };
+    const server =
+      spec.protocol === 'h2c'
+        ? http2.createServer(h2Options, onRequest as never)
+        : http2.createSecureServer(
+            {
+              ...h2Options,
+              allowHTTP1: true,
+              Http1ServerResponse: ProxyResponse,
+              cert: readFileSync(spec.tls?.cert as string),
+              key: readFileSync(spec.tls?.key as string),
+            } as http2.SecureServerOptions,
+            onRequest as never,
+          );
+    server.on('sessionError', () =>
+      this.metrics.clientErrors.inc({ listener: spec.name, kind: 'h2_session' }),
+    );
+    return server as unknown as AnyServer;
+  }
+
+  private onConnection(socket: Socket): void {
+    this.sockets.add(socket);
+    const gauge = this.metrics.openConnections;
+    gauge.inc({ listener: this.spec.name });
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      gauge.dec({ listener: this.spec.name });
+    });
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const kind = tooLarge ? 'header_too_large' : err.code === 'ECONNRESET' ? 'reset' : 'malformed';
+    this.metrics.clientErrors.inc({ listener: this.spec.name, kind });
+    if (!socket.writable || kind === 'reset') {
+      socket.destroy();
+      return;
+    }
+    socket.end(
+      tooLarge
+        ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'
+        : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n',
+    );
+  }
+
+  private onRequest(req: IncomingMessage | Http2ServerRequest, res: ProxyResponse): void {
+    const plan = this.plan;
+    const url = req.url;
+    req.on('error', ignore);
+    if (typeof url !== 'string' || url.charCodeAt(0) !== 47 /* '/' */) {
+      this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'bad_target' });
+      replyError(res, 'bad_request');
+      return;
+    }
+    const isH2 = req.httpVersionMajor === 2;
+    const host = plan.hostRouting ? rawHeader(req.rawHeaders, isH2 ? ':authority' : 'host') : undefined;
+    const route = matchRoute(plan, url, host);
+    if (route === null) {
+      replyError(res, 'no_route');
+      return;
+    }
+    if (this.draining && !isH2) res.shouldKeepAlive = false;
+    const ex = new Exchange(this, plan, route, req, res, isH2);
+    res.exchange = ex;
+    res.on('close', onClientResponseClose);
+    this.inFlight++;
+    if (
+      route.experiments.length > 0 ||
+      plan.trustAssignment ||
+      rawHeader(req.rawHeaders, 'baggage') !== undefined
+    )
+      assign(ex);
+    const exp = ex.exp;
+    if (ex.injectNow && exp !== null) {
+      ex.injected = true;
+      exp.injectedCounter.inc();
+      exp.fault.start(ex);
+    } else {
+      ex.forward();
+    }
+  }
+
+  exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void {
+    this.inFlight--;
+    const exp = ex.exp;
+    if (exp !== null) {
+      exp.recordOutcome(this.spec.name, ex.arm, outcome, latencyMs, ex.injected, ex.observe);
+      if (ex.observe) this.table.observe(exp, ex.arm, outcome, latencyMs, ex.injected, exp.lastKeyHash);
+    }
+    if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT) {
+      const failed = outcome === OUTCOME_ERROR || outcome === OUTCOME_TIMEOUT || outcome === OUTCOME_RESET;
+      if (this.guard.record(failed, Date.now())) this.globalGuardTripped();
+    }
+    if (this.plan.accessLog) {
+      log('info', 'access', {
+        listener: this.spec.name,
+        route: ex.route.name,
+        method: ex.req.method,
+        path: ex.req.url,
+        status: ex.status,
+        ms: Math.round(latencyMs * 1000) / 1000,
+        ...(exp !== null
+          ? { experiment: exp.id, group: ex.arm === 1 ? 'canary' : 'control', injected: ex.injected }
+          : {}),
+      });
+    }
+  }
+
+  private globalGuardTripped(): void {
+    const { requests, errors } = this.guard?.rate() ?? { requests: 0, errors: 0 };
+    const threshold = this.spec.max_error_rate?.threshold ?? 0;
+    const reason = `listener ${this.spec.name}: error rate ${((100 * errors) / requests).toFixed(2)}% of ${requests} requests over ${this.spec.max_error_rate?.window_s}s exceeds ${(threshold * 100).toFixed(2)}%`;
+    const killed = this.table.killAll('global_error_rate', reason, `guard:${this.spec.name}`);
+    if (killed.length > 0) log('warn', 'global guard tripped', { listener: this.spec.name, killed, reason });
+    this.guard?.reset();
+  }
+
+  /** Swap in a new plan (reload): requests already running keep the snapshot they started with. */
+  swapPlan(plan: ListenerPlan, spec: ListenerSpec): void {
+    this.plan = plan;
+    if (JSON.stringify(spec.max_error_rate) !== JSON.stringify(this.spec.max_error_rate))
+      this.guard = guardFor(spec);
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.spec.port, this.spec.address, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server.on('error', (err: Error) =>
+      log('error', 'listener error', { listener: this.spec.name, error: err.message }),
+    );
+    return this.server.address() as AddressInfo;
+  }
+
+  address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  /** Stop accepting; resolves when in-flight requests are done or the deadline passes. */
+  async drain(deadlineMs: number): Promise<void> {
+    this.draining = true;
+    this.server.close();
+    const until = Date.now() + deadlineMs;
+    while (this.inFlight > 0 && Date.now() < until) {
+      closeIdle(this.server);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (this.inFlight > 0)
+      log('warn', 'drain deadline passed', { listener: this.spec.name, inFlight: this.inFlight });
+    for (const s of this.sockets) s.destroy();
+  }
+}
+
+function closeIdle(server: AnyServer): void {
+  const s = server as AnyServer & { closeIdleConnections?: () => void };
+  s.closeIdleConnections?.();
+}
+
+function guardFor(spec: ListenerSpec): ErrorRateWindow | null {
+  const g = spec.max_error_rate;
+  return g ? new ErrorRateWindow(g.window_s, g.threshold, g.min_requests) : null;
+}
+
+function ignore(): void {}

@@ -1,0 +1,30 @@
+/** Lookups in Node's flat rawHeaders list, so the hot path never builds a header object it does not need. */
+
+/** First value of a header, by lower-case name; undefined when absent. */
+export function rawHeader(raw: readonly string[], lowerName: string): string | undefined {
+  const len = lowerName.length;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === len && (name === lowerName || name.toLowerCase() === lowerName)) return raw[i + 1];
+  }
+  return undefined;
+}
+
+/** Value of one cookie from the Cookie header(s); undefined when absent. */
+export function rawCookie(raw: readonly string[], cookieName: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length !== 6 || name.toLowerCase() !== 'cookie') continue;
+    const value = raw[i + 1] as string;
+    let start = 0;
+    while (start < value.length) {
+      let end = value.indexOf(';', start);
+      if (end < 0) end = value.length;
+      const eq = value.indexOf('=', start);
+      if (eq > 0 && eq < end && value.slice(start, eq).trim() === cookieName)
+        return value.slice(eq + 1, end).trim();
+      start = end + 1;
+    }
+  }
+  return undefined;
+}

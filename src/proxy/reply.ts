@@ -1,0 +1,42 @@
+/** Replies Faultline writes itself: errors (502/504/...) and injected responses. */
+import type { ServerResponse } from 'node:http';
+
+/** Stable codes sent in `x-faultline-error`, one per failure. */
+export type ProxyErrorCode =
+  | 'no_route'
+  | 'bad_request'
+  | 'upstream_refused'
+  | 'upstream_unreachable'
+  | 'upstream_timeout'
+  | 'upstream_reset'
+  | 'upstream_protocol'
+  | 'draining';
+
+const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
+  no_route: [404, 'no route matches this request\n'],
+  bad_request: [400, 'bad request\n'],
+  upstream_refused: [502, 'upstream refused the connection\n'],
+  upstream_unreachable: [502, 'upstream unreachable\n'],
+  upstream_timeout: [504, 'upstream did not answer in time\n'],
+  upstream_reset: [502, 'upstream closed the connection before answering\n'],
+  upstream_protocol: [502, 'upstream sent an invalid response\n'],
+  draining: [503, 'proxy is shutting down\n'],
+};
+
+export function statusOf(code: ProxyErrorCode): number {
+  return MESSAGES[code][0];
+}
+
+export function replyError(res: ServerResponse, code: ProxyErrorCode): number {
+  const [status, body] = MESSAGES[code];
+  if (!res.headersSent) {
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-faultline-error': code,
+      'cache-control': 'no-store',
+    });
+  }
+  res.end(body);
+  return status;
+}

@@ -1,0 +1,63 @@
+/**
+ * The per-request decision: which experiment (if any) a request takes part in, in which arm, and whether
+ * the fault starts at this hop. Untrusted listeners strip incoming `faultline.*` baggage so no client
+ * can choose its own arm; trusted listeners honour an incoming assignment instead of drawing.
+ */
+import {
+  ARM_CANARY,
+  ARM_CONTROL,
+  GROUP_NAMES,
+  type Arm,
+  type ExperimentRuntime,
+} from '../experiments/runtime.js';
+import type { Exchange } from '../proxy/exchange.js';
+import { rawHeader } from '../proxy/raw-headers.js';
+import { matchesRequest } from './match.js';
+import { mentionsFaultline, readAssignment, rewriteBaggage } from './baggage.js';
+
+export function assign(ex: Exchange): void {
+  const raw = ex.req.rawHeaders;
+  const baggage = rawHeader(raw, 'baggage');
+  const tagged = mentionsFaultline(baggage);
+  if (tagged && ex.plan.trustAssignment) {
+    honourIncoming(ex, baggage as string);
+    return;
+  }
+  const candidates = ex.route.experiments;
+  for (let i = 0; i < candidates.length; i++) {
+    const exp = candidates[i] as ExperimentRuntime;
+    if (!exp.assigning || !matchesRequest(exp.matcher, ex.req.method ?? '', ex.req.url ?? '', raw)) continue;
+    const arm = exp.draw(raw);
+    if (arm === 0) continue;
+    ex.exp = exp;
+    ex.arm = arm;
+    ex.observe = true;
+    ex.baggageOut = rewriteBaggage(baggage, { experimentId: exp.id, group: GROUP_NAMES[arm] as 'canary' });
+    if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
+    return;
+  }
+  if (tagged) ex.baggageOut = rewriteBaggage(baggage, null);
+}
+
+/** A trusted hop: the arm was drawn upstream; inject here if the experiment injects downstream. */
+function honourIncoming(ex: Exchange, baggage: string): void {
+  const incoming = readAssignment(baggage);
+  if (incoming === null) return;
+  const exp = ex.plan.experimentsById.get(incoming.experimentId);
+  // Unknown, killed or expired here: forward untouched, never inject.
+  if (exp === undefined || !exp.assigning) return;
+  const arm: Arm = incoming.group === 'canary' ? ARM_CANARY : ARM_CONTROL;
+  ex.exp = exp;
+  ex.arm = arm;
+  ex.observe = false;
+  if (arm === ARM_CANARY && !exp.injectHere) considerInjecting(ex, exp);
+}
+
+function considerInjecting(ex: Exchange, exp: ExperimentRuntime): void {
+  if (!exp.injecting) return;
+  if (exp.activeFaults >= exp.maxActiveFaults) {
+    exp.overflowCounter.inc();
+    return;
+  }
+  ex.injectNow = true;
+}
