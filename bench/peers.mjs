@@ -1,7 +1,7 @@
 // Starts and stops the processes a bench run compares: the upstream and the proxy peers
 // (direct = no proxy, nginx, http-proxy, Faultline). Each peer is pinned with taskset when the
 // layout asks for it; a peer whose tool is missing is returned as skipped with the reason.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { request } from 'node:http';
@@ -51,9 +51,18 @@ async function waitFor(check, timeoutMs, child) {
   return false;
 }
 
+/** Every process this module started and has not yet seen exit; stopAll() ends them by pid. */
+const running = new Set();
+
+export function stopAll() {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 function spawnPinned(pin, cmd, args, opts = {}) {
   const [c, ...rest] = pin.length ? [...pin, cmd, ...args] : [cmd, ...args];
   const child = spawn(c, rest, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   child.logs = '';
   const keep = (d) => {
     child.logs = (child.logs + d).slice(-4000);
@@ -153,6 +162,15 @@ export function faultlineConfig({ port, adminPort, upstreamPort, experiments = [
   return `${lines.join('\n')}\n`;
 }
 
+/** The executable entry: dist/bin.js (package.json "bin"), or dist/cli.js from before that split. */
+export function faultlineEntry() {
+  for (const f of ['dist/bin.js', 'dist/cli.js']) {
+    const p = join(ROOT, f);
+    if (existsSync(p) && (f === 'dist/bin.js' || !existsSync(join(ROOT, 'dist/bin.js')))) return p;
+  }
+  return null;
+}
+
 export function peerAvailability(name) {
   if (name === 'direct') return null;
   if (name === 'nginx') {
@@ -167,9 +185,9 @@ export function peerAvailability(name) {
     }
   }
   if (name === 'faultline') {
-    return existsSync(join(ROOT, 'dist/cli.js'))
+    return faultlineEntry()
       ? null
-      : 'dist/cli.js not built yet (npm run build; the proxy core has not landed)';
+      : 'dist/bin.js not built (npm run build; or the proxy core has not landed)';
   }
   return `unknown peer ${name}`;
 }
@@ -210,7 +228,7 @@ export async function startPeer(name, { upstream, pin, tmpDir, experiments = [] 
     adminUrl = `http://127.0.0.1:${adminPort}`;
     const cfg = join(tmpDir, `faultline-${port}.yaml`);
     writeFileSync(cfg, faultlineConfig({ port, adminPort, upstreamPort: upstream.port, experiments }));
-    child = spawnPinned(pin, process.execPath, [join(ROOT, 'dist/cli.js'), 'run', '--config', cfg], {
+    child = spawnPinned(pin, process.execPath, [faultlineEntry(), 'run', '--config', cfg, '--no-watch'], {
       cwd: tmpDir,
     });
   }
@@ -242,11 +260,7 @@ export async function startPeer(name, { upstream, pin, tmpDir, experiments = [] 
 }
 
 export function toolVersion(cmd, args) {
-  try {
-    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.trim().split('\n')[0];
-  } catch (err) {
-    // `wrk -v` and `nginx -v` print their version and exit non-zero / on stderr
-    return `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n')[0] || null;
-  }
+  // `wrk -v` exits non-zero and `nginx -v` prints on stderr: read both streams either way.
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || null;
 }

@@ -16,7 +16,7 @@ function medianOf(name, sc, label) {
 
 function wrkTable(sc, m) {
   const rows = [
-    '| peer | req/s | % of direct | x http-proxy | p50 ms | p99 ms | p99.9 ms | errors | CPU us/req | peak RSS MB |',
+    '| peer | req/s | % of direct | x http-proxy | p50 ms | p99 ms | p99.9 ms | errors (incl. injected 5xx) | CPU us/req | peak RSS MB |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   const direct = medianOf('direct', sc, m.label)?.rps;

@@ -7,7 +7,16 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { availableParallelism, cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PEERS, ROOT, peerAvailability, startPeer, startUpstream, toolVersion, which } from './peers.mjs';
+import {
+  PEERS,
+  ROOT,
+  peerAvailability,
+  startPeer,
+  startUpstream,
+  stopAll,
+  toolVersion,
+  which,
+} from './peers.mjs';
 import { cpuMicros, peakRssKb } from './procstat.mjs';
 import { runWrk } from './wrk.mjs';
 import { SCENARIOS } from './scenarios.mjs';
@@ -31,6 +40,13 @@ if (args.help) {
   process.exit(0);
 }
 const log = (s) => process.stderr.write(`bench: ${s}\n`);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    log(`${sig}: stopping the peers`);
+    stopAll();
+    process.exit(130);
+  });
+}
 const quick = args.quick;
 const durationS = Number(args.duration ?? (quick ? 1 : 5));
 const reps = Number(args.reps ?? (quick ? 1 : 5));
