@@ -18,14 +18,19 @@ const httpUrl = z.string().refine((s) => {
   }
 }, 'must be an http(s) URL of an origin (scheme, host, optional port; no path)');
 
+const DURATION_MESSAGE = 'must be a duration like "500ms", "30s", "10m" or "2h", or a number of milliseconds';
+
 /** "250ms", "30s", "10m", "2h" or a number of milliseconds. */
-export const durationMs = z.union([
-  z.number().int().positive(),
-  z
-    .string()
-    .regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'must be a duration like "500ms", "30s", "10m" or "2h"')
-    .transform(parseDuration),
-]);
+export const durationMs = z
+  .union([z.number(), z.string()], { errorMap: () => ({ message: DURATION_MESSAGE }) })
+  .transform((v, ctx) => {
+    const ms = typeof v === 'number' ? v : /^\d+(\.\d+)?(ms|s|m|h)$/.test(v) ? parseDuration(v) : NaN;
+    if (!(ms > 0) || !Number.isFinite(ms)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: DURATION_MESSAGE });
+      return z.NEVER;
+    }
+    return Math.round(ms);
+  });
 
 export function parseDuration(s: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);

@@ -217,10 +217,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.done) return;
     const res = this.res;
     if (this.isGrpc) this.noteGrpcStatus(trailers);
-    for (const _ in trailers) {
-      res.addTrailers(trailers as Record<string, string>);
-      break;
-    }
+    if (hasAnyKey(trailers)) res.addTrailers(trailers as Record<string, string>);
     res.end();
     this.finish(this.outcomeOfStatus());
   }
@@ -381,6 +378,11 @@ const clientGoneError = Object.assign(new Error('client went away'), { code: 'FL
 const invalidResponseError = Object.assign(new Error('invalid upstream response'), {
   code: 'FL_BAD_RESPONSE',
 });
+
+function hasAnyKey(o: object): boolean {
+  for (const k in o) if (Object.hasOwn(o, k)) return true;
+  return false;
+}
 
 function onHoldTimer(ex: Exchange): void {
   ex.holdElapsed();

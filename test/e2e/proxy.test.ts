@@ -17,7 +17,13 @@ interface Reply {
 
 function send(
   url: string,
-  opts: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer | Buffer[]; agent?: http.Agent } = {},
+  opts: {
+    method?: string;
+    path?: string;
+    headers?: http.OutgoingHttpHeaders;
+    body?: Buffer | Buffer[];
+    agent?: http.Agent;
+  } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -113,16 +119,24 @@ describe('HTTP/1.1 forwarding', () => {
     await removeDir(fl.stateDir);
   });
 
-  it.each(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('forwards %s with its body', async (method) => {
-    const body = method === 'GET' ? undefined : Buffer.from(`payload for ${method}`);
-    const r = await send(fl.url(), { method, path: '/x?y=1', body, headers: body ? { 'content-length': body.length } : {} });
-    expect(r.status).toBe(200);
-    const info = JSON.parse(r.body.toString()) as { method: string; url: string; bodySha: string };
-    expect(info.method).toBe(method);
-    expect(info.url).toBe('/x?y=1');
-    expect(info.bodySha).toBe(sha(body ?? Buffer.alloc(0)));
-    expect(r.headers['via']).toBe('1.1 faultline');
-  });
+  it.each(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])(
+    'forwards %s with its body',
+    async (method) => {
+      const body = method === 'GET' ? undefined : Buffer.from(`payload for ${method}`);
+      const r = await send(fl.url(), {
+        method,
+        path: '/x?y=1',
+        body,
+        headers: body ? { 'content-length': body.length } : {},
+      });
+      expect(r.status).toBe(200);
+      const info = JSON.parse(r.body.toString()) as { method: string; url: string; bodySha: string };
+      expect(info.method).toBe(method);
+      expect(info.url).toBe('/x?y=1');
+      expect(info.bodySha).toBe(sha(body ?? Buffer.alloc(0)));
+      expect(r.headers['via']).toBe('1.1 faultline');
+    },
+  );
 
   it('answers HEAD with headers and no body', async () => {
     const r = await send(fl.url(), { method: 'HEAD' });
@@ -133,7 +147,11 @@ describe('HTTP/1.1 forwarding', () => {
 
   it('uploads 10 MB byte-exact', async () => {
     const payload = randomBytes(10 * 1024 * 1024);
-    const r = await send(fl.url(), { method: 'POST', body: payload, headers: { 'content-length': payload.length } });
+    const r = await send(fl.url(), {
+      method: 'POST',
+      body: payload,
+      headers: { 'content-length': payload.length },
+    });
     const info = JSON.parse(r.body.toString()) as { bodySha: string; bodyLength: number };
     expect(info.bodyLength).toBe(payload.length);
     expect(info.bodySha).toBe(sha(payload));
@@ -147,7 +165,11 @@ describe('HTTP/1.1 forwarding', () => {
 
   it('streams a chunked upload and a chunked download with trailers', async () => {
     const parts = [randomBytes(1000), randomBytes(70_000), randomBytes(3)];
-    const r = await send(fl.url(), { method: 'POST', body: parts, headers: { 'transfer-encoding': 'chunked' } });
+    const r = await send(fl.url(), {
+      method: 'POST',
+      body: parts,
+      headers: { 'transfer-encoding': 'chunked' },
+    });
     const info = JSON.parse(r.body.toString()) as { bodySha: string; headers: Record<string, string> };
     expect(info.bodySha).toBe(sha(Buffer.concat(parts)));
     expect(info.headers['transfer-encoding']).toBe('chunked');
@@ -197,11 +219,19 @@ describe('HTTP/1.1 forwarding', () => {
 
   it('serves 200 concurrent clients', async () => {
     const results = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => send(fl.url(), { method: 'POST', body: Buffer.from(`client-${i}`), headers: { 'content-length': String(`client-${i}`.length) } })),
+      Array.from({ length: 200 }, (_, i) =>
+        send(fl.url(), {
+          method: 'POST',
+          body: Buffer.from(`client-${i}`),
+          headers: { 'content-length': String(`client-${i}`.length) },
+        }),
+      ),
     );
     results.forEach((r, i) => {
       expect(r.status).toBe(200);
-      expect((JSON.parse(r.body.toString()) as { bodySha: string }).bodySha).toBe(sha(Buffer.from(`client-${i}`)));
+      expect((JSON.parse(r.body.toString()) as { bodySha: string }).bodySha).toBe(
+        sha(Buffer.from(`client-${i}`)),
+      );
     });
   });
 
@@ -216,17 +246,30 @@ describe('HTTP/1.1 forwarding', () => {
       });
     expect(await raw('GARBAGE\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
     expect(await raw('GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
-    expect(await raw(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431/);
-    expect(await raw('GET http://elsewhere.example/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
+      /^HTTP\/1\.1 431/,
+    );
+    expect(
+      await raw('GET http://elsewhere.example/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    ).toMatch(/^HTTP\/1\.1 400/);
     expect((await send(fl.url())).status).toBe(200);
     const m = await scrape(fl.admin);
-    expect(metricSum(m, 'faultline_client_errors_total', { kind: 'header_too_large' })).toBeGreaterThanOrEqual(1);
+    expect(
+      metricSum(m, 'faultline_client_errors_total', { kind: 'header_too_large' }),
+    ).toBeGreaterThanOrEqual(1);
     expect(metricSum(m, 'faultline_client_errors_total', { kind: 'malformed' })).toBeGreaterThanOrEqual(2);
   });
 
   it('exports request metrics that a Prometheus scrape can parse', async () => {
     const m = await scrape(fl.admin);
-    expect(metricSum(m, 'faultline_requests_total', { listener: 'ingress', route: 'api', method: 'GET', status_class: '2xx' })).toBeGreaterThan(5);
+    expect(
+      metricSum(m, 'faultline_requests_total', {
+        listener: 'ingress',
+        route: 'api',
+        method: 'GET',
+        status_class: '2xx',
+      }),
+    ).toBeGreaterThan(5);
     expect(metricSum(m, 'faultline_requests_total', { method: 'POST' })).toBeGreaterThanOrEqual(203);
     expect(metricSum(m, 'faultline_request_duration_seconds_count', { route: 'api' })).toBeGreaterThan(200);
     expect(m.has('faultline_open_connections{listener="ingress"}')).toBe(true);
@@ -348,7 +391,9 @@ describe('admin', () => {
       expect(nf.status).toBe(404);
       expect(((await nf.json()) as { error: { code: string } }).error.code).toBe('not_found');
       const noRoute = await startFaultline({
-        listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', path_prefix: '/api', upstream: up.url }] }],
+        listeners: [
+          { name: 'ingress', port: 0, routes: [{ name: 'api', path_prefix: '/api', upstream: up.url }] },
+        ],
       });
       const r = await send(noRoute.url(), { path: '/other' });
       expect(r.status).toBe(404);

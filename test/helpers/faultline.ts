@@ -53,7 +53,11 @@ export async function removeDir(dir: string): Promise<void> {
 }
 
 /** One route to `upstream` on a listener named `ingress`. */
-export function proxyConfig(upstream: string, route: Record<string, unknown> = {}, listener: Record<string, unknown> = {}) {
+export function proxyConfig(
+  upstream: string,
+  route: Record<string, unknown> = {},
+  listener: Record<string, unknown> = {},
+) {
   return {
     listeners: [
       {

@@ -9,7 +9,9 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export async function startUpstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Upstream> {
+export async function startUpstream(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<Upstream> {
   const server = http.createServer({ keepAliveTimeout: 30_000 }, handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
