@@ -29,6 +29,7 @@ export function runDetection(c: DetectCase, rows: ResultRow[]): void {
     const allowed = q >= 1 ? 0 : binomialBound(1 - q, c.runs);
     return { q, goal, above, allowed, ok: above <= allowed };
   });
+  // §8.2 "mean excess failed canary requests before trip": mean time-to-trip x (p_canary - p_control)
   const hit = trips.filter((x) => x >= 0);
   const meanExcess =
     c.excessRate === undefined || hit.length === 0

@@ -4,6 +4,10 @@ import type { GuardrailSpec } from '../../src/stats/analyzer.js';
 import { LONG, TIMEOUT, binomialBound, publish, runStream, type ResultRow } from './harness.js';
 import { DEFAULT_ERRORS, ZERO_TOLERANCE, burstMultiplier, errorStream } from './scenarios.js';
 
+// alpha_fail = 0.005 (half of the default kill-switch alpha 0.01), as in research/sim/sim_errors.py.
+// Zero tolerance (R = 1, Δ = 0) makes A/A sit exactly on the null boundary: the hardest A/A case.
+// The two "worst-case null" rows put one component exactly at its guardrail while the other is
+// clearly violated, so the latched AND rests on a single component's validity.
 const ALPHA = 0.005;
 const RUNS = LONG ? 4000 : 200;
 const HORIZON = LONG ? 100_000 : 20_000;
@@ -96,6 +100,7 @@ describe(`failure guardrail false trips (${LONG ? 'long' : 'CI'} mode, alpha ${A
     if (c.longOnly === true && !LONG) continue;
     it(`${c.name} [seed ${c.seed}]: trips <= alpha*n + 3 sigma`, { timeout: TIMEOUT }, () => {
       const cfg = { alpha: ALPHA, minSamples: 0, sticky: false, guardrails: [c.guardrail] };
+      // one independent seeded stream per run, so any single run can be replayed from the seed
       let trips = 0;
       for (let i = 0; i < RUNS; i++) {
         const next = errorStream(

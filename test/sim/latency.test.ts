@@ -9,6 +9,7 @@ const ALPHA = 0.005;
 const cfg = { alpha: ALPHA, minSamples: 0, sticky: false, guardrails: LATENCY_GUARDRAILS };
 const rows: ResultRow[] = [];
 const started = performance.now();
+// Null runs are the costliest (no early stop): CI uses 150 x 20k, long mode the reference's 1000 x 50k.
 const NULL_RUNS = LONG ? 1000 : 150;
 const NULL_HORIZON = LONG ? 50_000 : 20_000;
 const DETECT_RUNS = LONG ? 1000 : 200;
@@ -46,6 +47,7 @@ describe(`latency false trips (${LONG ? 'long' : 'CI'} mode)`, () => {
 });
 
 describe(`latency detection (${LONG ? 'long' : 'CI'} mode)`, () => {
+  // Goals from statistics.md §8.3; drifting load tests that T_p only needs to be predictable.
   const det: [CanaryLatency, 'flat' | 'drifting', number, [number, number][], string][] = [
     ['x1.5', 'flat', 3001, [[0.95, 2000]], '1008 / 1721 / 1952'],
     ['x1.5', 'drifting', 3002, [[0.95, 2600]], '924 / 1614 / 2546'],
