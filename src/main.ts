@@ -15,6 +15,7 @@ import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
 import { log } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { WebhookNotifier } from './telemetry/webhook.js';
 
 export interface StartOptions {
   /** Path of the config file (reloads re-read it). */
@@ -36,6 +37,7 @@ export class Faultline implements AdminTarget {
   private status: ConfigStatus;
   private ready = false;
   private watcher: FSWatcher | null = null;
+  private webhook: WebhookNotifier | null = null;
   private reloadChain: Promise<unknown> = Promise.resolve();
   adminPort = 0;
 
@@ -70,6 +72,11 @@ export class Faultline implements AdminTarget {
         `admin.address: ${cfg.admin.address} is not loopback; set admin.token or FAULTLINE_ADMIN_TOKEN to expose the admin port`,
       );
     await this.table.init();
+    if (cfg.webhook) {
+      const hook = new WebhookNotifier(cfg.webhook.url, cfg.webhook.timeout_ms);
+      this.webhook = hook;
+      this.table.on('event', (e) => hook.notify(e));
+    }
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.table.activate(experiments);
@@ -208,6 +215,7 @@ export class Faultline implements AdminTarget {
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
     await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
     this.table.stop();
+    this.webhook?.stop();
     await this.table.flush();
     await this.admin?.close();
     await this.pools.destroyAll();

@@ -25,6 +25,8 @@ export interface ExperimentView {
   arms: { canary: ArmCounts; control: ArmCounts };
   /** Counts at every listener that saw the experiment's requests (splitting and injecting hops). */
   hops: Record<string, { canary: ArmCounts; control: ArmCounts }>;
+  /** Requests assigned at this process's splitting hop (finished or not). */
+  assigned: { canary: number; control: number };
 }
 
 export interface ExperimentReport extends ExperimentView {
@@ -51,6 +53,7 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     active_faults: rt.activeFaults,
     arms: { canary: rt.armCounts(ARM_CANARY), control: rt.armCounts(ARM_CONTROL) },
     hops: rt.hopCounts(),
+    assigned: { canary: rt.assigned[ARM_CANARY] ?? 0, control: rt.assigned[ARM_CONTROL] ?? 0 },
   };
 }
 

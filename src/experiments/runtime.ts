@@ -69,6 +69,8 @@ export class ExperimentRuntime {
   readonly held = new Set<Exchange>();
   /** Counts of the hop that drew the arms (the observation point): [arm * 8 + outcome], [arm * 8 + 7] injected. */
   readonly counts = new Float64Array(24);
+  /** Requests assigned to each arm at this process's splitting hop ([none, canary, control]). */
+  readonly assigned = new Float64Array(3);
   /** Per-listener counts and metric children: one process may be both the splitting and the injecting hop. */
   private readonly hops = new Map<string, HopRecorder>();
   private readonly metrics: Metrics;
@@ -195,6 +197,7 @@ export class ExperimentRuntime {
   resetRun(analyzer: ExperimentAnalyzer): void {
     this.analyzer = analyzer;
     this.counts.fill(0);
+    this.assigned.fill(0);
     for (const hop of this.hops.values()) hop.counts.fill(0);
   }
 

@@ -32,6 +32,7 @@ export function assign(ex: Exchange): void {
     ex.exp = exp;
     ex.arm = arm;
     ex.observe = true;
+    exp.assigned[arm]! += 1;
     ex.baggageOut = rewriteBaggage(baggage, { experimentId: exp.id, group: GROUP_NAMES[arm] as 'canary' });
     if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
     return;

@@ -21,7 +21,7 @@ function send(
     method?: string;
     path?: string;
     headers?: http.OutgoingHttpHeaders;
-    body?: Buffer | Buffer[];
+    body?: Buffer | Buffer[] | undefined;
     agent?: http.Agent;
   } = {},
 ): Promise<Reply> {

@@ -1,0 +1,82 @@
+/**
+ * Kill-switch notifications to a webhook: POST JSON per event, retried with backoff, delivered from a
+ * bounded queue off the request path. A slow or dead receiver never delays a kill.
+ */
+import { request } from 'undici';
+import type { ExperimentEvent } from '../experiments/table.js';
+import { log } from './log.js';
+
+const MAX_QUEUE = 1000;
+const ATTEMPTS = 5;
+const FIRST_BACKOFF_MS = 200;
+
+export class WebhookNotifier {
+  private readonly url: string;
+  private readonly timeoutMs: number;
+  private readonly queue: ExperimentEvent[] = [];
+  private sending = false;
+  private stopped = false;
+  delivered = 0;
+  failed = 0;
+
+  constructor(url: string, timeoutMs: number) {
+    this.url = url;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** Events worth waking someone for: kills and ends of experiments. */
+  notify(e: ExperimentEvent): void {
+    if (this.stopped || (e.type !== 'killed' && e.type !== 'expired')) return;
+    if (this.queue.length >= MAX_QUEUE) {
+      this.queue.shift();
+      this.failed++;
+      log('warn', 'webhook queue full; dropped the oldest event', { url: this.url });
+    }
+    this.queue.push(e);
+    if (!this.sending) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.sending = true;
+    while (this.queue.length > 0 && !this.stopped) {
+      const e = this.queue[0] as ExperimentEvent;
+      if (await this.deliver(e)) this.delivered++;
+      else this.failed++;
+      this.queue.shift();
+    }
+    this.sending = false;
+  }
+
+  private async deliver(e: ExperimentEvent): Promise<boolean> {
+    const body = JSON.stringify({ source: 'faultline', ...e });
+    let backoff = FIRST_BACKOFF_MS;
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      try {
+        const res = await request(this.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          headersTimeout: this.timeoutMs,
+          bodyTimeout: this.timeoutMs,
+        });
+        await res.body.dump();
+        if (res.statusCode < 300) return true;
+        if (res.statusCode < 500 && res.statusCode !== 429) {
+          log('warn', 'webhook rejected event; not retrying', { url: this.url, status: res.statusCode });
+          return false;
+        }
+      } catch (err) {
+        if (attempt === ATTEMPTS)
+          log('warn', 'webhook delivery failed', { url: this.url, error: (err as Error).message });
+      }
+      if (this.stopped) return false;
+      await new Promise((r) => setTimeout(r, backoff).unref());
+      backoff *= 2;
+    }
+    return false;
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+}
