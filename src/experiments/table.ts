@@ -262,7 +262,13 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     injected: boolean,
     sessionKey: number,
   ): void {
-    if (!rt.assigning || outcome === OUTCOME_CLIENT_ABORT || (injected && rt.excludeInjected)) return;
+    if (!rt.assigning || outcome === OUTCOME_CLIENT_ABORT) return;
+    if (injected && rt.excludeInjected) {
+      // Judge what the fault caused, not the fault itself: an injected error or reset is the fault,
+      // and so is an injected delay, but the errors and timeouts a delay provokes are consequences.
+      if (rt.fault.kind !== 'latency') return;
+      latencyMs = -1;
+    }
     const bad = outcome !== OUTCOME_OK;
     const breach = rt.analyzer.record(
       arm === ARM_CANARY ? 'canary' : 'control',

@@ -281,6 +281,37 @@ describe('guardrails and the automatic kill switch', () => {
     });
   });
 
+  it.each([
+    [true, 'running'],
+    [false, 'killed'],
+  ])(
+    'exclude_injected: %s -> an injected 100 ms delay at the observing hop leaves it %s',
+    async (exclude, state) => {
+      const up = await startUpstream((_req, res) => res.end('ok'));
+      cleanup.push(() => up.close());
+      const fl = await startFaultline({
+        listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+        experiments: [
+          {
+            id: 'x',
+            hypothesis: 'h',
+            split: { percent: 50, allow_above_cap: true },
+            fault: { kind: 'latency', ms: 100 },
+            guardrails: [{ metric: 'latency', quantile: 0.5 }, { metric: 'error_rate' }],
+            min_samples: 20,
+            exclude_injected: exclude,
+          },
+        ],
+      });
+      cleanup.push(() => fl.stop());
+      for (let i = 0; i < 8; i++)
+        await Promise.all(Array.from({ length: 100 }, () => fetch(fl.url()).then((r) => r.arrayBuffer())));
+      const r = (await (await fetch(`${fl.admin}/experiments/x/report`)).json()) as Report;
+      expect(r.state).toBe(state);
+      if (!exclude) expect(r.verdict_reason).toMatch(/latency p50/);
+    },
+  );
+
   it('`faultline report` prints the markdown report', async () => {
     const up = await startUpstream((_req, res) => res.end('ok'));
     cleanup.push(() => up.close());
