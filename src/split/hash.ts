@@ -13,7 +13,8 @@ export function fnv1a(s: string, seed = 0x811c9dc5): number {
   return h >>> 0;
 }
 
-function fmix32(h: number): number {
+/** murmur3's 32-bit finaliser: a bijection that spreads every input bit over the output. */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

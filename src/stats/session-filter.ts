@@ -8,17 +8,9 @@
 // The drop probability is the fill fraction: ~1 % after 10k distinct bad sessions per guardrail and
 // ~9 % after 100k; experiments that large already have ample evidence.
 
-const DEFAULT_LOG2_BITS = 20;
+import { fmix32 as mix32 } from '../split/hash.js';
 
-/** murmur3 fmix32: spreads a 32-bit key so bucket choice is unrelated to how the split used it */
-function mix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+const DEFAULT_LOG2_BITS = 20;
 
 export class SessionFilter {
   private readonly words: Uint32Array;
