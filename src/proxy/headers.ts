@@ -47,22 +47,12 @@ export interface ForwardContext {
  * preserving order, case and repeats, dropping hop-by-hop fields and appending forwarding fields.
  */
 export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext): string[] {
-  let extraHop: Set<string> | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      const tokens = connectionTokens(raw[i + 1] as string);
-      if (tokens) {
-        extraHop ??= new Set();
-        for (const t of tokens) extraHop.add(t);
-      }
-    }
-  }
   const out: string[] = [];
   ctx.hasBody = false;
   let xff: string | null = null;
   let host: string | null = null;
   let via: string | null = null;
+  let connection: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -75,23 +65,42 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
       continue;
     }
     const lower = name.toLowerCase();
-    if (lower === 'transfer-encoding' || (lower === 'content-length' && value !== '0')) ctx.hasBody = true;
-    if (isHopByHop(lower) || (extraHop !== null && extraHop.has(lower))) continue;
-    if (lower === 'x-forwarded-for') {
-      xff = xff === null ? value : `${xff}, ${value}`;
-      continue;
+    switch (lower) {
+      case 'connection':
+        connection = connection === null ? value : `${connection},${value}`;
+        continue;
+      case 'transfer-encoding':
+        ctx.hasBody = true;
+        continue;
+      case 'content-length':
+        if (value !== '0') ctx.hasBody = true;
+        break;
+      case 'x-forwarded-for':
+        xff = xff === null ? value : `${xff}, ${value}`;
+        continue;
+      case 'via':
+        via = via === null ? value : `${via}, ${value}`;
+        continue;
+      case 'x-forwarded-proto':
+      case 'x-forwarded-host':
+        continue;
+      case 'baggage':
+        if (ctx.baggage !== null) continue;
+        break;
+      case 'host':
+        if (host !== null) continue;
+        host = value;
+        break;
+      default:
+        if (isHopByHop(lower)) continue;
     }
-    if (lower === 'via') {
-      via = via === null ? value : `${via}, ${value}`;
-      continue;
-    }
-    if (lower === 'baggage' && ctx.baggage !== null) continue;
-    if (lower === 'host') {
-      if (host !== null) continue;
-      host = value;
-    }
-    if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
     out.push(name, value);
+  }
+  // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1); rare, so filtered afterwards.
+  const listed = connection === null ? null : connectionTokens(connection);
+  if (listed !== null) {
+    for (let i = out.length - 2; i >= 0; i -= 2)
+      if (listed.has((out[i] as string).toLowerCase())) out.splice(i, 2);
   }
   out.push('x-forwarded-for', xff === null ? ctx.clientIp : `${xff}, ${ctx.clientIp}`);
   out.push('x-forwarded-proto', ctx.proto);
