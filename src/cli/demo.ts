@@ -1,7 +1,8 @@
 /**
  * `npm start` / `faultline demo`: the ChAP loop on loopback. Starts the auth dependency (:9002) and the
  * checkout service (:9000, calls auth through the egress with a 1 s timeout and fallback), Faultline
- * with config/demo.yaml, and a light open-loop load (20 req/s) so the experiment fills with data.
+ * with config/demo.yaml, and a light open-loop load (100 req/s) so the experiment fills with data.
+ * The sample hypothesis is refuted on purpose within about a minute: the kill switch is the demo.
  */
 import { fileURLToPath } from 'node:url';
 import { startDependency, startService } from '../demo/services.js';
@@ -13,7 +14,7 @@ export const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', impor
 
 export async function demoCommand(args: string[]): Promise<number> {
   const rateArg = args.indexOf('--rate');
-  const rate = rateArg >= 0 ? Number(args[rateArg + 1]) : 20;
+  const rate = rateArg >= 0 ? Number(args[rateArg + 1]) : 100;
   const dependency = await startDependency(9002);
   const service = await startService({
     dependencyUrl: 'http://127.0.0.1:8081',
@@ -29,6 +30,11 @@ export async function demoCommand(args: string[]): Promise<number> {
     await Promise.all([service.close(), dependency.close()]);
     return 1;
   }
+  // A demo starts fresh: an experiment killed in an earlier demo run is re-armed (in production only
+  // an operator's `arm` does that).
+  for (const rt of fl.table.all())
+    if (!rt.assigning && fl.table.arm(rt.id, 'demo'))
+      process.stdout.write(`re-armed ${rt.id} from an earlier run\n`);
   let load: LoadGenerator | null = null;
   if (!args.includes('--no-load') && rate > 0) {
     load = new LoadGenerator({

@@ -134,7 +134,9 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     if (durationMs !== undefined) {
       const endsAt = Date.parse(startedAt) + durationMs;
       life.endsAt = new Date(endsAt).toISOString();
-      const timer = setTimeout(() => this.expire(rt.id), Math.max(0, endsAt - now));
+      // Restarted after its duration ran out: it ends now, before any request is assigned.
+      if (endsAt <= now) return this.expire(rt.id);
+      const timer = setTimeout(() => this.expire(rt.id), endsAt - now);
       timer.unref();
       this.timers.set(rt.id, timer);
     }
