@@ -4,7 +4,7 @@
  * are module-level functions, so the hot path allocates no closures).
  */
 import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import { constants as h2constants, type Http2ServerRequest } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import {
@@ -20,7 +20,8 @@ import {
 } from '../experiments/runtime.js';
 import { methodIndex, statusClassIndex, STATUS_CLASSES, METHODS } from '../telemetry/metrics.js';
 import { buildUpstreamHeaders, rewriteResponseHeaders, type ForwardContext } from './headers.js';
-import { grpcTimeoutMs, GRPC_OUTCOME_UNKNOWN, grpcOutcome } from './grpc.js';
+import { countGrpcResponse, grpcTimeoutMs, GRPC_OUTCOME_UNKNOWN, grpcOutcome } from './grpc.js';
+import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from './grpc-status.js';
 import type { ListenerPlan, RouteRuntime } from './plan.js';
 import { replyError, type ProxyErrorCode } from './reply.js';
 import { rawHeader } from './raw-headers.js';
@@ -46,7 +47,13 @@ export class ProxyResponse extends ServerResponse {
 export type ClientResponse = ProxyResponse;
 
 /** Reused for every forward: the headers builder fills it synchronously. */
-const forwardCtx: ForwardContext = { clientIp: '', proto: 'http', baggage: null, hasBody: false };
+const forwardCtx: ForwardContext = {
+  clientIp: '',
+  proto: 'http',
+  baggage: null,
+  hasBody: false,
+  teTrailers: false,
+};
 
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly host: ExchangeHost;
@@ -112,6 +119,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     forwardCtx.clientIp = req.socket?.remoteAddress ?? '';
     forwardCtx.proto = this.host.proto;
     forwardCtx.baggage = this.baggageOut;
+    forwardCtx.teTrailers = this.route.upstreamProtocol !== 'http1';
     const headers = buildUpstreamHeaders(req.rawHeaders, forwardCtx);
     const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
     this.route.pool.dispatch(
@@ -120,7 +128,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
         method: req.method as Dispatcher.HttpMethod,
         headers,
         body: hasBody ? req : null,
-        headersTimeout: this.route.timeoutMs,
+        // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
+        // grpc-timeout, forwarded as is, bounds it instead.
+        headersTimeout: this.isGrpc ? 0 : this.route.timeoutMs,
       },
       this,
     );
@@ -187,6 +197,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const code = classifyUpstreamError(err);
     this.countUpstreamError(code);
     if (this.holdTimer !== null) this.cancelHold();
+    if (this.isGrpc) {
+      this.heldChunks = null;
+      this.failGrpc(code, err);
+      return;
+    }
     if (!this.res.headersSent) {
       this.heldChunks = null;
       this.status = replyError(this.res as ServerResponse, code);
@@ -201,6 +216,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   private writeHead(status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     const res = this.res as ServerResponse;
+    if (this.grpcStatus >= 0 && this.isGrpc) {
+      // grpc-status in the response HEADERS: a trailers-only response, which must stay one HEADERS
+      // frame with END_STREAM (gRPC clients read a status only from there or from trailers).
+      this.respondTrailersOnly(status, headers);
+      this.finish(this.outcomeOfStatus());
+      return;
+    }
     try {
       if (statusMessage && !this.isH2) res.writeHead(status, statusMessage, headers);
       else res.writeHead(status, headers as Record<string, string | string[]>);
@@ -298,7 +320,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** A trailers-only gRPC response: HTTP 200 with grpc-status in the only HEADERS frame. */
   replyGrpcStatus(code: number, message: string): void {
     if (this.done) return;
-    const res = this.res as ServerResponse;
     const out: Record<string, string> = {
       'content-type': 'application/grpc',
       'grpc-status': String(code),
@@ -307,8 +328,53 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.plan.injectedHeader && this.exp !== null) out['x-faultline-injected'] = this.exp.injectedMark;
     this.status = 200;
     this.grpcStatus = code;
-    res.writeHead(200, out);
-    res.end();
+    this.respondTrailersOnly(200, out);
+    this.finish(this.outcomeOfStatus());
+  }
+
+  /**
+   * HEADERS with END_STREAM. The compat response would send HEADERS and then an empty DATA frame
+   * to end the stream, which gRPC clients read as metadata followed by a missing status.
+   */
+  private respondTrailersOnly(status: number, headers: IncomingHttpHeaders | Record<string, string>): void {
+    const stream = (this.req as Http2ServerRequest).stream;
+    try {
+      if (!stream.destroyed && !stream.headersSent)
+        stream.respond({ ...headers, ':status': status }, { endStream: true });
+    } catch {
+      stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  /**
+   * The upstream leg of a gRPC call failed. Before any response: the status gRPC clients expect
+   * from a proxy (UNAVAILABLE; DEADLINE_EXCEEDED for a timeout), trailers-only. A stream reset by the
+   * upstream, or any failure after headers went out, is mirrored as RST_STREAM on this one stream
+   * (CANCEL stays CANCEL; anything else is INTERNAL_ERROR), never a made-up OK.
+   */
+  private failGrpc(code: ProxyErrorCode, err: Error): void {
+    const rst = (err as { rstCode?: number }).rstCode ?? -1;
+    const refused = rst === h2constants.NGHTTP2_REFUSED_STREAM;
+    if (this.res.headersSent || (rst >= 0 && !refused)) {
+      this.finish(OUTCOME_RESET);
+      const stream = (this.req as Http2ServerRequest).stream;
+      if (!stream.destroyed)
+        stream.close(
+          rst === h2constants.NGHTTP2_CANCEL
+            ? h2constants.NGHTTP2_CANCEL
+            : h2constants.NGHTTP2_INTERNAL_ERROR,
+        );
+      return;
+    }
+    const grpc = code === 'upstream_timeout' ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE;
+    this.status = 200;
+    this.grpcStatus = grpc;
+    this.respondTrailersOnly(200, {
+      'content-type': 'application/grpc',
+      'grpc-status': String(grpc),
+      'grpc-message': encodeURIComponent(`faultline: ${code}`),
+      'x-faultline-error': code,
+    });
     this.finish(this.outcomeOfStatus());
   }
 
@@ -333,9 +399,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   clientClosed(): void {
     if (this.done) return;
     this.clientGone = true;
+    // A gRPC caller whose deadline ran out while a timeout fault held its call: the fault did what it
+    // simulates (the caller saw DEADLINE_EXCEEDED), so it counts as a timeout, not a client abort.
+    const timedOut =
+      this.isGrpc && this.holdTimer !== null && this.injected && this.exp?.fault.kind === 'timeout';
+    if (timedOut) this.grpcStatus = GRPC_DEADLINE_EXCEEDED;
     this.cancelHold();
     this.controller?.abort(clientGoneError);
-    this.finish(OUTCOME_CLIENT_ABORT);
+    this.finish(timedOut ? OUTCOME_TIMEOUT : OUTCOME_CLIENT_ABORT);
   }
 
   private countUpstreamError(code: ProxyErrorCode): void {
@@ -369,6 +440,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       route.requestCounters[idx] = counter;
     }
     counter.inc();
+    if (this.isGrpc) countGrpcResponse(route, this.grpcStatus);
     route.duration.observe(latencyMs / 1000);
     this.host.exchangeFinished(this, outcome, latencyMs);
   }

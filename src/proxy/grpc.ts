@@ -1,6 +1,8 @@
 /** gRPC over HTTP/2 details (grpc/doc/PROTOCOL-HTTP2.md): deadlines and status-to-outcome mapping. */
+import type { Counter } from 'prom-client';
 import { OUTCOME_ERROR, OUTCOME_OK, OUTCOME_TIMEOUT, type Outcome } from '../experiments/runtime.js';
-import { GRPC_DEADLINE_EXCEEDED } from './grpc-status.js';
+import { GRPC_DEADLINE_EXCEEDED, GRPC_STATUS_NAMES } from './grpc-status.js';
+import type { RouteRuntime } from './plan.js';
 
 export const GRPC_OUTCOME_UNKNOWN = -1;
 
@@ -21,4 +23,27 @@ export function grpcOutcome(status: number): Outcome | typeof GRPC_OUTCOME_UNKNO
   if (status === 0) return OUTCOME_OK;
   if (status === GRPC_DEADLINE_EXCEEDED) return OUTCOME_TIMEOUT;
   return OUTCOME_ERROR;
+}
+
+/** Label of a call that ended without any grpc-status (stream reset, caller cancelled). */
+const NO_STATUS = 'none';
+
+/** Label children per route, resolved on first use: [0..16] by code, [17] for no status. */
+const grpcCounters = new WeakMap<RouteRuntime, (Counter.Internal | undefined)[]>();
+
+/** Counts one finished gRPC call by its final grpc-status (faultline_grpc_responses_total). */
+export function countGrpcResponse(route: RouteRuntime, status: number): void {
+  let row = grpcCounters.get(route);
+  if (row === undefined) {
+    row = [];
+    grpcCounters.set(route, row);
+  }
+  const idx = status >= 0 && status < GRPC_STATUS_NAMES.length ? status : GRPC_STATUS_NAMES.length;
+  let c = row[idx];
+  if (c === undefined) {
+    const label = idx < GRPC_STATUS_NAMES.length ? (GRPC_STATUS_NAMES[idx] as string) : NO_STATUS;
+    c = route.metrics.grpcResponses.labels(route.listener, route.name, label);
+    row[idx] = c;
+  }
+  c.inc();
 }

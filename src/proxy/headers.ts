@@ -40,6 +40,11 @@ export interface ForwardContext {
   baggage: string | null;
   /** Output: whether the client's request has a body (Content-Length > 0 or Transfer-Encoding). */
   hasBody: boolean;
+  /**
+   * The upstream speaks HTTP/2: `te: trailers` is the one TE value HTTP/2 allows (RFC 9113 §8.2.2),
+   * and gRPC servers require it, so it is forwarded instead of dropped as hop-by-hop.
+   */
+  teTrailers: boolean;
 }
 
 /**
@@ -91,6 +96,9 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
         if (host !== null) continue;
         host = value;
         break;
+      case 'te':
+        if (ctx.teTrailers && /\btrailers\b/i.test(value)) out.push('te', 'trailers');
+        continue;
       default:
         if (isHopByHop(lower)) continue;
     }

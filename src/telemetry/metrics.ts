@@ -59,6 +59,12 @@ export function createMetrics() {
       buckets: DURATION_BUCKETS_S,
       registers: r,
     }),
+    grpcResponses: new Counter({
+      name: 'faultline_grpc_responses_total',
+      help: 'gRPC calls by listener, route and final grpc-status name (from trailers or a trailers-only reply; "none": the stream ended without a status, e.g. reset or cancelled).',
+      labelNames: ['listener', 'route', 'grpc_code'],
+      registers: r,
+    }),
     upstreamErrors: new Counter({
       name: 'faultline_upstream_errors_total',
       help: 'Upstream failures by route and kind (refused, unreachable, timeout, reset, protocol).',
