@@ -89,6 +89,10 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
       case 'x-forwarded-proto':
       case 'x-forwarded-host':
         continue;
+      case 'expect':
+        // Node's server already answered `100-continue` to the client; the upstream gets the body
+        // straight away (undici refuses Expect on HTTP/1.1).
+        continue;
       case 'baggage':
         if (ctx.baggage !== null) continue;
         break;

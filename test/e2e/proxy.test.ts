@@ -180,6 +180,28 @@ describe('HTTP/1.1 forwarding', () => {
     expect(d.trailers['x-checksum']).toBe('abc123');
   });
 
+  it('handles Expect: 100-continue uploads (curl sends it for bodies over 1 MB)', async () => {
+    const payload = randomBytes(2 * 1024 * 1024);
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${fl.url()}/upload`, {
+        method: 'PUT',
+        agent: false,
+        headers: { expect: '100-continue', 'content-length': payload.length },
+      });
+      req.on('continue', () => req.end(payload));
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+    });
+    expect(r.status).toBe(200);
+    const info = JSON.parse(r.body) as { bodySha: string; headers: Record<string, string> };
+    expect(info.bodySha).toBe(sha(payload));
+    expect(info.headers['expect']).toBeUndefined();
+  });
+
   it('keeps repeated response headers and Set-Cookie apart', async () => {
     const r = await send(fl.url(), { path: '/cookies' });
     const cookies = r.headers['set-cookie'];
