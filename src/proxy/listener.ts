@@ -132,12 +132,16 @@ export class Listener implements ExchangeHost {
 
   private onRequest(req: IncomingMessage | Http2ServerRequest, res: ProxyResponse): void {
     const plan = this.plan;
-    const url = req.url;
     req.on('error', ignore);
+    let url = req.url;
     if (typeof url !== 'string' || url.charCodeAt(0) !== 47 /* '/' */) {
-      this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'bad_target' });
-      replyError(res, 'bad_request');
-      return;
+      const originForm = originFormOf(url);
+      if (originForm === null) {
+        this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'bad_target' });
+        replyError(res, 'bad_request');
+        return;
+      }
+      url = req.url = originForm;
     }
     const isH2 = req.httpVersionMajor === 2;
     const host = plan.hostRouting ? rawHeader(req.rawHeaders, isH2 ? ':authority' : 'host') : undefined;
@@ -253,3 +257,14 @@ function guardFor(spec: ListenerSpec): ErrorRateWindow | null {
 }
 
 function ignore(): void {}
+
+/** RFC 9112 §3.2.2: a server must accept absolute-form targets; forward them in origin-form. */
+function originFormOf(target: string | undefined): string | null {
+  if (target === undefined || !/^https?:\/\//i.test(target)) return null;
+  try {
+    const u = new URL(target);
+    return u.pathname + u.search;
+  } catch {
+    return null;
+  }
+}

@@ -271,9 +271,13 @@ describe('HTTP/1.1 forwarding', () => {
     expect(await raw(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)).toMatch(
       /^HTTP\/1\.1 431/,
     );
+    expect(await raw('OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toMatch(
+      /^HTTP\/1\.1 400/,
+    );
+    // Absolute-form targets are legal (RFC 9112 §3.2.2) and go upstream in origin-form.
     expect(
-      await raw('GET http://elsewhere.example/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
-    ).toMatch(/^HTTP\/1\.1 400/);
+      await raw('GET http://elsewhere.example/abs?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    ).toMatch(/^HTTP\/1\.1 200[\s\S]*"url":"\/abs\?q=1"/);
     expect((await send(fl.url())).status).toBe(200);
     const m = await scrape(fl.admin);
     expect(
