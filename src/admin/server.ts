@@ -37,6 +37,8 @@ export class AdminServer {
   private readonly target: AdminTarget;
   private readonly token: Buffer | null;
   private readonly streams = new Set<ServerResponse>();
+  /** SSE comment every 15 s so idle proxies and load balancers keep /events open. */
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(target: AdminTarget, token: string | undefined) {
     this.target = target;
@@ -45,6 +47,10 @@ export class AdminServer {
       this.handle(req, res).catch((err: unknown) => sendError(res, 500, 'internal', (err as Error).message));
     });
     target.table.on('event', (e) => this.broadcast(e));
+    this.heartbeat = setInterval(() => {
+      for (const s of this.streams) s.write(': keep-alive\n\n');
+    }, 15_000);
+    this.heartbeat.unref();
   }
 
   async listen(port: number, address: string): Promise<AddressInfo> {
@@ -59,6 +65,7 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.heartbeat);
     for (const s of this.streams) s.end();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
