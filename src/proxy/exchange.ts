@@ -20,7 +20,13 @@ import {
 } from '../experiments/runtime.js';
 import { methodIndex, statusClassIndex, STATUS_CLASSES, METHODS } from '../telemetry/metrics.js';
 import { buildUpstreamHeaders, rewriteResponseHeaders, type ForwardContext } from './headers.js';
-import { countGrpcResponse, grpcTimeoutMs, GRPC_OUTCOME_UNKNOWN, grpcOutcome } from './grpc.js';
+import {
+  countGrpcResponse,
+  grpcMessageEncode,
+  grpcTimeoutMs,
+  GRPC_OUTCOME_UNKNOWN,
+  grpcOutcome,
+} from './grpc.js';
 import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from './grpc-status.js';
 import type { ListenerPlan, RouteRuntime } from './plan.js';
 import { replyError, type ProxyErrorCode } from './reply.js';
@@ -252,7 +258,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private outcomeOfStatus(): Outcome {
     if (this.isGrpc) {
       const o = grpcOutcome(this.grpcStatus);
-      if (o !== GRPC_OUTCOME_UNKNOWN) return o;
+      // A gRPC response without grpc-status is a failed call to the client (INTERNAL), whatever
+      // the HTTP status said.
+      return o !== GRPC_OUTCOME_UNKNOWN ? o : OUTCOME_ERROR;
     }
     if (this.status === 504) return OUTCOME_TIMEOUT;
     if (this.exp !== null ? this.exp.isError(this.status) : this.status >= 500) return OUTCOME_ERROR;
@@ -323,7 +331,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const out: Record<string, string> = {
       'content-type': 'application/grpc',
       'grpc-status': String(code),
-      'grpc-message': encodeURIComponent(message),
+      'grpc-message': grpcMessageEncode(message),
     };
     if (this.plan.injectedHeader && this.exp !== null) out['x-faultline-injected'] = this.exp.injectedMark;
     this.status = 200;
@@ -372,7 +380,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.respondTrailersOnly(200, {
       'content-type': 'application/grpc',
       'grpc-status': String(grpc),
-      'grpc-message': encodeURIComponent(`faultline: ${code}`),
+      'grpc-message': grpcMessageEncode(`faultline: ${code}`),
       'x-faultline-error': code,
     });
     this.finish(this.outcomeOfStatus());

@@ -323,11 +323,11 @@ function onStreamTrailers(this: CallStream, trailers: IncomingHttpHeaders): void
 
 function onStreamEnd(this: CallStream): void {
   const call = this[kCall];
-  if (call === undefined || call.settled) return;
-  if (!call.responded) {
-    call.fail(new H2StreamError('upstream ended the stream without a response', 'UND_ERR_SOCKET'));
-    return;
-  }
+  // Without a response the stream was reset or failed: 'close' follows and says how.
+  if (call === undefined || call.settled || !call.responded) return;
+  // Node also ends the readable side of a stream the peer reset: that is not a complete response.
+  const rst = this.rstCode;
+  if (rst !== undefined && rst !== 0 && call.trailers === null) return;
   call.settled = true;
   call.detachBody();
   call.handler.onResponseEnd?.(call, call.trailers ?? {});
@@ -351,11 +351,14 @@ function onStreamClose(this: CallStream): void {
   if (call.entry !== null) call.entry.active--;
   if (call.settled) return;
   const rst = this.rstCode ?? -1;
-  const cause = call.error as (Error & { code?: string }) | null;
+  let cause = call.error as (Error & { code?: string; cause?: unknown }) | null;
+  // A stream still pending when its session failed to connect: the socket's error is the cause.
+  if (cause?.code === 'ERR_HTTP2_STREAM_CANCEL' && cause.cause instanceof Error)
+    cause = cause.cause as Error & { code?: string };
   // A session that failed to connect fails its streams with the socket's error (ECONNREFUSED, ...).
   const sessionCode = cause?.code;
   if (sessionCode !== undefined && !sessionCode.startsWith('ERR_HTTP2')) {
-    call.fail(new H2StreamError(cause?.message ?? 'upstream failed', sessionCode, rst));
+    call.fail(new H2StreamError(cause?.message ?? 'upstream failed', sessionCode));
     return;
   }
   call.fail(
