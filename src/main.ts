@@ -4,6 +4,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { isIP } from 'node:net';
+import { basename, dirname } from 'node:path';
 import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
 import { compileListenerPlans, listenerBindingKey } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
@@ -192,12 +193,18 @@ export class Faultline implements AdminTarget {
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
   }
 
+  /**
+   * Watches the config's directory, not the file: editors and ConfigMap updates replace the file
+   * (rename over it), which would silently end a watch on the old inode.
+   */
   private watchFile(): void {
     let timer: NodeJS.Timeout | null = null;
+    const name = basename(this.configFile);
     try {
-      this.watcher = watch(this.configFile, () => {
+      this.watcher = watch(dirname(this.configFile), (_event, changed) => {
+        if (changed !== null && changed !== name && !String(changed).startsWith('..data')) return;
         if (timer) clearTimeout(timer);
-        // Editors write in several steps; wait for the file to settle.
+        // Writers often write in several steps; wait for the file to settle.
         timer = setTimeout(() => void this.reload(), 200);
       });
       this.watcher.on('error', () => undefined);

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -456,6 +456,28 @@ describe('manual kill switch, persistence, reload', () => {
     expect(before.canary.requests + before.control.requests).toBeGreaterThan(0);
     m = await scrape(fl.admin);
     expect(metricSum(m, 'faultline_config_last_reload_successful')).toBe(1);
+  });
+
+  it('reloads when the config file is replaced (file watch)', async () => {
+    const up = await echo();
+    const fl = await startFaultline(oneRoute(up.url, []), { watch: true });
+    cleanup.push(() => fl.stop());
+    const original = (await import('yaml')).parse(await readFile(fl.configFile, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    const tmp = `${fl.configFile}.new`;
+    await writeFile(tmp, stringify({ ...original, experiments: [exp({ id: 'watched' })] }));
+    await rename(tmp, fl.configFile);
+    const until = Date.now() + 5000;
+    let ids: string[] = [];
+    while (Date.now() < until && ids.length === 0) {
+      await new Promise((r) => setTimeout(r, 100));
+      ids = (
+        (await (await fetch(`${fl.admin}/experiments`)).json()) as { experiments: { id: string }[] }
+      ).experiments.map((e) => e.id);
+    }
+    expect(ids).toEqual(['watched']);
   });
 
   it('guards mutating admin calls with a bearer token when one is set', async () => {
