@@ -50,7 +50,14 @@ function runtimeFor(split, match = { listener: 'ingress', route: 'api' }) {
   const analyzer = new ExperimentAnalyzer({
     alpha: 1 - spec.confidence,
     minSamples: spec.min_samples,
-    guardrails: [],
+    // snake_case spec (defaults filled in by the schema) -> the analyzer's camelCase config
+    guardrails: spec.guardrails.map((g) => ({
+      metric: g.metric,
+      maxIncrease: g.max_increase,
+      maxRatio: g.max_ratio,
+      quantile: g.quantile,
+      maxIncreaseMs: g.max_increase_ms,
+    })),
     sticky: spec.split.sticky !== undefined,
   });
   const rt = new ExperimentRuntime(spec, createMetrics(), analyzer);

@@ -61,3 +61,44 @@ export function peakRssKb(pid) {
   }
   return kb;
 }
+
+/** Busy ticks of the whole machine (every CPU), from the first line of /proc/stat. */
+export function systemBusyTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+  return f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0);
+}
+
+/**
+ * Ticks used by this process tree: live descendants plus the children already reaped (cutime and
+ * cstime of this process), so short-lived wrk / load generator processes are included.
+ */
+export function ownTreeTicks() {
+  let ticks = 0;
+  for (const p of descendants(process.pid)) {
+    try {
+      const text = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const s = parseStat(text);
+      ticks += s.utimeTicks + s.stimeTicks;
+      if (p === process.pid) {
+        const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+        ticks += Number(fields[13]) + Number(fields[14]);
+      }
+    } catch {
+      // exited
+    }
+  }
+  return ticks;
+}
+
+/** Starts a window; the returned function gives the share (%) of all CPUs used by other processes. */
+export function foreignCpuWindow(nproc) {
+  const sys0 = systemBusyTicks();
+  const own0 = ownTreeTicks();
+  const t0 = performance.now();
+  return () => {
+    const elapsedTicks = ((performance.now() - t0) / 1000) * clkTck * nproc;
+    const foreign = systemBusyTicks() - sys0 - (ownTreeTicks() - own0);
+    return elapsedTicks > 0 ? Math.max(0, (100 * foreign) / elapsedTicks) : 0;
+  };
+}

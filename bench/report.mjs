@@ -148,6 +148,12 @@ export function markdown(results) {
   for (const s of results.scenarios) {
     lines.push(`## ${s.id}: ${s.title}`);
     lines.push('');
+    if (s.foreignCpuPct?.max !== null && s.foreignCpuPct?.max !== undefined) {
+      lines.push(
+        `CPU used by processes outside the bench during the measures: median ${s.foreignCpuPct.median}%, max ${s.foreignCpuPct.max}% of the machine.`,
+        '',
+      );
+    }
     for (const meas of s.measures) {
       lines.push(`### ${meas.label}`);
       lines.push('');

@@ -17,7 +17,7 @@ import {
   toolVersion,
   which,
 } from './peers.mjs';
-import { cpuMicros, peakRssKb } from './procstat.mjs';
+import { cpuMicros, foreignCpuWindow, peakRssKb } from './procstat.mjs';
 import { runWrk } from './wrk.mjs';
 import { SCENARIOS } from './scenarios.mjs';
 import { goals, markdown, median } from './report.mjs';
@@ -190,6 +190,7 @@ const alive = (pid) => {
 async function measure(peer, m, d, tmpDir) {
   const url = `${peer.url}${m.path ?? '/'}`;
   const cpu0 = peer.pid ? cpuMicros(peer.pid) : null;
+  const foreign = foreignCpuWindow(nproc);
   let row;
   if (m.kind === 'wrk') {
     const w = await runWrk({
@@ -235,6 +236,8 @@ async function measure(peer, m, d, tmpDir) {
     row = { ...s, requests: null };
   }
   if (cpu0 !== null && row.requests) row.cpuUsPerReq = (cpuMicros(peer.pid) - cpu0) / row.requests;
+  // CPU used meanwhile by processes outside this bench: other work on the machine skews every figure.
+  row.foreignCpuPct = Math.round(foreign() * 10) / 10;
   return row;
 }
 
@@ -317,7 +320,23 @@ async function runScenario(sc, tmpDir) {
     for (const p of live) await p.stop();
     await upstream.stop();
   }
-  return { id: sc.id, title: sc.title, measures: sc.measures.filter((m) => measures.includes(m)), peers };
+  const foreignPcts = Object.values(peers).flatMap((p) => (p.runs ?? []).map((r) => r.foreignCpuPct ?? 0));
+  const foreignCpuPct = {
+    median: median(foreignPcts),
+    max: foreignPcts.length ? Math.max(...foreignPcts) : null,
+  };
+  if ((foreignCpuPct.max ?? 0) > 5) {
+    note(
+      `${sc.id}: other processes used up to ${foreignCpuPct.max}% of the machine's CPU during a measure (median ${foreignCpuPct.median}%): figures are skewed`,
+    );
+  }
+  return {
+    id: sc.id,
+    title: sc.title,
+    measures: sc.measures.filter((m) => measures.includes(m)),
+    peers,
+    foreignCpuPct,
+  };
 }
 
 // --- main --------------------------------------------------------------------------------------
