@@ -6,8 +6,8 @@
 // listener -> h2c upstream) run as child processes; this process is the load driver. Per peer and
 // case: a closed-loop run for throughput (calls/s), then a paced run at a fixed rate below saturation
 // for latency (p50/p99: closed loops hide tail latency), and Faultline's CPU per call from
-// /proc/<pid>/stat over the paced run. Results go to bench/results/grpc-<time>.json and a markdown
-// table on stdout.
+// /proc/<pid>/stat (saturated and paced). Results go to bench/results/grpc-<time>.json and a
+// markdown table on stdout. `--h2-clients` instead compares undici's HTTP/2 client with node:http2.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -61,8 +61,95 @@ if (argv[0] === '--upstream') {
     if (err) throw err;
     process.stdout.write('ready\n');
   });
+} else if (argv[0] === '--h2-clients') {
+  await compareH2Clients();
 } else {
   await main();
+}
+
+// ---- undici vs node:http2 as Faultline's HTTP/2 upstream client -----------------------------------
+
+/**
+ * `node bench/grpc.mjs --h2-clients`: the measurement behind src/proxy/h2-upstream.ts. Same h2c
+ * upstream (responds with a body and grpc-status trailers), same handler-style calls, 50 in flight:
+ * undici 7's h2c Pool vs a bare node:http2 session. Reports calls/s, CPU per call of this process
+ * (client and server together) and whether the trailers arrived.
+ */
+async function compareH2Clients() {
+  const http2 = await import('node:http2');
+  const { Pool } = await import('undici');
+  const srv = http2.createServer();
+  srv.on('stream', (s) => {
+    s.on('data', () => {});
+    s.on('end', () => {
+      s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0', 'x-trailer-bin': 'AAEC' }));
+      s.end(UNARY_PAYLOAD);
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${srv.address().port}`;
+  const headers = { 'content-type': 'application/grpc', te: 'trailers' };
+  const pool = new Pool(origin, { connections: 1, allowH2: true, connect: { useH2c: true } });
+  const undiciCall = () =>
+    new Promise((resolve, reject) =>
+      pool.dispatch(
+        { path: '/x', method: 'POST', headers: Object.entries(headers).flat(), body: UNARY_PAYLOAD },
+        {
+          onRequestStart() {},
+          onResponseStart() {},
+          onResponseData() {},
+          onResponseEnd: (_c, trailers) => resolve(trailers['grpc-status'] === '0'),
+          onResponseError: (_c, e) => reject(e),
+        },
+      ),
+    );
+  const session = http2.connect(origin);
+  const nodeCall = () =>
+    new Promise((resolve, reject) => {
+      const s = session.request({ ':method': 'POST', ':path': '/x', ...headers });
+      let ok = false;
+      s.on('data', () => {});
+      s.on('trailers', (t) => (ok = t['grpc-status'] === '0'));
+      s.on('end', () => resolve(ok));
+      s.on('error', reject);
+      s.end(UNARY_PAYLOAD);
+    });
+  const n = QUICK ? 5000 : 20000;
+  const run = async (one) => {
+    let i = 0;
+    let trailers = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        while (i++ < n) if (await one()) trailers++;
+      }),
+    );
+    const cpu = process.cpuUsage(cpu0);
+    return {
+      callsPerSec: Math.round((n / (performance.now() - t0)) * 1000),
+      cpuUsPerCall: Math.round((cpu.user + cpu.system) / n),
+      trailersDelivered: `${trailers}/${n}`,
+    };
+  };
+  const rows = [];
+  for (let round = 0; round < 2; round++) {
+    for (const [name, one] of [
+      ['undici 7 Pool (allowH2, useH2c)', undiciCall],
+      ['node:http2 session', nodeCall],
+    ]) {
+      const r = await run(one);
+      if (round === 1) rows.push({ client: name, ...r });
+    }
+  }
+  await pool.close();
+  session.close();
+  srv.close();
+  console.log('| HTTP/2 client | calls/s | CPU/call (client+server) | trailers delivered |');
+  console.log('|---|---|---|---|');
+  for (const r of rows)
+    console.log(`| ${r.client} | ${r.callsPerSec} | ${r.cpuUsPerCall} us | ${r.trailersDelivered} |`);
 }
 
 // ---- driver -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
  * `node:http2`, behind the same `dispatch(opts, handler)` call and undici v7 handler API the exchange
  * uses for HTTP/1.1 pools, so the exchange keeps one code path.
  *
- * Why not undici's own HTTP/2 client: measured on undici 7.30.2 (see bench/grpc.mjs notes), it
+ * Why not undici's own HTTP/2 client: measured on undici 7.30.2 (`node bench/grpc.mjs --h2-clients`), it
  * delivered empty trailers to `onResponseEnd` (grpc-status lost on every call), its GOAWAY handler
  * destroys the socket and so fails streams the peer promised to finish (RFC 9113 §6.8), and it used
  * about twice the CPU per request of a bare `node:http2` session. Node's nghttp2 binding does flow
