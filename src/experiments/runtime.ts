@@ -2,7 +2,8 @@
  * The live state of one experiment: compiled once from its spec, read on the hot path (`assigning`,
  * `injecting` are the kill switch's flags), and updated allocation-free when an outcome is recorded.
  */
-import type { Counter, Histogram, Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
+import type { CounterChild, HistogramChild } from '../telemetry/hot-metrics.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import type { Fault } from '../faults/fault.js';
 import { compileFault } from '../faults/registry.js';
@@ -230,8 +231,8 @@ function countsOf(c: Float64Array, arm: Arm): ArmCounts {
 /** One hop's view of an experiment: its counts and its metric label children, resolved once. */
 class HopRecorder {
   readonly counts = new Float64Array(24);
-  private readonly outcomeCounters: Counter.Internal[] = [];
-  private readonly durations: Histogram.Internal<string>[];
+  private readonly outcomeCounters: CounterChild[] = [];
+  private readonly durations: HistogramChild[];
 
   constructor(metrics: Metrics, id: string, listener: string) {
     for (const group of GROUP_NAMES)

@@ -19,7 +19,7 @@ import {
   type Outcome,
 } from '../experiments/runtime.js';
 import { methodIndex, statusClassIndex, STATUS_CLASSES, METHODS } from '../telemetry/metrics.js';
-import { buildUpstreamHeaders, rewriteResponseHeaders, type ForwardContext } from './headers.js';
+import { buildUpstreamHeaders, clientResponseHeaders, type ForwardContext } from './headers.js';
 import {
   countGrpcResponse,
   grpcMessageEncode,
@@ -156,10 +156,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   ): void {
     if (statusCode < 200 || this.done) return;
     this.status = statusCode;
-    rewriteResponseHeaders(headers);
     if (this.isGrpc) this.noteGrpcStatus(headers);
-    if (this.injected && this.plan.injectedHeader && this.exp !== null)
-      headers['x-faultline-injected'] = this.exp.injectedMark;
+    const mark =
+      this.injected && this.plan.injectedHeader && this.exp !== null ? this.exp.injectedMark : null;
+    headers = clientResponseHeaders(headers, mark);
     if (this.responseDelayMs > 0) {
       controller.pause();
       this.heldStatus = statusCode;

@@ -24,6 +24,8 @@ function isHopByHop(lower: string): boolean {
 
 /** Extra names listed in `Connection` (other than close/keep-alive), lower-cased; null when none. */
 function connectionTokens(value: string): Set<string> | null {
+  // The usual values name no extra field: skip the split.
+  if (value.length <= 10 && /^(keep-alive|close)$/i.test(value)) return null;
   let out: Set<string> | null = null;
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase();
@@ -122,15 +124,24 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
   return out;
 }
 
-/** Removes hop-by-hop fields from an upstream response in place and adds `via`. */
-export function rewriteResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+/**
+ * The upstream response's headers for the client: hop-by-hop fields dropped, `via` appended and, for
+ * injected responses, the injection mark. Copies into a fresh object rather than deleting in place
+ * (delete turns the object into a slow dictionary that Node then has to iterate).
+ */
+export function clientResponseHeaders(
+  headers: IncomingHttpHeaders,
+  injectedMark: string | null,
+): IncomingHttpHeaders {
   const conn = headers['connection'];
-  if (conn !== undefined) {
-    const tokens = connectionTokens(Array.isArray(conn) ? conn.join(',') : conn);
-    if (tokens) for (const t of tokens) delete headers[t];
+  const listed = conn === undefined ? null : connectionTokens(Array.isArray(conn) ? conn.join(',') : conn);
+  const out: IncomingHttpHeaders = {};
+  for (const name in headers) {
+    if (isHopByHop(name) || (listed !== null && listed.has(name))) continue;
+    out[name] = headers[name];
   }
-  for (const name in headers) if (isHopByHop(name)) delete headers[name];
   const via = headers['via'];
-  headers['via'] = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
-  return headers;
+  out['via'] = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
+  if (injectedMark !== null) out['x-faultline-injected'] = injectedMark;
+  return out;
 }

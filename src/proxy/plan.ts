@@ -2,9 +2,10 @@
  * The compiled, immutable routing plan of one listener. Every request reads one snapshot; a reload
  * builds a new plan and swaps the reference (Envoy's habit: compile once, read many).
  */
-import type { Counter, Histogram } from 'prom-client';
+import type { Counter } from 'prom-client';
 import type { Dispatcher } from 'undici';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
+import type { CounterChild, HistogramChild } from '../telemetry/hot-metrics.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export interface RouteRuntime {
@@ -20,8 +21,8 @@ export interface RouteRuntime {
   /** Experiments that may match requests on this route, in config order. */
   readonly experiments: readonly ExperimentRuntime[];
   /** Label children, resolved on first use: [methodIndex * 6 + statusClassIndex]. */
-  readonly requestCounters: (Counter.Internal | undefined)[];
-  readonly duration: Histogram.Internal<string>;
+  readonly requestCounters: (CounterChild | undefined)[];
+  readonly duration: HistogramChild;
   readonly upstreamErrors: Map<string, Counter.Internal>;
   readonly metrics: Metrics;
 }

@@ -3,7 +3,8 @@
  * run several in one process). Label children used on the hot path are resolved once and cached by
  * index, so recording a request is a few array reads and additions.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'other'] as const;
 export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
@@ -46,19 +47,20 @@ export function createMetrics() {
   const r = [registry];
   return {
     registry,
-    requests: new Counter({
-      name: 'faultline_requests_total',
-      help: 'Requests handled, by listener, route, method and status class ("error": no HTTP status was sent).',
-      labelNames: ['listener', 'route', 'method', 'status_class'],
-      registers: r,
-    }),
-    requestDuration: new Histogram({
-      name: 'faultline_request_duration_seconds',
-      help: 'Time from request received to response finished, by listener and route.',
-      labelNames: ['listener', 'route'],
-      buckets: DURATION_BUCKETS_S,
-      registers: r,
-    }),
+    // Updated on every request: hot families (see hot-metrics.ts), rendered by prom-client at scrape.
+    requests: new HotCounter(
+      registry,
+      'faultline_requests_total',
+      'Requests handled, by listener, route, method and status class ("error": no HTTP status was sent).',
+      ['listener', 'route', 'method', 'status_class'],
+    ),
+    requestDuration: new HotHistogram(
+      registry,
+      'faultline_request_duration_seconds',
+      'Time from request received to response finished, by listener and route.',
+      ['listener', 'route'],
+      DURATION_BUCKETS_S,
+    ),
     grpcResponses: new Counter({
       name: 'faultline_grpc_responses_total',
       help: 'gRPC calls by listener, route and final grpc-status name (from trailers or a trailers-only reply; "none": the stream ended without a status, e.g. reset or cancelled).',
@@ -94,19 +96,19 @@ export function createMetrics() {
       help: '1 when the last config reload succeeded, 0 when the running config is older than the file.',
       registers: r,
     }),
-    experimentRequests: new Counter({
-      name: 'faultline_experiment_requests_total',
-      help: 'Requests in an experiment arm by outcome (ok, error, timeout, reset, client_abort), as seen at the listener.',
-      labelNames: ['experiment', 'group', 'outcome', 'listener'],
-      registers: r,
-    }),
-    experimentDuration: new Histogram({
-      name: 'faultline_experiment_request_duration_seconds',
-      help: 'Latency of requests in an experiment arm, as seen at the listener.',
-      labelNames: ['experiment', 'group', 'listener'],
-      buckets: DURATION_BUCKETS_S,
-      registers: r,
-    }),
+    experimentRequests: new HotCounter(
+      registry,
+      'faultline_experiment_requests_total',
+      'Requests in an experiment arm by outcome (ok, error, timeout, reset, client_abort), as seen at the listener.',
+      ['experiment', 'group', 'outcome', 'listener'],
+    ),
+    experimentDuration: new HotHistogram(
+      registry,
+      'faultline_experiment_request_duration_seconds',
+      'Latency of requests in an experiment arm, as seen at the listener.',
+      ['experiment', 'group', 'listener'],
+      DURATION_BUCKETS_S,
+    ),
     faultsInjected: new Counter({
       name: 'faultline_faults_injected_total',
       help: 'Faults injected, by experiment and fault kind.',
