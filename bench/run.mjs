@@ -30,12 +30,13 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     peers: { type: 'string' },
     'no-install': { type: 'boolean', default: false },
+    'no-grpc': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   process.stdout.write(
-    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\n`,
+    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\n`,
   );
   process.exit(0);
 }
@@ -374,7 +375,18 @@ try {
   rmSync(tmpDir, { recursive: true, force: true });
 }
 results.goals = goals(results);
-const md = markdown(results);
+let md = markdown(results);
+// The gRPC cases (bench/grpc.mjs: unary and server-streaming, direct vs Faultline) run in the same
+// invocation after the HTTP scenarios, unless a scenario filter or --no-grpc narrows the run.
+if (!args.scenario && !args['no-grpc']) {
+  log('gRPC cases: node bench/grpc.mjs');
+  const g = spawnSync(process.execPath, [join(ROOT, 'bench/grpc.mjs'), ...(quick ? ['--quick'] : [])], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (g.status === 0) md += `\n\n## gRPC (bench/grpc.mjs)\n\n${g.stdout.trim()}\n`;
+  else log(`gRPC cases failed (exit ${g.status}); HTTP results are still written`);
+}
 const outDir = join(ROOT, 'bench/results');
 mkdirSync(outDir, { recursive: true });
 const stamp = startedAt.replace(/[:.]/g, '-');
