@@ -135,7 +135,8 @@ export class Faultline implements AdminTarget {
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
       this.table.activate(experiments);
       this.config = cfg;
-      void this.pools.retain(new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool))));
+      const keep = new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool)));
+      void this.pools.retain(keep, () => this.table.heldPools());
       this.status = {
         file: this.configFile,
         status: 'ok',
@@ -220,8 +221,9 @@ export class Faultline implements AdminTarget {
     this.ready = false;
     this.watcher?.close();
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
-    await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
+    // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.table.stop();
+    await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
     this.webhook?.stop();
     await this.table.flush();
     await this.admin?.close();

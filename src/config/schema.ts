@@ -2,6 +2,7 @@
  * The one schema for Faultline's config (YAML or JSON, snake_case). The JSON Schema published in
  * config/faultline.schema.json is generated from this file (`npm run schema`), and a test keeps it current.
  */
+import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { grpcStatusCode } from '../proxy/grpc-status.js';
 
@@ -234,6 +235,19 @@ export type GuardrailSpecInput = ExperimentSpec['guardrails'][number];
 
 const SPLIT_CAP_PERCENT = 5;
 
+/** Framing and hop-by-hop fields: an injected response's own, never configurable (HTTP/2 rejects them). */
+const RESERVED_FAULT_HEADERS =
+  /^(content-length|transfer-encoding|connection|keep-alive|te|trailer|upgrade|http2-settings|proxy-.*|x-faultline-injected)$/i;
+
+function isValidHeaderValue(name: string, value: string): boolean {
+  try {
+    validateHeaderValue(name, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.RefinementCtx): void {
   const c = cfg as unknown as ConfigSpec;
   const issue = (path: (string | number)[], message: string) =>
@@ -300,9 +314,17 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
     if (f.kind === 'abort' && f.status === undefined && f.grpc_status === undefined)
       issue(at('fault'), 'abort needs "status" (HTTP) and/or "grpc_status"');
     if (f.kind === 'abort' && f.headers)
-      for (const h of Object.keys(f.headers))
+      for (const [h, v] of Object.entries(f.headers)) {
         if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(h))
           issue(at('fault', 'headers', h), 'is not a valid header name');
+        else if (RESERVED_FAULT_HEADERS.test(h))
+          issue(
+            at('fault', 'headers', h),
+            'is set by Faultline (framing or hop-by-hop) and cannot be configured',
+          );
+        else if (!isValidHeaderValue(h, v))
+          issue(at('fault', 'headers', h), 'has a value with characters not allowed in a header');
+      }
     if (f.kind === 'timeout' && f.hang && f.max_hold_ms < 1)
       issue(at('fault', 'max_hold_ms'), 'must be positive');
   });

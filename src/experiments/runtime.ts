@@ -81,8 +81,10 @@ export class ExperimentRuntime {
   readonly activeGauge: Gauge.Internal<string>;
 
   analyzer: ExperimentAnalyzer;
-  /** 32-bit hash of the sticky key of the last draw (read right after draw(), for the analyzer). */
+  /** 32-bit hash of the sticky key of the last draw(); assign() copies it onto the exchange at once. */
   lastKeyHash = 0;
+  /** Incremented by each re-arm: outcomes of requests assigned in an earlier run are not judged. */
+  runId = 0;
 
   constructor(spec: ExperimentSpec, metrics: Metrics, analyzer: ExperimentAnalyzer) {
     this.id = spec.id;
@@ -197,6 +199,7 @@ export class ExperimentRuntime {
   /** A re-armed experiment starts a fresh run: new evidence, zeroed counts. */
   resetRun(analyzer: ExperimentAnalyzer): void {
     this.analyzer = analyzer;
+    this.runId++;
     this.counts.fill(0);
     this.assigned.fill(0);
     for (const hop of this.hops.values()) hop.counts.fill(0);

@@ -4,6 +4,7 @@
  * the event stream. A kill flips the hot-path flags synchronously; persisting follows asynchronously.
  */
 import { EventEmitter } from 'node:events';
+import type { Dispatcher } from 'undici';
 import type { ExperimentSpec } from '../config/schema.js';
 import { StateStore, type PersistedState } from '../killswitch/store.js';
 import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
@@ -316,9 +317,20 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     await this.store.flush();
   }
 
+  /** Upstream pools that held faults will forward through when they are released. */
+  heldPools(): Set<Dispatcher> {
+    const pools = new Set<Dispatcher>();
+    for (const rt of this.runtimes.values()) for (const ex of rt.held) pools.add(ex.route.pool);
+    return pools;
+  }
+
+  /** Shutting down: start no new faults (not persisted: a restart resumes) and release held ones. */
   stop(): void {
     for (const id of [...this.timers.keys()]) this.clearTimer(id);
-    for (const rt of this.runtimes.values()) rt.releaseHeld();
+    for (const rt of this.runtimes.values()) {
+      rt.injecting = false;
+      rt.releaseHeld();
+    }
   }
 }
 

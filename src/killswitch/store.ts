@@ -36,7 +36,8 @@ export class StateStore {
   async load(): Promise<PersistedState> {
     try {
       const parsed = JSON.parse(await readFile(this.file, 'utf8')) as PersistedState;
-      if (parsed.version === 1 && typeof parsed.experiments === 'object') return parsed;
+      if (parsed.version === 1 && typeof parsed.experiments === 'object' && parsed.experiments !== null)
+        return parsed;
       throw new Error('unknown format');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, experiments: {} };

@@ -59,6 +59,7 @@ const forwardCtx: ForwardContext = {
   baggage: null,
   hasBody: false,
   teTrailers: false,
+  joinCookies: false,
 };
 
 export class Exchange implements Dispatcher.DispatchHandler {
@@ -89,6 +90,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   injected = false;
   /** Outgoing baggage header, or null to forward the incoming one unchanged. */
   baggageOut: string | null = null;
+  /** 32-bit hash of this request's sticky key (sticky experiments), for per-session counting. */
+  sessionKey = 0;
+  /** The experiment run this request was assigned in; outcomes of an earlier run are not judged. */
+  runId = 0;
 
   private holdTimer: NodeJS.Timeout | null = null;
   responseDelayMs = 0;
@@ -126,6 +131,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     forwardCtx.proto = this.host.proto;
     forwardCtx.baggage = this.baggageOut;
     forwardCtx.teTrailers = this.route.upstreamProtocol !== 'http1';
+    forwardCtx.joinCookies = this.isH2 && this.route.upstreamProtocol === 'http1';
     const headers = buildUpstreamHeaders(req.rawHeaders, forwardCtx);
     const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
     this.route.pool.dispatch(
@@ -159,8 +165,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.isGrpc) this.noteGrpcStatus(headers);
     const mark =
       this.injected && this.plan.injectedHeader && this.exp !== null ? this.exp.injectedMark : null;
-    headers = clientResponseHeaders(headers, mark);
-    if (this.responseDelayMs > 0) {
+    headers = clientResponseHeaders(headers, mark, this.isH2);
+    // A kill between the fault's start and the upstream's answer cancels the response-leg delay.
+    if (this.responseDelayMs > 0 && this.exp !== null && this.exp.injecting) {
       controller.pause();
       this.heldStatus = statusCode;
       this.heldHeaders = headers;
@@ -201,7 +208,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     const code = classifyUpstreamError(err);
-    this.countUpstreamError(code);
+    if (code !== 'bad_request') this.countUpstreamError(code);
     if (this.holdTimer !== null) this.cancelHold();
     if (this.isGrpc) {
       this.heldChunks = null;
@@ -233,11 +240,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
       if (statusMessage && !this.isH2) res.writeHead(status, statusMessage, headers);
       else res.writeHead(status, headers as Record<string, string | string[]>);
     } catch {
-      // A header value Node refuses to serialise: the upstream's response is unusable.
-      this.controller?.abort(invalidResponseError);
+      // A header Node refuses to serialise: the upstream's response is unusable. Clear what the
+      // failed writeHead stored (HTTP/2 keeps it), answer, finish, and only then abort the upstream
+      // leg (its error callback then sees a finished exchange).
+      for (const name of res.getHeaderNames()) res.removeHeader(name);
       this.countUpstreamError('upstream_protocol');
       this.status = replyError(res, 'upstream_protocol');
       this.finish(OUTCOME_ERROR);
+      this.controller?.abort(invalidResponseError);
     }
   }
 
@@ -390,7 +400,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   resetClient(): void {
     if (this.done) return;
     this.finish(OUTCOME_RESET);
-    if (this.isH2) (this.req as Http2ServerRequest).stream.close(0x8 /* NGHTTP2_CANCEL */);
+    if (this.isH2) (this.req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_CANCEL);
     else (this.req as IncomingMessage).socket.destroy();
   }
 
@@ -496,7 +506,15 @@ function classifyUpstreamError(err: Error): ProxyErrorCode {
     case 'HPE_INVALID_HEADER_TOKEN':
     case 'UND_ERR_INFO':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+    case 'FL_BAD_RESPONSE':
       return 'upstream_protocol';
+    case 'UND_ERR_CLOSED':
+    case 'UND_ERR_DESTROYED':
+      // The pool was closed under the request (shutdown): the upstream was never reached.
+      return 'upstream_unreachable';
+    case 'UND_ERR_INVALID_ARG':
+      // The client's request cannot be expressed upstream (e.g. repeated single-value fields to h2).
+      return 'bad_request';
     default:
       return code !== undefined && code.startsWith('HPE_') ? 'upstream_protocol' : 'upstream_reset';
   }

@@ -40,6 +40,8 @@ export interface ForwardContext {
   proto: 'http' | 'https';
   /** Value to write as `baggage`, or null to forward the incoming one unchanged. */
   baggage: string | null;
+  /** Join HTTP/2 cookie crumbs into one field (HTTP/2 client, HTTP/1.1 upstream). */
+  joinCookies: boolean;
   /** Output: whether the client's request has a body (Content-Length > 0 or Transfer-Encoding). */
   hasBody: boolean;
   /**
@@ -60,6 +62,7 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
   let host: string | null = null;
   let via: string | null = null;
   let connection: string | null = null;
+  let cookie: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
@@ -98,6 +101,13 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
       case 'baggage':
         if (ctx.baggage !== null) continue;
         break;
+      case 'cookie':
+        // HTTP/2 splits Cookie into crumbs; HTTP/1.1 needs one field joined with "; " (RFC 9113 §8.2.3).
+        if (ctx.joinCookies) {
+          cookie = cookie === null ? value : `${cookie}; ${value}`;
+          continue;
+        }
+        break;
       case 'host':
         if (host !== null) continue;
         host = value;
@@ -116,6 +126,7 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
     for (let i = out.length - 2; i >= 0; i -= 2)
       if (listed.has((out[i] as string).toLowerCase())) out.splice(i, 2);
   }
+  if (cookie !== null) out.push('cookie', cookie);
   out.push('x-forwarded-for', xff === null ? ctx.clientIp : `${xff}, ${ctx.clientIp}`);
   out.push('x-forwarded-proto', ctx.proto);
   if (host !== null) out.push('x-forwarded-host', host);
@@ -132,13 +143,17 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
 export function clientResponseHeaders(
   headers: IncomingHttpHeaders,
   injectedMark: string | null,
+  toH2: boolean,
 ): IncomingHttpHeaders {
   const conn = headers['connection'];
   const listed = conn === undefined ? null : connectionTokens(Array.isArray(conn) ? conn.join(',') : conn);
   const out: IncomingHttpHeaders = {};
   for (const name in headers) {
     if (isHopByHop(name) || (listed !== null && listed.has(name))) continue;
-    out[name] = headers[name];
+    const value = headers[name];
+    // HTTP/2 refuses repeats of single-value fields; an HTTP/1.1 upstream may send them. Joined as a
+    // list (RFC 9110 §5.3), except Set-Cookie, which HTTP/2 carries as separate fields.
+    out[name] = toH2 && Array.isArray(value) && name !== 'set-cookie' ? value.join(', ') : value;
   }
   const via = headers['via'];
   out['via'] = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;

@@ -4,11 +4,12 @@
  */
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
-import http2, { type Http2ServerRequest } from 'node:http2';
+import http2, { type Http2ServerRequest, type Http2Session } from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { ListenerSpec } from '../config/schema.js';
 import type { ExperimentTable } from '../experiments/table.js';
 import {
+  ARM_CANARY,
   OUTCOME_CLIENT_ABORT,
   OUTCOME_ERROR,
   OUTCOME_RESET,
@@ -53,6 +54,7 @@ export class Listener implements ExchangeHost {
   private readonly table: ExperimentTable;
   private guard: ErrorRateWindow | null;
   private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<Http2Session>();
 
   constructor(spec: ListenerSpec, plan: ListenerPlan, metrics: Metrics, table: ExperimentTable) {
     this.spec = spec;
@@ -110,6 +112,11 @@ export class Listener implements ExchangeHost {
     server.on('sessionError', () =>
       this.metrics.clientErrors.inc({ listener: spec.name, kind: 'h2_session' }),
     );
+    // Tracked so a drain can send GOAWAY: closing the server alone lets open sessions start streams.
+    server.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+    });
     return server as unknown as AnyServer;
   }
 
@@ -184,9 +191,11 @@ export class Listener implements ExchangeHost {
     const exp = ex.exp;
     if (exp !== null) {
       exp.recordOutcome(this.spec.name, ex.arm, outcome, latencyMs, ex.injected, ex.observe);
-      if (ex.observe) this.table.observe(exp, ex.arm, outcome, latencyMs, ex.injected, exp.lastKeyHash);
+      if (ex.observe && ex.runId === exp.runId)
+        this.table.observe(exp, ex.arm, outcome, latencyMs, ex.injected, ex.sessionKey);
     }
-    if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT) {
+    // The global guard watches real failures: faults injected on purpose here do not count.
+    if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT && !ex.injected) {
       const failed = outcome === OUTCOME_ERROR || outcome === OUTCOME_TIMEOUT || outcome === OUTCOME_RESET;
       if (this.guard.record(failed, Date.now())) this.globalGuardTripped();
     }
@@ -199,7 +208,7 @@ export class Listener implements ExchangeHost {
         status: ex.status,
         ms: Math.round(latencyMs * 1000) / 1000,
         ...(exp !== null
-          ? { experiment: exp.id, group: ex.arm === 1 ? 'canary' : 'control', injected: ex.injected }
+          ? { experiment: exp.id, group: ex.arm === ARM_CANARY ? 'canary' : 'control', injected: ex.injected }
           : {}),
       });
     }
@@ -243,6 +252,7 @@ export class Listener implements ExchangeHost {
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.server.close();
+    for (const session of this.sessions) session.close();
     const until = Date.now() + deadlineMs;
     while (this.inFlight > 0 && Date.now() < until) {
       closeIdle(this.server);

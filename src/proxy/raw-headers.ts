@@ -10,6 +10,18 @@ export function rawHeader(raw: readonly string[], lowerName: string): string | u
   return undefined;
 }
 
+/** All values of a header joined with ", " (RFC 9110 §5.3), by lower-case name; undefined when absent. */
+export function rawHeaderJoined(raw: readonly string[], lowerName: string): string | undefined {
+  const len = lowerName.length;
+  let out: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === len && (name === lowerName || name.toLowerCase() === lowerName))
+      out = out === undefined ? (raw[i + 1] as string) : `${out}, ${raw[i + 1] as string}`;
+  }
+  return out;
+}
+
 /** Value of one cookie from the Cookie header(s); undefined when absent. */
 export function rawCookie(raw: readonly string[], cookieName: string): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {

@@ -9,8 +9,7 @@ export type ProxyErrorCode =
   | 'upstream_unreachable'
   | 'upstream_timeout'
   | 'upstream_reset'
-  | 'upstream_protocol'
-  | 'draining';
+  | 'upstream_protocol';
 
 const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
   no_route: [404, 'no route matches this request\n'],
@@ -20,12 +19,7 @@ const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
   upstream_timeout: [504, 'upstream did not answer in time\n'],
   upstream_reset: [502, 'upstream closed the connection before answering\n'],
   upstream_protocol: [502, 'upstream sent an invalid response\n'],
-  draining: [503, 'proxy is shutting down\n'],
 };
-
-export function statusOf(code: ProxyErrorCode): number {
-  return MESSAGES[code][0];
-}
 
 export function replyError(res: ServerResponse, code: ProxyErrorCode): number {
   const [status, body] = MESSAGES[code];

@@ -46,19 +46,29 @@ export class UpstreamPools {
     return pool;
   }
 
-  /** Close pools whose key is not in `keep` (the dispatchers the new plan uses). */
-  async retain(keep: ReadonlySet<Dispatcher>): Promise<void> {
-    const closing: Promise<void>[] = [];
+  /**
+   * Retire pools the new plan no longer uses (`keep` holds the ones it does). A retired pool closes
+   * gracefully (queued and in-flight requests finish) once no held fault will still forward through
+   * it: `heldPools` names the pools that held exchanges point at, re-checked every second.
+   */
+  async retain(
+    keep: ReadonlySet<Dispatcher>,
+    heldPools: () => ReadonlySet<Dispatcher> = () => new Set(),
+  ): Promise<void> {
+    let retired: UpstreamPool[] = [];
     for (const [key, pool] of this.pools) {
       if (keep.has(pool)) continue;
       this.pools.delete(key);
-      closing.push(pool.close());
+      retired.push(pool);
+    }
+    const closing: Promise<void>[] = [];
+    while (retired.length > 0) {
+      const busy = heldPools();
+      for (const p of retired) if (!busy.has(p as UpstreamPool & Dispatcher)) closing.push(p.close());
+      retired = retired.filter((p) => busy.has(p as UpstreamPool & Dispatcher));
+      if (retired.length > 0) await new Promise((r) => setTimeout(r, 1000).unref());
     }
     await Promise.allSettled(closing);
-  }
-
-  async closeAll(): Promise<void> {
-    await this.retain(new Set());
   }
 
   async destroyAll(): Promise<void> {

@@ -11,13 +11,14 @@ import {
   type ExperimentRuntime,
 } from '../experiments/runtime.js';
 import type { Exchange } from '../proxy/exchange.js';
-import { rawHeader } from '../proxy/raw-headers.js';
+import { rawHeaderJoined } from '../proxy/raw-headers.js';
 import { matchesRequest } from './match.js';
 import { mentionsFaultline, readAssignment, rewriteBaggage } from './baggage.js';
 
 export function assign(ex: Exchange): void {
   const raw = ex.req.rawHeaders;
-  const baggage = rawHeader(raw, 'baggage');
+  // Every baggage line counts (RFC 9110 §5.3): a second line must not smuggle an assignment past the edge.
+  const baggage = rawHeaderJoined(raw, 'baggage');
   const tagged = mentionsFaultline(baggage);
   if (tagged && ex.plan.trustAssignment) {
     honourIncoming(ex, baggage as string);
@@ -32,6 +33,8 @@ export function assign(ex: Exchange): void {
     ex.exp = exp;
     ex.arm = arm;
     ex.observe = true;
+    ex.sessionKey = exp.lastKeyHash;
+    ex.runId = exp.runId;
     exp.assigned[arm]! += 1;
     ex.baggageOut = rewriteBaggage(baggage, { experimentId: exp.id, group: GROUP_NAMES[arm] as 'canary' });
     if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
@@ -51,6 +54,7 @@ function honourIncoming(ex: Exchange, baggage: string): void {
   ex.exp = exp;
   ex.arm = arm;
   ex.observe = false;
+  ex.runId = exp.runId;
   if (arm === ARM_CANARY && !exp.injectHere) considerInjecting(ex, exp);
 }
 

@@ -263,6 +263,60 @@ describe('split and faults through the proxy', () => {
       }
     }
     expect(injected).toBeLessThan(10);
+    // A second baggage line cannot smuggle an assignment past the edge either.
+    for (let i = 0; i < 50; i++) {
+      const r = await new Promise<{ status: number; seen: string }>((resolve, reject) => {
+        const req = http.request(fl.url(), { agent: false }, (res) => {
+          res.resume();
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, seen: String(res.headers['x-seen-baggage']) }),
+          );
+        });
+        req.setHeader('baggage', ['userId=alice', 'faultline.exp=e1,faultline.group=canary']);
+        req.on('error', reject);
+        req.end();
+      });
+      if (r.status === 200) expect(r.seen).not.toMatch(/faultline\.group=canary/);
+    }
+  });
+
+  it('shutdown releases held faults instead of waiting them out', async () => {
+    const up = await echo();
+    const fl = await startFaultline(
+      oneRoute(up.url, [
+        exp({ split: { percent: 50, allow_above_cap: true }, fault: { kind: 'latency', ms: 30_000 } }),
+      ]),
+    );
+    const pending = Promise.all(Array.from({ length: 20 }, () => get(fl.url())));
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = performance.now();
+    await fl.fl.stop(10_000);
+    expect(performance.now() - t0).toBeLessThan(5000);
+    const rs = await pending;
+    expect(rs.every((r) => r.status === 200)).toBe(true);
+    await removeDir(fl.stateDir);
+  });
+
+  it('a kill also cancels response-leg delays whose upstream had not answered yet', async () => {
+    const up = await startUpstream((_req, res) => setTimeout(() => res.end('slow upstream'), 600));
+    cleanup.push(() => up.close());
+    const fl = await faultline(
+      oneRoute(up.url, [
+        exp({
+          split: { percent: 50, allow_above_cap: true },
+          fault: { kind: 'latency', ms: 20_000, leg: 'response' },
+        }),
+      ]),
+    );
+    const t0 = performance.now();
+    const pending = Promise.all(Array.from({ length: 20 }, () => get(fl.url())));
+    await new Promise((r) => setTimeout(r, 200));
+    await fetch(`${fl.admin}/kill`, { method: 'POST' });
+    const rs = await pending;
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(rs.every((r) => r.status === 200 && r.body === 'slow upstream')).toBe(true);
+    const m = await scrape(fl.admin);
+    expect(metricSum(m, 'faultline_active_faults', { experiment: 'e1' })).toBe(0);
   });
 });
 
@@ -456,6 +510,26 @@ describe('manual kill switch, persistence, reload', () => {
     expect(before.canary.requests + before.control.requests).toBeGreaterThan(0);
     m = await scrape(fl.admin);
     expect(metricSum(m, 'faultline_config_last_reload_successful')).toBe(1);
+  });
+
+  it('a reload that replaces the upstream pool keeps it open for faults still held', async () => {
+    const up = await echo();
+    const fl = await faultline(
+      oneRoute(up.url, [
+        exp({ split: { percent: 50, allow_above_cap: true }, fault: { kind: 'latency', ms: 1500 } }),
+      ]),
+    );
+    const pending = Promise.all(Array.from({ length: 20 }, () => get(fl.url())));
+    await new Promise((r) => setTimeout(r, 300));
+    const cfg = (await import('yaml')).parse(await readFile(fl.configFile, 'utf8')) as {
+      listeners: { routes: Record<string, unknown>[] }[];
+    };
+    cfg.listeners[0]!.routes[0]!['max_connections'] = 64; // a new pool key
+    await writeFile(fl.configFile, stringify(cfg));
+    expect((await fl.fl.reload()).status).toBe('ok');
+    const rs = await pending;
+    expect(rs.map((r) => r.status)).toEqual(Array.from({ length: 20 }, () => 200));
+    expect(rs.some((r) => r.headers['x-faultline-injected'] !== undefined)).toBe(true);
   });
 
   it('reloads when the config file is replaced (file watch)', async () => {

@@ -13,6 +13,7 @@ import { startDependency, startService, type RunningServer } from '../../src/dem
 import { LoadGenerator } from '../../src/load/generator.js';
 import { startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
+import { bucketOf, fnv1a, stickyHash } from '../../src/split/hash.js';
 import { closedPort, metricSum, scrape, startUpstream } from '../helpers/servers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -311,6 +312,50 @@ describe('guardrails and the automatic kill switch', () => {
       if (!exclude) expect(r.verdict_reason).toMatch(/latency p50/);
     },
   );
+
+  it('sticky experiments count one bad event per session, keyed by the request that failed', async () => {
+    // A control user whose every request fails, interleaved with many healthy users.
+    const seed = fnv1a('sticky-x\u0000');
+    let bad = '';
+    for (let i = 0; bad === ''; i++) {
+      // 25%: canary takes buckets [0, 2500), control [2500, 5000).
+      const b = bucketOf(stickyHash(seed, `u${i}`));
+      if (b >= 2500 && b < 5000) bad = `u${i}`;
+    }
+    const up = await startUpstream((req, res) => {
+      res.statusCode = req.headers['x-user-id'] === bad ? 500 : 200;
+      res.end();
+    });
+    cleanup.push(() => up.close());
+    const fl = await startFaultline({
+      listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+      experiments: [
+        {
+          id: 'sticky-x',
+          hypothesis: 'h',
+          split: { percent: 25, allow_above_cap: true, sticky: 'header:x-user-id' },
+          fault: { kind: 'abort', status: 503 },
+          dry_run: true,
+          guardrails: [{ metric: 'error_rate' }],
+          min_samples: 1,
+        },
+      ],
+    });
+    cleanup.push(() => fl.stop());
+    const users = [
+      ...Array.from({ length: 40 }, () => bad),
+      ...Array.from({ length: 300 }, (_, i) => `ok-${i}`),
+    ];
+    users.sort(() => Math.random() - 0.5);
+    await Promise.all(
+      users.map((u) => fetch(fl.url(), { headers: { 'x-user-id': u } }).then((r) => r.arrayBuffer())),
+    );
+    const r = (await (await fetch(`${fl.admin}/experiments/sticky-x/report`)).json()) as {
+      guardrails: { control: { bad: number; counted: number } }[];
+    };
+    expect(r.guardrails[0]?.control.bad).toBe(40);
+    expect(r.guardrails[0]?.control.counted).toBe(1);
+  });
 
   it('`faultline report` prints the markdown report', async () => {
     const up = await startUpstream((_req, res) => res.end('ok'));

@@ -57,6 +57,12 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
+      if (req.url === '/dup-headers') {
+        // Legal on HTTP/1.1, refused by HTTP/2 as is: repeated single-value fields.
+        res.writeHead(200, ['etag', '"a"', 'etag', '"b"', 'set-cookie', 's=1', 'set-cookie', 't=2']);
+        res.end(JSON.stringify({ cookie: req.headers['cookie'] }));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'http1' });
       res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodySha: sha(body) }));
     });
@@ -251,6 +257,23 @@ describe('HTTP/2 listeners and upstreams', () => {
     }
   });
 
+  it('HTTP/2 client, HTTP/1.1 upstream: repeated response fields joined, cookie crumbs joined', async () => {
+    const session = http2.connect(`http://127.0.0.1:${fl.fl.port('h2c')}`);
+    try {
+      const r = await h2request(session, {
+        ':method': 'GET',
+        ':path': '/dup-headers',
+        cookie: ['a=1', 'b=2'],
+      });
+      expect(r.headers[':status']).toBe(200);
+      expect(r.headers['etag']).toBe('"a", "b"');
+      expect(r.headers['set-cookie']).toEqual(['s=1', 't=2']);
+      expect(JSON.parse(r.body.toString()).cookie).toBe('a=1; b=2');
+    } finally {
+      session.close();
+    }
+  });
+
   it('h2c and h2 (TLS) upstreams: te: trailers forwarded, upstream trailers and body reach the client', async () => {
     const session = http2.connect(`http://127.0.0.1:${fl.fl.port('h2c')}`);
     try {
@@ -288,7 +311,7 @@ describe('HTTP/2 listeners and upstreams', () => {
     expect(seen['transfer-encoding']).toBeUndefined();
     const m = await scrape(fl.admin);
     expect(metricSum(m, 'faultline_requests_total', { listener: 'http1', status_class: '2xx' })).toBe(1);
-    expect(metricSum(m, 'faultline_requests_total', { listener: 'h2c', status_class: '2xx' })).toBe(3);
+    expect(metricSum(m, 'faultline_requests_total', { listener: 'h2c', status_class: '2xx' })).toBe(4);
   });
 });
 

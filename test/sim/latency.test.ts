@@ -51,6 +51,9 @@ describe(`latency detection (${LONG ? 'long' : 'CI'} mode)`, () => {
   const det: [CanaryLatency, 'flat' | 'drifting', number, [number, number][], string][] = [
     ['x1.5', 'flat', 3001, [[0.95, 2000]], '1008 / 1721 / 1952'],
     ['x1.5', 'drifting', 3002, [[0.95, 2600]], '924 / 1614 / 2546'],
+    // No Python reference for x2; a larger slowdown must be caught at least as fast as x1.5.
+    ['x2', 'flat', 3006, [[0.95, 2000]], '- (bound: the x1.5 goal)'],
+    ['x2', 'drifting', 3007, [[0.95, 2600]], '- (bound: the x1.5 goal)'],
     ['+300ms_on_20pct', 'drifting', 3003, [[0.95, 800]], '417 / 707 / 794'],
     ['+1000ms_on_3pct', 'flat', 3004, [[0.95, 3100]], '2090 / 2850 / 3081'],
     ['+1000ms_on_3pct', 'drifting', 3005, [[0.95, 6100]], '4595 / 5695 / 6042'],

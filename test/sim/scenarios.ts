@@ -42,7 +42,7 @@ export function loadMultiplier(kind: 'flat' | 'drifting', t: number): number {
   return m;
 }
 
-export type CanaryLatency = 'AA' | 'null_boundary' | 'x1.5' | '+300ms_on_20pct' | '+1000ms_on_3pct';
+export type CanaryLatency = 'AA' | 'null_boundary' | 'x1.5' | 'x2' | '+300ms_on_20pct' | '+1000ms_on_3pct';
 
 /** Latency stream as in sim_latency.py: lognormal (median 100 ms, σ = 0.6) × load, canary transformed. */
 export function latencyStream(
@@ -69,6 +69,9 @@ export function latencyStream(
         break;
       case 'x1.5':
         o.latencyMs = 1.5 * base;
+        break;
+      case 'x2':
+        o.latencyMs = 2 * base;
         break;
       case '+300ms_on_20pct':
         o.latencyMs = base + (r() < 0.2 ? 300 : 0);

@@ -126,6 +126,16 @@ experiments:
       /no route named "nope"/,
     ],
     ['split: { percent: 2 }\n    duration: 10 minutes', 'experiments[0].duration', /duration like/],
+    [
+      'split: { percent: 2 }\n    fault: { kind: abort, status: 503, headers: { Transfer-Encoding: chunked } }',
+      'experiments[0].fault.headers.Transfer-Encoding',
+      /set by Faultline/,
+    ],
+    [
+      'split: { percent: 2 }\n    fault: { kind: abort, status: 503, headers: { x-a: "bad\\r\\nvalue" } }',
+      'experiments[0].fault.headers.x-a',
+      /characters not allowed/,
+    ],
   ])('experiment %s', (line, path, reason) => {
     const text = `${MINIMAL}
 experiments:
