@@ -28,7 +28,8 @@ async function freePort(): Promise<number> {
 }
 
 async function waitReady(url: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+  // Up to 20 s: a loaded CI machine can take a while to start a Node process.
+  for (let i = 0; i < 200; i++) {
     try {
       if ((await fetch(url)).status === 200) return;
     } catch {
