@@ -310,7 +310,9 @@ describe('guardrails and the automatic kill switch', () => {
       const report = async () => (await (await fetch(`${fl.admin}/experiments/x/report`)).json()) as Report;
       let r = await report();
       for (let i = 0; i < (exclude ? 8 : 30) && (exclude || r.state === 'running'); i++) {
-        await Promise.all(Array.from({ length: 100 }, () => fetch(fl.url()).then((res) => res.arrayBuffer())));
+        await Promise.all(
+          Array.from({ length: 100 }, () => fetch(fl.url()).then((res) => res.arrayBuffer())),
+        );
         r = await report();
       }
       expect(r.state).toBe(state);
