@@ -56,6 +56,7 @@ function compileListener(
     routes: Object.freeze(routes),
     hostRouting: routes.some((r) => r.host !== null),
     injectedHeader: cfg.injected_header,
+    armHeader: cfg.arm_header,
     accessLog: cfg.access_log,
     experimentsById: experiments,
   });

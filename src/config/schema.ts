@@ -216,6 +216,12 @@ export const configSchema = z
     drain_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
     access_log: z.boolean().default(false),
     injected_header: z.boolean().default(true).describe('mark injected responses with x-faultline-injected'),
+    arm_header: z
+      .boolean()
+      .default(false)
+      .describe(
+        'mark responses of assigned requests with x-faultline-arm: <id>; group=canary|control (for load-test harnesses; reveals the control arm to clients)',
+      ),
     webhook: z
       .object({ url: httpUrl.or(z.string().url()), timeout_ms: z.number().int().positive().default(2000) })
       .strict()
@@ -290,6 +296,9 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         at('split', 'percent'),
         `must be at most ${SPLIT_CAP_PERCENT} (set allow_above_cap: true to go higher)`,
       );
+    const buckets = e.split.percent * 100;
+    if (Math.abs(buckets - Math.round(buckets)) > 1e-9)
+      issue(at('split', 'percent'), 'must be a multiple of 0.01 (the split draws from 10,000 buckets)');
     if (e.match.listener !== undefined) {
       const l = listenerNames.get(e.match.listener);
       if (!l) issue(at('match', 'listener'), `no listener named "${e.match.listener}"`);

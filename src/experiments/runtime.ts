@@ -10,7 +10,7 @@ import { compileFault } from '../faults/registry.js';
 import { BUCKETS, bucketOf, fnv1a, stickyHash } from '../split/hash.js';
 import { compileMatcher, type Matcher } from '../split/match.js';
 import { rawCookie, rawHeader } from '../proxy/raw-headers.js';
-import type { Metrics } from '../telemetry/metrics.js';
+import { STATUS_CLASSES, type Metrics } from '../telemetry/metrics.js';
 import type { Exchange } from '../proxy/exchange.js';
 import type { ExperimentAnalyzer } from '../stats/analyzer.js';
 
@@ -40,6 +40,8 @@ export interface ArmCounts {
   reset: number;
   client_abort: number;
   injected: number;
+  /** What the clients got, by status class ("error": no HTTP status, e.g. a reset). */
+  status_classes: Record<(typeof STATUS_CLASSES)[number], number>;
 }
 
 export class ExperimentRuntime {
@@ -57,6 +59,8 @@ export class ExperimentRuntime {
   readonly seed: number;
   readonly injectHere: boolean;
   readonly injectedMark: string;
+  /** x-faultline-arm values by arm ([none, canary, control]); none is never sent. */
+  readonly armMarks: readonly (string | null)[];
   readonly maxActiveFaults: number;
   readonly excludeInjected: boolean;
   private readonly errorStatus: Uint8Array;
@@ -68,8 +72,8 @@ export class ExperimentRuntime {
 
   activeFaults = 0;
   readonly held = new Set<Exchange>();
-  /** Counts of the hop that drew the arms (the observation point): [arm * 8 + outcome], [arm * 8 + 7] injected. */
-  readonly counts = new Float64Array(24);
+  /** Counts of the hop that drew the arms (the observation point), laid out as in addCount. */
+  readonly counts = new Float64Array(3 * ROW);
   /** Requests assigned to each arm at this process's splitting hop ([none, canary, control]). */
   readonly assigned = new Float64Array(3);
   /** Per-listener counts and metric children: one process may be both the splitting and the injecting hop. */
@@ -111,6 +115,7 @@ export class ExperimentRuntime {
     this.seed = fnv1a(`${spec.id}\u0000`);
     this.injectHere = spec.inject === 'here';
     this.injectedMark = `${spec.id}; fault=${spec.fault.kind}`;
+    this.armMarks = [null, `${spec.id}; group=canary`, `${spec.id}; group=control`];
     this.maxActiveFaults = spec.max_active_faults ?? Number.POSITIVE_INFINITY;
     this.excludeInjected = spec.exclude_injected;
     this.errorStatus = new Uint8Array(600);
@@ -166,11 +171,15 @@ export class ExperimentRuntime {
     return status >= 100 && status < 600 && this.errorStatus[status] === 1;
   }
 
-  /** Records an outcome as seen at `listener`; `observed` marks the hop that drew the arm. */
+  /**
+   * Records an outcome as seen at `listener` (`statusClass` indexes STATUS_CLASSES); `observed` marks
+   * the hop that drew the arm.
+   */
   recordOutcome(
     listener: string,
     arm: Arm,
     outcome: Outcome,
+    statusClass: number,
     latencyMs: number,
     injected: boolean,
     observed: boolean,
@@ -180,8 +189,8 @@ export class ExperimentRuntime {
       hop = new HopRecorder(this.metrics, this.id, listener);
       this.hops.set(listener, hop);
     }
-    hop.record(arm, outcome, latencyMs, injected);
-    if (observed) addCount(this.counts, arm, outcome, injected);
+    hop.record(arm, outcome, statusClass, latencyMs, injected);
+    if (observed) addCount(this.counts, arm, outcome, statusClass, injected);
   }
 
   armCounts(arm: Arm): ArmCounts {
@@ -211,15 +220,29 @@ export class ExperimentRuntime {
   }
 }
 
-function addCount(counts: Float64Array, arm: Arm, outcome: Outcome, injected: boolean): void {
-  const row = arm * 8;
+/** One row of counts per arm: outcomes at [0, 5), injected at 7, status classes at [8, 14). */
+const ROW = 16;
+const INJECTED_SLOT = 7;
+const STATUS_SLOT = 8;
+
+function addCount(
+  counts: Float64Array,
+  arm: Arm,
+  outcome: Outcome,
+  statusClass: number,
+  injected: boolean,
+): void {
+  const row = arm * ROW;
   counts[row + outcome]! += 1;
-  if (injected) counts[row + 7]! += 1;
+  counts[row + STATUS_SLOT + statusClass]! += 1;
+  if (injected) counts[row + INJECTED_SLOT]! += 1;
 }
 
 function countsOf(c: Float64Array, arm: Arm): ArmCounts {
-  const row = arm * 8;
+  const row = arm * ROW;
   const at = (i: number) => c[row + i] ?? 0;
+  const statusClasses = {} as ArmCounts['status_classes'];
+  STATUS_CLASSES.forEach((name, i) => (statusClasses[name] = at(STATUS_SLOT + i)));
   return {
     requests: at(0) + at(1) + at(2) + at(3) + at(4),
     ok: at(0),
@@ -227,26 +250,47 @@ function countsOf(c: Float64Array, arm: Arm): ArmCounts {
     timeout: at(2),
     reset: at(3),
     client_abort: at(4),
-    injected: at(7),
+    injected: at(INJECTED_SLOT),
+    status_classes: statusClasses,
   };
 }
 
 /** One hop's view of an experiment: its counts and its metric label children, resolved once. */
 class HopRecorder {
-  readonly counts = new Float64Array(24);
+  readonly counts = new Float64Array(3 * ROW);
   private readonly outcomeCounters: CounterChild[] = [];
+  /** [arm * 6 + statusClass], resolved on first use so impossible combinations never show. */
+  private readonly statusCounters: (CounterChild | undefined)[] = [];
   private readonly durations: HistogramChild[];
+  private readonly metrics: Metrics;
+  private readonly id: string;
+  private readonly listener: string;
 
   constructor(metrics: Metrics, id: string, listener: string) {
+    this.metrics = metrics;
+    this.id = id;
+    this.listener = listener;
     for (const group of GROUP_NAMES)
       for (const outcome of OUTCOMES)
         this.outcomeCounters.push(metrics.experimentRequests.labels(id, group, outcome, listener));
     this.durations = GROUP_NAMES.map((g) => metrics.experimentDuration.labels(id, g, listener));
   }
 
-  record(arm: Arm, outcome: Outcome, latencyMs: number, injected: boolean): void {
-    addCount(this.counts, arm, outcome, injected);
+  record(arm: Arm, outcome: Outcome, statusClass: number, latencyMs: number, injected: boolean): void {
+    addCount(this.counts, arm, outcome, statusClass, injected);
     this.outcomeCounters[arm * OUTCOMES.length + outcome]?.inc();
+    const idx = arm * STATUS_CLASSES.length + statusClass;
+    let status = this.statusCounters[idx];
+    if (status === undefined) {
+      status = this.metrics.experimentResponses.labels(
+        this.id,
+        GROUP_NAMES[arm] as string,
+        STATUS_CLASSES[statusClass] as string,
+        this.listener,
+      );
+      this.statusCounters[idx] = status;
+    }
+    status.inc();
     this.durations[arm]?.observe(latencyMs / 1000);
   }
 }

@@ -1,5 +1,6 @@
 import type { FaultSpec } from '../config/schema.js';
 import { GRPC_DEADLINE_EXCEEDED } from '../proxy/grpc-status.js';
+import { OUTCOME_TIMEOUT } from '../experiments/runtime.js';
 import type { Fault } from './fault.js';
 
 type Spec = Extract<FaultSpec, { kind: 'timeout' }>;
@@ -22,7 +23,7 @@ export function timeoutFault(spec: Spec): Fault {
     },
     holdEnded: (ex, released) => {
       if (released) ex.forward();
-      else if (spec.hang) ex.resetClient();
+      else if (spec.hang) ex.resetClient(OUTCOME_TIMEOUT);
       else if (ex.isGrpc) ex.replyGrpcStatus(GRPC_DEADLINE_EXCEEDED, 'injected fault: deadline exceeded');
       else ex.replyInjected(504, HEADERS, BODY);
     },

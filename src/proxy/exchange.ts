@@ -76,6 +76,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   done = false;
   clientGone = false;
   status = 0;
+  /** Index into STATUS_CLASSES of what the client got, set when the exchange finishes. */
+  statusClass = 5;
   /** gRPC status from the upstream's trailers (or trailers-only headers); -1 until known. */
   grpcStatus = -1;
   private drainHooked = false;
@@ -96,6 +98,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   runId = 0;
 
   private holdTimer: NodeJS.Timeout | null = null;
+  /** The route's timeout_ms, from forward() to the upstream's response headers (queue and connect included). */
+  private deadlineTimer: NodeJS.Timeout | null = null;
   responseDelayMs = 0;
   private heldStatus = 0;
   private heldHeaders: IncomingHttpHeaders | null = null;
@@ -134,15 +138,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
     forwardCtx.joinCookies = this.isH2 && this.route.upstreamProtocol === 'http1';
     const headers = buildUpstreamHeaders(req.rawHeaders, forwardCtx);
     const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
+    // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
+    // grpc-timeout, forwarded as is, bounds it instead.
+    if (!this.isGrpc) this.deadlineTimer = setTimeout(onUpstreamDeadline, this.route.timeoutMs, this);
     this.route.pool.dispatch(
       {
         path: req.url as string,
         method: req.method as Dispatcher.HttpMethod,
         headers,
         body: hasBody ? req : null,
-        // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
-        // grpc-timeout, forwarded as is, bounds it instead.
-        headersTimeout: this.isGrpc ? 0 : this.route.timeoutMs,
+        // The exchange's own deadline covers the pool queue and connect too (undici's starts later
+        // and ticks in 500 ms steps for timeouts of a second and more).
+        headersTimeout: 0,
       },
       this,
     );
@@ -150,8 +157,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    // The client left while the request waited in the pool queue: free the slot at once.
-    if (this.clientGone) controller.abort(clientGoneError);
+    // The client left, or the deadline passed, while the request waited in the pool queue: free the
+    // slot at once.
+    if (this.done) controller.abort(this.clientGone ? clientGoneError : upstreamDeadlineError);
   }
 
   onResponseStart(
@@ -161,11 +169,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     statusMessage?: string,
   ): void {
     if (statusCode < 200 || this.done) return;
+    this.clearDeadline();
     this.status = statusCode;
     if (this.isGrpc) this.noteGrpcStatus(headers);
-    const mark =
-      this.injected && this.plan.injectedHeader && this.exp !== null ? this.exp.injectedMark : null;
-    headers = clientResponseHeaders(headers, mark, this.isH2);
+    headers = clientResponseHeaders(headers, this.injectedMark(), this.armMark(), this.isH2);
     // A kill between the fault's start and the upstream's answer cancels the response-leg delay.
     if (this.responseDelayMs > 0 && this.exp !== null && this.exp.injecting) {
       controller.pause();
@@ -203,6 +210,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     if (this.done) return;
+    this.clearDeadline();
     if (this.clientGone) {
       this.finish(OUTCOME_CLIENT_ABORT);
       return;
@@ -328,7 +336,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.done) return;
     const res = this.res as ServerResponse;
     const out: Record<string, string | number> = { ...headers, 'content-length': Buffer.byteLength(body) };
-    if (this.plan.injectedHeader && this.exp !== null) out['x-faultline-injected'] = this.exp.injectedMark;
+    this.addMarks(out);
     this.status = status;
     res.writeHead(status, out);
     res.end(body);
@@ -343,7 +351,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       'grpc-status': String(code),
       'grpc-message': grpcMessageEncode(message),
     };
-    if (this.plan.injectedHeader && this.exp !== null) out['x-faultline-injected'] = this.exp.injectedMark;
+    this.addMarks(out);
     this.status = 200;
     this.grpcStatus = code;
     this.respondTrailersOnly(200, out);
@@ -396,12 +404,54 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.finish(this.outcomeOfStatus());
   }
 
-  /** Drop the client connection (HTTP/1.1) or reset this one stream (HTTP/2) without a response. */
-  resetClient(): void {
+  /**
+   * Drop the client connection (HTTP/1.1: a TCP RST, so clients see ECONNRESET rather than a polite
+   * close) or reset this one stream (HTTP/2) without a response.
+   */
+  resetClient(outcome: Outcome = OUTCOME_RESET): void {
     if (this.done) return;
-    this.finish(OUTCOME_RESET);
-    if (this.isH2) (this.req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_CANCEL);
-    else (this.req as IncomingMessage).socket.destroy();
+    this.finish(outcome);
+    if (this.isH2) {
+      (this.req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_CANCEL);
+      return;
+    }
+    const socket = (this.req as IncomingMessage).socket;
+    try {
+      socket.resetAndDestroy();
+    } catch {
+      socket.destroy(); // TLS sockets have no TCP handle to reset
+    }
+  }
+
+  /** The route's timeout passed before the upstream's response headers: 504, then abort the upstream leg. */
+  upstreamDeadlinePassed(): void {
+    this.deadlineTimer = null;
+    if (this.done) return;
+    this.countUpstreamError('upstream_timeout');
+    this.status = replyError(this.res as ServerResponse, 'upstream_timeout');
+    this.finish(OUTCOME_TIMEOUT);
+    this.controller?.abort(upstreamDeadlineError);
+  }
+
+  private clearDeadline(): void {
+    if (this.deadlineTimer === null) return;
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+  }
+
+  private injectedMark(): string | null {
+    return this.injected && this.plan.injectedHeader && this.exp !== null ? this.exp.injectedMark : null;
+  }
+
+  private armMark(): string | null {
+    return this.plan.armHeader && this.exp !== null ? (this.exp.armMarks[this.arm] ?? null) : null;
+  }
+
+  private addMarks(out: Record<string, string | number>): void {
+    const injected = this.injectedMark();
+    if (injected !== null) out['x-faultline-injected'] = injected;
+    const arm = this.armMark();
+    if (arm !== null) out['x-faultline-arm'] = arm;
   }
 
   /** Milliseconds left of the caller's gRPC deadline (grpc-timeout), or -1 when none. */
@@ -417,11 +467,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   clientClosed(): void {
     if (this.done) return;
     this.clientGone = true;
-    // A gRPC caller whose deadline ran out while a timeout fault held its call: the fault did what it
-    // simulates (the caller saw DEADLINE_EXCEEDED), so it counts as a timeout, not a client abort.
-    const timedOut =
-      this.isGrpc && this.holdTimer !== null && this.injected && this.exp?.fault.kind === 'timeout';
-    if (timedOut) this.grpcStatus = GRPC_DEADLINE_EXCEEDED;
+    // A caller that gave up while a timeout fault held its request (a gRPC deadline, an HTTP client's
+    // own timeout on a hang): the fault did what it simulates, so it counts as a timeout, not an abort.
+    const timedOut = this.holdTimer !== null && this.injected && this.exp?.fault.kind === 'timeout';
+    if (timedOut && this.isGrpc) this.grpcStatus = GRPC_DEADLINE_EXCEEDED;
     this.cancelHold();
     this.controller?.abort(clientGoneError);
     this.finish(timedOut ? OUTCOME_TIMEOUT : OUTCOME_CLIENT_ABORT);
@@ -441,10 +490,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.done) return;
     this.done = true;
     if (this.holdTimer !== null) this.cancelHold();
+    this.clearDeadline();
     const latencyMs = performance.now() - this.startMs;
     const route = this.route;
     const statusClass =
       outcome === OUTCOME_RESET || outcome === OUTCOME_CLIENT_ABORT ? 5 : statusClassIndex(this.status);
+    this.statusClass = statusClass;
     const idx = methodIndex(this.req.method) * STATUS_CLASSES.length + statusClass;
     let counter = route.requestCounters[idx];
     if (counter === undefined) {
@@ -468,6 +519,9 @@ const clientGoneError = Object.assign(new Error('client went away'), { code: 'FL
 const invalidResponseError = Object.assign(new Error('invalid upstream response'), {
   code: 'FL_BAD_RESPONSE',
 });
+const upstreamDeadlineError = Object.assign(new Error('upstream deadline passed'), {
+  code: 'FL_UPSTREAM_DEADLINE',
+});
 
 function hasAnyKey(o: object): boolean {
   for (const k in o) if (Object.hasOwn(o, k)) return true;
@@ -476,6 +530,10 @@ function hasAnyKey(o: object): boolean {
 
 function onHoldTimer(ex: Exchange): void {
   ex.holdElapsed();
+}
+
+function onUpstreamDeadline(ex: Exchange): void {
+  ex.upstreamDeadlinePassed();
 }
 
 function onClientDrain(this: ClientResponse): void {
@@ -488,15 +546,17 @@ export function onClientResponseClose(this: ClientResponse): void {
 }
 
 function classifyUpstreamError(err: Error): ProxyErrorCode {
+  // undici's HTTPParserError (a malformed upstream response) carries no code.
+  if (err.name === 'HTTPParserError') return 'upstream_protocol';
   const code = (err as { code?: string }).code;
   switch (code) {
     case 'ECONNREFUSED':
       return 'upstream_refused';
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
+      return 'upstream_timeout';
     case 'UND_ERR_CONNECT_TIMEOUT':
     case 'ETIMEDOUT':
-      return 'upstream_timeout';
     case 'ENOTFOUND':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':

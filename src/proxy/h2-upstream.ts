@@ -183,11 +183,6 @@ export class H2Upstream {
     stream.on('end', onStreamEnd);
     stream.on('error', onStreamError);
     stream.on('close', onStreamClose);
-    const headersTimeout = opts.headersTimeout ?? 0;
-    if (headersTimeout > 0) {
-      stream.setTimeout(headersTimeout);
-      stream.on('timeout', onStreamTimeout);
-    }
     if (hasBody) {
       if (typeof (body as Readable).pipe === 'function') {
         call.body = body as Readable;
@@ -303,7 +298,6 @@ function onStreamResponse(this: CallStream, headers: IncomingHttpHeaders): void 
   const call = this[kCall];
   if (call === undefined || call.settled) return;
   call.responded = true;
-  this.setTimeout(0);
   const status = Number(headers[HTTP2_HEADER_STATUS]);
   delete headers[HTTP2_HEADER_STATUS];
   call.handler.onResponseStart?.(call, status, headers, '');
@@ -336,13 +330,6 @@ function onStreamEnd(this: CallStream): void {
 function onStreamError(this: CallStream, err: Error): void {
   const call = this[kCall];
   if (call !== undefined && call.error === null) call.error = err;
-}
-
-function onStreamTimeout(this: CallStream): void {
-  const call = this[kCall];
-  if (call === undefined || call.settled || call.responded) return;
-  this.close(NGHTTP2_CANCEL);
-  call.fail(new H2StreamError('upstream sent no response headers in time', 'UND_ERR_HEADERS_TIMEOUT'));
 }
 
 function onStreamClose(this: CallStream): void {

@@ -143,6 +143,7 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
 export function clientResponseHeaders(
   headers: IncomingHttpHeaders,
   injectedMark: string | null,
+  armMark: string | null,
   toH2: boolean,
 ): IncomingHttpHeaders {
   const conn = headers['connection'];
@@ -158,5 +159,6 @@ export function clientResponseHeaders(
   const via = headers['via'];
   out['via'] = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
   if (injectedMark !== null) out['x-faultline-injected'] = injectedMark;
+  if (armMark !== null) out['x-faultline-arm'] = armMark;
   return out;
 }

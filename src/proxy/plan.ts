@@ -34,6 +34,8 @@ export interface ListenerPlan {
   /** True when any route matches on Host, so the Host header is looked up only then. */
   readonly hostRouting: boolean;
   readonly injectedHeader: boolean;
+  /** Mark responses of assigned requests with x-faultline-arm (load-test harnesses read it). */
+  readonly armHeader: boolean;
   readonly accessLog: boolean;
   /** Experiment lookup for trusted incoming assignments. */
   readonly experimentsById: ReadonlyMap<string, ExperimentRuntime>;

@@ -28,8 +28,10 @@ export function assign(ex: Exchange): void {
   for (let i = 0; i < candidates.length; i++) {
     const exp = candidates[i] as ExperimentRuntime;
     if (!exp.assigning || !matchesRequest(exp.matcher, ex.req.method ?? '', ex.req.url ?? '', raw)) continue;
+    // First match in config order owns the request, whatever its draw: every experiment's slice stays
+    // exactly its percent of the requests it matches, and effects never mix.
     const arm = exp.draw(raw);
-    if (arm === 0) continue;
+    if (arm === 0) break;
     ex.exp = exp;
     ex.arm = arm;
     ex.observe = true;
@@ -40,6 +42,7 @@ export function assign(ex: Exchange): void {
     if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
     return;
   }
+
   if (tagged) ex.baggageOut = rewriteBaggage(baggage, null);
 }
 

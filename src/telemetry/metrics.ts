@@ -102,6 +102,12 @@ export function createMetrics() {
       'Requests in an experiment arm by outcome (ok, error, timeout, reset, client_abort), as seen at the listener.',
       ['experiment', 'group', 'outcome', 'listener'],
     ),
+    experimentResponses: new HotCounter(
+      registry,
+      'faultline_experiment_responses_total',
+      'Responses in an experiment arm by status class ("error": no HTTP status, e.g. a reset), as seen at the listener.',
+      ['experiment', 'group', 'status_class', 'listener'],
+    ),
     experimentDuration: new HotHistogram(
       registry,
       'faultline_experiment_request_duration_seconds',

@@ -1,5 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -200,6 +201,20 @@ describe('split and faults through the proxy', () => {
     const dropped = results.filter((x) => !x.ok);
     expect(dropped.length).toBeGreaterThan(0);
     expect(results.filter((x) => x.ok).every((x) => x.status === 200)).toBe(true);
+    // A hang ends as a timeout, whether dropped at max_hold_ms or given up on by the client first.
+    const canaryUsers = results.flatMap((x, i) => (x.ok ? [] : [`hang-${i}`]));
+    const impatient = new Agent({ headersTimeout: 100 });
+    for (const user of canaryUsers)
+      await expect(
+        request(hang.url(), { headers: { 'x-user': user }, dispatcher: impatient }),
+      ).rejects.toThrow();
+    await impatient.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const st = (await (await fetch(`${hang.admin}/experiments/e1`)).json()) as {
+      arms: { canary: { timeout: number; reset: number; client_abort: number } };
+    };
+    expect(st.arms.canary.timeout).toBe(2 * dropped.length);
+    expect(st.arms.canary.reset + st.arms.canary.client_abort).toBe(0);
   });
 
   it('reset drops the connection: the client sees ECONNRESET', async () => {
@@ -223,6 +238,83 @@ describe('split and faults through the proxy', () => {
     );
     expect(codes.filter((c) => c === 'ECONNRESET').length).toBeGreaterThan(5);
     expect(codes.every((c) => c === 'ECONNRESET' || c === '200')).toBe(true);
+    // On the wire it is a TCP RST, not a polite close: a raw socket sees an error, never a bare end.
+    const port = new URL(fl.url()).port;
+    const raw = await Promise.all(
+      Array.from(
+        { length: 20 },
+        () =>
+          new Promise<string>((resolve) => {
+            let got = '';
+            const s = net.connect(Number(port), '127.0.0.1', () =>
+              s.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'),
+            );
+            s.on('data', (d: Buffer) => (got += d.toString()));
+            s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+            s.on('close', () =>
+              resolve(got.startsWith('HTTP/1.1 200') ? '200' : 'closed without a response'),
+            );
+          }),
+      ),
+    );
+    expect(raw.filter((c) => c === 'ECONNRESET').length).toBeGreaterThan(0);
+    expect(raw.every((c) => c === 'ECONNRESET' || c === '200')).toBe(true);
+  });
+
+  it('several matching experiments: the first in config order owns the request, whatever its draw', async () => {
+    const up = await echo();
+    const fl = await faultline(
+      oneRoute(up.url, [
+        exp({ id: 'first', split: { percent: 25, allow_above_cap: true } }),
+        exp({ id: 'second', split: { percent: 50, allow_above_cap: true } }),
+      ]),
+    );
+    for (let i = 0; i < 10; i++) await Promise.all(Array.from({ length: 40 }, () => get(fl.url())));
+    const first = (await (await fetch(`${fl.admin}/experiments/first`)).json()) as {
+      assigned: { canary: number; control: number };
+    };
+    const second = (await (await fetch(`${fl.admin}/experiments/second`)).json()) as typeof first;
+    expect(first.assigned.canary + first.assigned.control).toBeGreaterThan(100);
+    expect(second.assigned).toMatchObject({ canary: 0, control: 0 });
+  });
+
+  it('arm_header marks both arms; injected_header: false drops the injected mark; counts carry status classes', async () => {
+    const up = await echo();
+    const fl = await faultline({
+      ...oneRoute(up.url, [exp({ split: { percent: 25, allow_above_cap: true } })]),
+      arm_header: true,
+      injected_header: false,
+    });
+    const seen = { canary: 0, control: 0, none: 0 };
+    for (let i = 0; i < 10; i++) {
+      const rs = await Promise.all(Array.from({ length: 40 }, () => get(fl.url())));
+      for (const r of rs) {
+        expect(r.headers['x-faultline-injected']).toBeUndefined();
+        const arm = r.headers['x-faultline-arm'];
+        if (arm === 'e1; group=canary') {
+          expect(r.status).toBe(503);
+          seen.canary++;
+        } else if (arm === 'e1; group=control') {
+          expect(r.status).toBe(200);
+          seen.control++;
+        } else {
+          expect(arm).toBeUndefined();
+          seen.none++;
+        }
+      }
+    }
+    expect(seen.canary).toBeGreaterThan(40);
+    expect(seen.control).toBeGreaterThan(40);
+    expect(seen.none).toBeGreaterThan(100);
+    const st = (await (await fetch(`${fl.admin}/experiments/e1`)).json()) as {
+      arms: Record<string, { requests: number; status_classes: Record<string, number> }>;
+    };
+    expect(st.arms['canary']?.status_classes['5xx']).toBe(seen.canary);
+    expect(st.arms['control']?.status_classes['2xx']).toBe(seen.control);
+    const m = await scrape(fl.admin);
+    expect(
+      metricSum(m, 'faultline_experiment_responses_total', { group: 'canary', status_class: '5xx' }),
+    ).toBe(seen.canary);
   });
 
   it('max_active_faults: beyond the cap canary requests pass through unfaulted and count as overflow', async () => {

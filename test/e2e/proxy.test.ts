@@ -361,6 +361,56 @@ describe('upstream failures', () => {
     }
   });
 
+  it('timeout_ms covers the wait for a pooled connection, not only the response headers', async () => {
+    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('late'), 3000));
+    const fl = await startFaultline({
+      listeners: [
+        {
+          name: 'ingress',
+          port: 0,
+          routes: [{ name: 'slow', upstream: slow.url, timeout_ms: 500, max_connections: 1 }],
+        },
+      ],
+    });
+    try {
+      // One connection: the second and third requests queue behind the first. Each must get its 504
+      // from its own deadline, not after the requests ahead of it have timed out in turn (1.5 s).
+      const t0 = Date.now();
+      const all = await Promise.all(
+        [1, 2, 3].map(() => send(fl.url()).then((r) => [r, Date.now() - t0] as const)),
+      );
+      for (const [r] of all) {
+        expect(r.status).toBe(504);
+        expect(r.headers['x-faultline-error']).toBe('upstream_timeout');
+      }
+      expect(Math.max(...all.map(([, ms]) => ms))).toBeLessThan(1200);
+    } finally {
+      await fl.stop();
+      await slow.close();
+      await removeDir(fl.stateDir);
+    }
+  });
+
+  it('labels a malformed upstream response as upstream_protocol (502)', async () => {
+    const bad = net.createServer((socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n'));
+    });
+    await new Promise<void>((r) => bad.listen(0, '127.0.0.1', r));
+    const port = (bad.address() as net.AddressInfo).port;
+    const fl = await startFaultline(proxyConfig(`http://127.0.0.1:${port}`));
+    try {
+      const r = await send(fl.url());
+      expect(r.status).toBe(502);
+      expect(r.headers['x-faultline-error']).toBe('upstream_protocol');
+      const m = await scrape(fl.admin);
+      expect(metricSum(m, 'faultline_upstream_errors_total', { kind: 'protocol' })).toBe(1);
+    } finally {
+      await fl.stop();
+      await new Promise((r) => bad.close(r));
+      await removeDir(fl.stateDir);
+    }
+  });
+
   it('breaks the client connection when the upstream dies mid-body, never a short complete response', async () => {
     const up = await startUpstream((req, res) => {
       res.writeHead(200, { 'content-length': '100000' });

@@ -107,6 +107,7 @@ experiments:
   it.each([
     ['split: { percent: 10 }', 'experiments[0].split.percent', /at most 5/],
     ['split: { percent: 10, allow_above_cap: true }', null, null],
+    ['split: { percent: 0.001 }', 'experiments[0].split.percent', /multiple of 0.01/],
     ['split: { percent: 2, sticky: "body:x" }', 'experiments[0].split.sticky', /header:NAME/],
     ['split: { percent: 2 }\n    fault: { kind: abort }', 'experiments[0].fault', /status/],
     ['split: { percent: 2 }\n    fault: { kind: latency }', 'experiments[0].fault', /exactly one/],
