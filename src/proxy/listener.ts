@@ -253,6 +253,9 @@ export class Listener implements ExchangeHost {
     if (this.inFlight > 0)
       log('warn', 'drain deadline passed', { listener: this.spec.name, inFlight: this.inFlight });
     for (const s of this.sockets) s.destroy();
+    // Let the responses' close events run, so requests cut here are recorded as client aborts before
+    // the pools are destroyed under them (which would read as upstream failures).
+    for (let i = 0; i < 20 && this.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 5));
   }
 }
 
