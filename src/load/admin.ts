@@ -16,36 +16,76 @@ function flattenNumbers(value: unknown, prefix: string, out: Record<string, numb
   }
 }
 
+function parseOne(item: unknown): ExperimentSnapshot | null {
+  if (item === null || typeof item !== 'object') return null;
+  const rec = item as { id?: unknown; state?: unknown; arms?: unknown };
+  if (typeof rec.id !== 'string') return null;
+  const arms: Record<string, Record<string, number>> = {};
+  if (rec.arms !== null && typeof rec.arms === 'object') {
+    for (const [name, fields] of Object.entries(rec.arms)) {
+      const flat: Record<string, number> = {};
+      flattenNumbers(fields, '', flat);
+      arms[name] = flat;
+    }
+  }
+  return { id: rec.id, state: typeof rec.state === 'string' ? rec.state : 'unknown', arms };
+}
+
 /** Lenient on purpose: the admin's arm fields may grow; we keep every number we find. */
 export function parseExperiments(body: unknown): ExperimentSnapshot[] {
   const list = (body as { experiments?: unknown } | null)?.experiments;
   if (!Array.isArray(list)) throw new Error('admin /experiments: expected {experiments: [...]}');
   const out: ExperimentSnapshot[] = [];
   for (const item of list as unknown[]) {
-    if (item === null || typeof item !== 'object') continue;
-    const rec = item as { id?: unknown; state?: unknown; arms?: unknown };
-    if (typeof rec.id !== 'string') continue;
-    const arms: Record<string, Record<string, number>> = {};
-    if (rec.arms !== null && typeof rec.arms === 'object') {
-      for (const [name, fields] of Object.entries(rec.arms)) {
-        const flat: Record<string, number> = {};
-        flattenNumbers(fields, '', flat);
-        arms[name] = flat;
-      }
-    }
-    out.push({ id: rec.id, state: typeof rec.state === 'string' ? rec.state : 'unknown', arms });
+    const e = parseOne(item);
+    if (e) out.push(e);
   }
   return out;
 }
 
-export async function fetchExperiments(admin: URL, timeoutMs = 2000): Promise<ExperimentSnapshot[]> {
-  const url = new URL('experiments', admin.href.endsWith('/') ? admin.href : `${admin.href}/`);
+/** GET /experiments/{id} answers one experiment object (the same shape as a list item). */
+export function parseExperiment(body: unknown): ExperimentSnapshot {
+  const e = parseOne(body);
+  if (!e) throw new Error('admin /experiments/{id}: expected an experiment object with an id');
+  return e;
+}
+
+/**
+ * With `id`, reads GET /experiments/{id} (a 404 means "not listed": an empty list); without,
+ * GET /experiments.
+ */
+export async function fetchExperiments(
+  admin: URL,
+  timeoutMs = 2000,
+  id?: string,
+): Promise<ExperimentSnapshot[]> {
+  const base = admin.href.endsWith('/') ? admin.href : `${admin.href}/`;
+  const url = new URL(id === undefined ? 'experiments' : `experiments/${encodeURIComponent(id)}`, base);
   const res = await request(url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  if (id !== undefined && res.statusCode === 404) {
+    await res.body.dump();
+    return [];
+  }
   if (res.statusCode !== 200) {
     await res.body.dump();
     throw new Error(`admin ${url.href}: HTTP ${res.statusCode}`);
   }
-  return parseExperiments(await res.body.json());
+  const body = await res.body.json();
+  return id === undefined ? parseExperiments(body) : [parseExperiment(body)];
+}
+
+/** Errors as the admin counts them (error, timeout, reset outcomes; a client abort is not one). */
+export interface AdminArmSummary {
+  requests: number;
+  errors: number;
+  errorRate: number;
+}
+
+export function adminArmSummary(delta: Readonly<Record<string, number>>): AdminArmSummary | null {
+  const requests = delta['requests'];
+  if (requests === undefined) return null;
+  const errors = (delta['error'] ?? 0) + (delta['timeout'] ?? 0) + (delta['reset'] ?? 0);
+  return { requests, errors, errorRate: requests > 0 ? errors / requests : 0 };
 }
 
 /**

@@ -21,7 +21,10 @@ export class UsageError extends Error {
 export const USAGE = `usage: faultline load --target URL --rate R --duration D [options]
 
 Open-loop load generator: sends R requests per second on a fixed schedule for D, measures latency
-from each request's scheduled send time (no coordinated omission) and reports per experiment arm.
+from each request's scheduled send time (no coordinated omission) and reports per experiment arm:
+canary (x-faultline-arm group=canary, or x-faultline-injected), control (group=control) and
+untouched (neither). Faultline sets x-faultline-arm when its config has \`arm_header: true\`;
+without it, control is shown from the admin's counts (--admin).
 
   --target URL          http(s) URL to load (required)
   --rate R              requests per second, > 0 (required)
@@ -30,8 +33,10 @@ from each request's scheduled send time (no coordinated omission) and reports pe
   --method M            HTTP method (default: GET, or POST when --body is given)
   --body STR|@file      request body, literally or read from a file
   --header 'k: v'       extra request header; repeatable
-  --admin URL           Faultline admin base URL; reads GET /experiments before, during and after
-  --experiment ID       experiment to report on (default: every experiment the admin lists)
+  --admin URL           Faultline admin base URL; reads GET /experiments/{id} (or GET /experiments
+                        without --experiment) before, during and after the run
+  --experiment ID       experiment to report on (default: every experiment's marks, and every
+                        experiment the admin lists)
   --json                print the report as JSON on stdout
   -h, --help            show this help
 

@@ -2,17 +2,95 @@ import { LatencyHistogram } from './histogram.js';
 
 /** Response header a Faultline hop sets on injected replies: `<experiment-id>; fault=<kind>`. */
 export const INJECTED_HEADER = 'x-faultline-injected';
+/**
+ * Response header a Faultline hop sets (config `arm_header: true`) on every response to a request
+ * it assigned to an experiment arm, injected or not: `<experiment-id>; group=canary|control`.
+ */
+export const ARM_HEADER = 'x-faultline-arm';
 
 export interface InjectedMark {
   readonly experiment: string;
   readonly fault: string | undefined;
 }
 
+export interface ArmMark {
+  readonly experiment: string;
+  readonly group: string | undefined;
+}
+
+const FAULT_RE = /(?:^|;)\s*fault=([^;\s]+)/;
+const GROUP_RE = /(?:^|;)\s*group=([^;\s]+)/;
+
+function param(value: string, semi: number, re: RegExp): string | undefined {
+  return semi < 0 ? undefined : re.exec(value.slice(semi))?.[1];
+}
+
 export function parseInjectedMark(value: string): InjectedMark {
   const semi = value.indexOf(';');
   const experiment = (semi < 0 ? value : value.slice(0, semi)).trim();
-  const m = semi < 0 ? null : /(?:^|;)\s*fault=([^;\s]+)/.exec(value.slice(semi));
-  return { experiment, fault: m?.[1] };
+  return { experiment, fault: param(value, semi, FAULT_RE) };
+}
+
+export function parseArmMark(value: string): ArmMark {
+  const semi = value.indexOf(';');
+  const experiment = (semi < 0 ? value : value.slice(0, semi)).trim();
+  return { experiment, group: param(value, semi, GROUP_RE)?.toLowerCase() };
+}
+
+/**
+ * A header may arrive repeated (one per hop or experiment: an array) or folded into one
+ * comma-separated line; either way this returns one entry per mark.
+ */
+export function splitMarks(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const out: string[] = [];
+  for (const line of Array.isArray(header) ? header : [header]) {
+    for (const part of line.split(',')) {
+      const t = part.trim();
+      if (t !== '') out.push(t);
+    }
+  }
+  return out;
+}
+
+export type ArmName = 'canary' | 'control' | 'untouched';
+
+export interface Classification {
+  readonly arm: ArmName;
+  /** The response carried an x-faultline-injected mark of a selected experiment. */
+  readonly injected: boolean;
+  /** The response carried any x-faultline-arm mark (of any experiment). */
+  readonly armMarked: boolean;
+}
+
+/**
+ * canary: a selected experiment's `x-faultline-arm: ...; group=canary`, or its injected mark;
+ * control: its `group=control` (and no canary evidence); untouched: neither. `experiment`
+ * undefined selects every experiment.
+ */
+export function classify(
+  injected: readonly string[],
+  arm: readonly string[],
+  experiment: string | undefined,
+): Classification {
+  let isInjected = false;
+  for (const v of injected) {
+    const m = parseInjectedMark(v);
+    if (experiment === undefined || m.experiment === experiment) isInjected = true;
+  }
+  let canary = isInjected;
+  let control = false;
+  for (const v of arm) {
+    const m = parseArmMark(v);
+    if (experiment !== undefined && m.experiment !== experiment) continue;
+    if (m.group === 'canary') canary = true;
+    else if (m.group === 'control') control = true;
+  }
+  return {
+    arm: canary ? 'canary' : control ? 'control' : 'untouched',
+    injected: isInjected,
+    armMarked: arm.length > 0,
+  };
 }
 
 /**

@@ -23,12 +23,17 @@ const defaultIo: LoadIo = { stdout: process.stdout, stderr: process.stderr };
 function progressLine(s: GeneratorSnapshot, gen: LoadGenerator): string {
   const secs = s.elapsedMs / 1000;
   const rate = secs > 0 ? Math.round(s.sent / secs) : 0;
-  const p99 = (
-    Math.max(gen.canary.latency.quantileUs(0.99) || 0, gen.other.latency.quantileUs(0.99) || 0) / 1000
-  ).toFixed(2);
+  const arms = [gen.canaryInjected, gen.canaryPlain, gen.control, gen.untouched];
+  const p99 = (Math.max(...arms.map((a) => a.latency.quantileUs(0.99) || 0)) / 1000).toFixed(2);
+  const canary = gen.canaryInjected.count + gen.canaryPlain.count;
+  // Control is only visible here when the hop sets the arm header; otherwise it is inside "rest".
+  const split =
+    gen.armMarked > 0
+      ? `canary ${canary}  control ${gen.control.count}  untouched ${gen.untouched.count}`
+      : `canary ${canary}  rest ${gen.untouched.count}`;
   return (
     `load ${secs.toFixed(1).padStart(6)}s  sent ${s.sent} (${rate}/s)  done ${s.completed}  in-flight ${s.inFlight}` +
-    `  errors ${s.errors}  dropped ${s.dropped}  canary ${gen.canary.count}  p99<=${p99}ms\n`
+    `  errors ${s.errors}  dropped ${s.dropped}  ${split}  p99<=${p99}ms\n`
   );
 }
 
@@ -38,6 +43,7 @@ class AdminWatcher {
   private busy = false;
   constructor(
     private readonly admin: URL,
+    private readonly experiment: string | undefined,
     private readonly startedAt: () => number,
   ) {
     this.track = { url: admin.href, error: null, before: null, after: null, killedAfterS: new Map() };
@@ -55,7 +61,7 @@ class AdminWatcher {
 
   async first(): Promise<void> {
     try {
-      this.track.before = await fetchExperiments(this.admin);
+      this.track.before = await fetchExperiments(this.admin, 2000, this.experiment);
     } catch (err) {
       this.track.error = `before the run: ${(err as Error).message}`;
     }
@@ -64,7 +70,7 @@ class AdminWatcher {
   poll(): void {
     if (this.busy) return;
     this.busy = true;
-    fetchExperiments(this.admin, 900)
+    fetchExperiments(this.admin, 900, this.experiment)
       .then((list) => this.note(list))
       .catch(() => {
         // A missed poll is fine: the final read still happens, and it decides "killed".
@@ -76,7 +82,7 @@ class AdminWatcher {
 
   async last(): Promise<void> {
     try {
-      this.track.after = await fetchExperiments(this.admin);
+      this.track.after = await fetchExperiments(this.admin, 2000, this.experiment);
       this.note(this.track.after);
     } catch (err) {
       this.track.error = `${this.track.error ? `${this.track.error}; ` : ''}after the run: ${(err as Error).message}`;
@@ -86,7 +92,7 @@ class AdminWatcher {
 
 export async function runLoad(opts: LoadOptions, io: LoadIo = defaultIo): Promise<number> {
   const gen = new LoadGenerator(opts);
-  const watcher = opts.admin ? new AdminWatcher(opts.admin, () => gen.startedAt) : null;
+  const watcher = opts.admin ? new AdminWatcher(opts.admin, opts.experiment, () => gen.startedAt) : null;
   if (watcher) await watcher.first();
   if (watcher?.track.error) io.stderr.write(`load: admin ${watcher.track.error}\n`);
 
@@ -114,7 +120,7 @@ export async function runLoad(opts: LoadOptions, io: LoadIo = defaultIo): Promis
   const report = buildReport(opts, gen, watcher?.track ?? null);
   io.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
   if (report.killed) return EXIT_KILLED;
-  const succeeded = report.completed - report.arms.canary.transportErrors - report.arms.other.transportErrors;
+  const succeeded = report.completed - report.transportErrors;
   if (report.sent > 0 && succeeded === 0) {
     io.stderr.write('load: no request got a response from the target\n');
     return EXIT_NO_SUCCESS;

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
-import { ArmStats, INJECTED_HEADER, parseInjectedMark } from './arms.js';
+import { ARM_HEADER, ArmStats, INJECTED_HEADER, classify, parseInjectedMark, splitMarks } from './arms.js';
 import type { LoadOptions } from './args.js';
 
 /**
@@ -33,7 +33,8 @@ export interface GeneratorSnapshot {
 /** Per-request state; it is also the undici handler, so no closures are allocated per request. */
 class Exchange implements Dispatcher.DispatchHandler {
   status = 0;
-  injected: string | undefined = undefined;
+  injected: string | string[] | undefined = undefined;
+  arm: string | string[] | undefined = undefined;
   constructor(
     readonly gen: LoadGenerator,
     readonly dueAt: number,
@@ -42,8 +43,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   onRequestStart(): void {}
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     this.status = statusCode;
-    const mark = headers[INJECTED_HEADER];
-    this.injected = Array.isArray(mark) ? mark[0] : mark;
+    this.injected = headers[INJECTED_HEADER];
+    this.arm = headers[ARM_HEADER];
   }
   onResponseData(): void {
     // Bodies are read and discarded; undici counts nothing for us, nor do we need it.
@@ -57,8 +58,16 @@ class Exchange implements Dispatcher.DispatchHandler {
 }
 
 export class LoadGenerator {
-  readonly canary = new ArmStats();
-  readonly other = new ArmStats();
+  /** Canary responses that carried the selected experiment's x-faultline-injected mark. */
+  readonly canaryInjected = new ArmStats();
+  /** Canary responses (by x-faultline-arm) without an injected mark. */
+  readonly canaryPlain = new ArmStats();
+  /** x-faultline-arm group=control (only ever filled when the hop sets `arm_header: true`). */
+  readonly control = new ArmStats();
+  /** Neither mark: not assigned, or assigned to control by a hop that does not set the arm header. */
+  readonly untouched = new ArmStats();
+  /** Responses that carried any x-faultline-arm mark: without one, control and untouched look alike. */
+  armMarked = 0;
   /** Injected marks by experiment id, including ones not selected by --experiment. */
   readonly injectedBy = new Map<string, number>();
   sent = 0;
@@ -125,8 +134,24 @@ export class LoadGenerator {
       completed: this.completed,
       inFlight: this.inFlight,
       dropped: this.dropped,
-      errors: this.canary.errors + this.other.errors,
+      errors:
+        this.canaryInjected.errors + this.canaryPlain.errors + this.control.errors + this.untouched.errors,
     };
+  }
+
+  /** The four client-side buckets, merged: canary, and everything there is. */
+  canary(): ArmStats {
+    const c = new ArmStats();
+    c.merge(this.canaryInjected);
+    c.merge(this.canaryPlain);
+    return c;
+  }
+
+  all(): ArmStats {
+    const a = this.canary();
+    a.merge(this.control);
+    a.merge(this.untouched);
+    return a;
   }
 
   private tick(): void {
@@ -169,11 +194,21 @@ export class LoadGenerator {
     const latencyUs = (performance.now() - ex.dueAt) * 1000;
     this.inFlight--;
     this.completed++;
-    let arm = this.other;
-    if (ex.injected !== undefined) {
-      const { experiment } = parseInjectedMark(ex.injected);
-      this.injectedBy.set(experiment, (this.injectedBy.get(experiment) ?? 0) + 1);
-      if (this.opts.experiment === undefined || this.opts.experiment === experiment) arm = this.canary;
+    let arm = this.untouched;
+    // Fast path: most responses carry no mark at all.
+    if (ex.injected !== undefined || ex.arm !== undefined) {
+      const injected = splitMarks(ex.injected);
+      const seen = new Set<string>();
+      for (const v of injected) {
+        const { experiment } = parseInjectedMark(v);
+        if (seen.has(experiment)) continue;
+        seen.add(experiment);
+        this.injectedBy.set(experiment, (this.injectedBy.get(experiment) ?? 0) + 1);
+      }
+      const c = classify(injected, splitMarks(ex.arm), this.opts.experiment);
+      if (c.armMarked) this.armMarked++;
+      if (c.arm === 'canary') arm = c.injected ? this.canaryInjected : this.canaryPlain;
+      else if (c.arm === 'control') arm = this.control;
     }
     arm.record(latencyUs, ex.status, failed);
     this.maybeDone();

@@ -1,10 +1,9 @@
-import { summarizeArm } from './arms.js';
+import { ArmStats, summarizeArm } from './arms.js';
 import type { ArmSummary } from './arms.js';
-import { ArmStats } from './arms.js';
 import type { LoadGenerator } from './generator.js';
 import type { LoadOptions } from './args.js';
-import { armDelta } from './admin.js';
-import type { ExperimentSnapshot } from './admin.js';
+import { adminArmSummary, armDelta } from './admin.js';
+import type { AdminArmSummary, ExperimentSnapshot } from './admin.js';
 
 export interface ExperimentReport {
   id: string;
@@ -16,6 +15,9 @@ export interface ExperimentReport {
   /** Change over the run of the admin's per-arm counters (quantiles: last value seen). */
   canary: Record<string, number>;
   control: Record<string, number>;
+  /** Requests and error rate (error + timeout + reset outcomes) from the admin's counts. */
+  canarySummary: AdminArmSummary | null;
+  controlSummary: AdminArmSummary | null;
   /** Our completed requests the admin did not count in canary or control; null without `requests`. */
   untouched: number | null;
 }
@@ -25,6 +27,14 @@ export interface AdminReport {
   error: string | null;
   experiments: ExperimentReport[];
 }
+
+export interface CanarySummary extends ArmSummary {
+  /** Canary responses that carried the experiment's x-faultline-injected mark. */
+  injected: number;
+}
+
+/** Where the report's control figures come from. */
+export type ControlSource = 'client' | 'admin' | 'none';
 
 export interface LoadReport {
   target: string;
@@ -38,12 +48,30 @@ export interface LoadReport {
   dropped: number;
   errors: number;
   errorRate: number;
+  transportErrors: number;
   elapsedS: number;
   /** sent / (time from first due send to last send + one interval) */
   achievedRatePerS: number;
   rateErrorPct: number;
   latencyMs: ArmSummary['latencyMs'];
-  arms: { canary: ArmSummary; other: ArmSummary };
+  /** Responses that carried an x-faultline-arm mark (any experiment). */
+  armMarked: number;
+  /**
+   * canary: x-faultline-arm group=canary or an injected mark; control: group=control; untouched:
+   * neither. control and untouched are null when no response carried x-faultline-arm: the client
+   * cannot tell them apart then, and `controlOrUntouched` holds both (see `controlSource`).
+   */
+  arms: {
+    canary: CanarySummary;
+    control: ArmSummary | null;
+    untouched: ArmSummary | null;
+    controlOrUntouched: ArmSummary;
+  };
+  /** Every response without a selected experiment's injected mark (the "non-faulted" traffic). */
+  notInjected: ArmSummary;
+  controlSource: ControlSource;
+  /** Control from the admin's counts when the client cannot see it (needs --admin, one experiment). */
+  adminControl: (AdminArmSummary & { experiment: string; untouched: number | null }) | null;
   injectedBy: Record<string, number>;
   admin: AdminReport | null;
   killed: boolean;
@@ -84,6 +112,8 @@ function experimentReports(
       killedAfterS: killedAt ?? null,
       canary,
       control,
+      canarySummary: adminArmSummary(canary),
+      controlSummary: adminArmSummary(control),
       untouched: counted === undefined ? null : completed - counted,
     });
   }
@@ -91,13 +121,31 @@ function experimentReports(
 }
 
 export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminTrack | null): LoadReport {
-  const all = new ArmStats();
-  all.merge(gen.canary);
-  all.merge(gen.other);
-  const total = summarizeArm(all);
+  const total = summarizeArm(gen.all());
+  const transportErrors =
+    gen.canaryInjected.transportErrors +
+    gen.canaryPlain.transportErrors +
+    gen.control.transportErrors +
+    gen.untouched.transportErrors;
   const windowMs = gen.sent > 0 ? gen.lastSendAt - gen.startedAt + 1000 / opts.ratePerS : 0;
   const achieved = windowMs > 0 ? (gen.sent * 1000) / windowMs : 0;
   const experiments = track ? experimentReports(track, opts.experiment, gen.completed) : [];
+
+  const canaryStats = gen.canary();
+  const canary: CanarySummary = { ...summarizeArm(canaryStats), injected: gen.canaryInjected.count };
+  const rest = new ArmStats();
+  rest.merge(gen.control);
+  rest.merge(gen.untouched);
+  const notInjected = new ArmStats();
+  notInjected.merge(gen.canaryPlain);
+  notInjected.merge(rest);
+
+  const splitOnClient = gen.armMarked > 0;
+  const only = experiments.length === 1 ? experiments[0] : undefined;
+  const adminControl =
+    !splitOnClient && only?.controlSummary
+      ? { experiment: only.id, ...only.controlSummary, untouched: only.untouched }
+      : null;
   return {
     target: opts.target.href,
     method: opts.method,
@@ -110,11 +158,21 @@ export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminT
     dropped: gen.dropped,
     errors: total.errors,
     errorRate: total.errorRate,
+    transportErrors,
     elapsedS: ((gen.endedAt || gen.startedAt) - gen.startedAt) / 1000,
     achievedRatePerS: Math.round(achieved * 10) / 10,
     rateErrorPct: Math.round(((achieved - opts.ratePerS) / opts.ratePerS) * 10_000) / 100,
     latencyMs: total.latencyMs,
-    arms: { canary: summarizeArm(gen.canary), other: summarizeArm(gen.other) },
+    armMarked: gen.armMarked,
+    arms: {
+      canary,
+      control: splitOnClient ? summarizeArm(gen.control) : null,
+      untouched: splitOnClient ? summarizeArm(gen.untouched) : null,
+      controlOrUntouched: summarizeArm(rest),
+    },
+    notInjected: summarizeArm(notInjected),
+    controlSource: splitOnClient ? 'client' : adminControl ? 'admin' : 'none',
+    adminControl,
     injectedBy: Object.fromEntries(gen.injectedBy),
     admin: track ? { url: track.url, error: track.error, experiments } : null,
     killed: experiments.some((e) => e.killed),
@@ -125,6 +183,22 @@ const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;
 const num = (x: number): string => (Number.isFinite(x) ? String(x) : '-');
 const pad = (s: string, n: number): string => s.padEnd(n);
 const padl = (s: string, n: number): string => s.padStart(n);
+
+const WIDTHS = [9, 9, 9, 9, 10, 10];
+const ROW = (name: string, cells: readonly string[]): string =>
+  (pad(name, 30) + cells.map((c, i) => padl(c, WIDTHS[i] ?? 10)).join('')).trimEnd();
+
+function armRow(name: string, a: ArmSummary, completed: number): string {
+  const share = completed === 0 ? 0 : a.count / completed;
+  return ROW(name, [
+    String(a.count),
+    pct(share),
+    String(a.errors),
+    pct(a.errorRate),
+    num(a.latencyMs.p50),
+    num(a.latencyMs.p99),
+  ]);
+}
 
 export function formatReport(r: LoadReport): string {
   const lines: string[] = [];
@@ -140,17 +214,44 @@ export function formatReport(r: LoadReport): string {
     `latency from scheduled send (ms): p50 ${num(l.p50)}  p90 ${num(l.p90)}  p99 ${num(l.p99)}  p99.9 ${num(l.p999)}  max ${num(l.max)}`,
   );
   lines.push('');
-  lines.push(
-    `${pad('arm (x-faultline-injected)', 28)}${padl('count', 9)}${padl('share', 9)}${padl('errors', 9)}${padl('err%', 9)}${padl('p50 ms', 10)}${padl('p99 ms', 10)}`,
-  );
-  for (const [name, a] of [
-    ['canary (injected)', r.arms.canary],
-    ['other', r.arms.other],
-  ] as const) {
-    const share = r.completed === 0 ? 0 : a.count / r.completed;
+  lines.push(ROW('arm', ['count', 'share', 'errors', 'err%', 'p50 ms', 'p99 ms']));
+  const c = r.arms.canary;
+  lines.push(armRow(r.controlSource === 'client' ? 'canary' : 'canary (injected)', c, r.completed));
+  lines.push(ROW('  of which injected', [String(c.injected)]));
+  if (r.arms.control && r.arms.untouched) {
+    lines.push(armRow('control', r.arms.control, r.completed));
+    lines.push(armRow('untouched', r.arms.untouched, r.completed));
+  } else {
+    const a = r.adminControl;
+    if (a) {
+      const share = r.completed === 0 ? 0 : a.requests / r.completed;
+      lines.push(
+        ROW('control (admin counts)', [
+          String(a.requests),
+          pct(share),
+          String(a.errors),
+          pct(a.errorRate),
+          '-',
+          '-',
+        ]),
+      );
+      lines.push(ROW('untouched (admin arithmetic)', [a.untouched === null ? '-' : String(a.untouched)]));
+    } else {
+      lines.push(ROW('control', ['-', '-', '-', '-', '-', '-']));
+    }
+    lines.push(armRow('control + untouched (client)', r.arms.controlOrUntouched, r.completed));
     lines.push(
-      `${pad(name, 28)}${padl(String(a.count), 9)}${padl(pct(share), 9)}${padl(String(a.errors), 9)}${padl(pct(a.errorRate), 9)}${padl(num(a.latencyMs.p50), 10)}${padl(num(a.latencyMs.p99), 10)}`,
+      'note: no response carried x-faultline-arm, so control cannot be told apart from untouched on the',
+      '  client side, and canary here means "carried x-faultline-injected". Set `arm_header: true` in the',
+      '  Faultline config for client-side control and untouched figures (latency included).',
     );
+    if (a)
+      lines.push(
+        `  Control above is the admin's count for ${a.experiment} over the run (no client latency).`,
+      );
+    else if (!r.admin)
+      lines.push('  With --admin URL --experiment ID, control is shown from the admin counts.');
+    else lines.push('  No admin control counts to show (pass --experiment ID when the admin lists several).');
   }
   const marks = Object.entries(r.injectedBy);
   if (marks.length > 0)
@@ -163,13 +264,15 @@ export function formatReport(r: LoadReport): string {
       const killed = e.killed ? `  KILLED after ${e.killedAfterS?.toFixed(1)}s` : '';
       lines.push(`experiment ${e.id}: state ${e.stateBefore ?? '-'} -> ${e.stateAfter ?? '-'}${killed}`);
       const keys = [...new Set([...Object.keys(e.canary), ...Object.keys(e.control)])];
-      lines.push(`  ${pad('group', 11)}${keys.map((k) => padl(k, Math.max(10, k.length + 2))).join('')}`);
-      for (const [g, rec] of [
-        ['canary', e.canary],
-        ['control', e.control],
+      lines.push(
+        `  ${pad('group', 11)}${keys.map((k) => padl(k, Math.max(10, k.length + 2))).join('')}${padl('err%', 10)}`,
+      );
+      for (const [g, rec, sum] of [
+        ['canary', e.canary, e.canarySummary],
+        ['control', e.control, e.controlSummary],
       ] as const) {
         lines.push(
-          `  ${pad(g, 11)}${keys.map((k) => padl(num(rec[k] ?? Number.NaN), Math.max(10, k.length + 2))).join('')}`,
+          `  ${pad(g, 11)}${keys.map((k) => padl(num(rec[k] ?? Number.NaN), Math.max(10, k.length + 2))).join('')}${padl(sum ? pct(sum.errorRate) : '-', 10)}`,
         );
       }
       lines.push(`  ${pad('untouched', 11)}${padl(e.untouched === null ? '-' : String(e.untouched), 10)}`);

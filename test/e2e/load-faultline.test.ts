@@ -126,7 +126,14 @@ experiments:
     expect(e?.canary['injected']).toBe(r.arms.canary.count);
     expect(e?.control['requests']).toBeGreaterThan(0);
     expect(e?.untouched).toBe(r.completed - r.arms.canary.count - (e?.control['requests'] ?? 0));
-    expect(r.arms.other.errors).toBe(0);
+    expect(r.arms.canary.injected).toBe(r.arms.canary.count);
+    expect(r.arms.controlOrUntouched.errors).toBe(0);
+    expect(r.arms.controlOrUntouched.count).toBe(r.completed - r.arms.canary.count);
+    // No arm_header in this config: control comes from the admin's counts, not from the client.
+    expect(r.controlSource).toBe('admin');
+    expect(r.arms.control).toBeNull();
+    expect(r.adminControl?.requests).toBe(e?.control['requests']);
+    expect(r.adminControl?.errorRate).toBe(0);
   });
 
   it('exits 4 when the experiment is killed during the run', async () => {
