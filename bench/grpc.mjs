@@ -358,8 +358,10 @@ async function main() {
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `grpc-${out.date.replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+    // stdout is the markdown table only (bench/run.mjs pastes it into RESULTS.md); the path goes
+    // to stderr.
     console.log(table(results));
-    console.log(`\nresults: ${file}`);
+    process.stderr.write(`results: ${file}\n`);
   } finally {
     stopAll();
     rmSync(tmp, { recursive: true, force: true });

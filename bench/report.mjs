@@ -74,13 +74,43 @@ function stormTable(sc, m) {
   return rows;
 }
 
+/**
+ * Why a goal has no value: its scenario was not selected ("not run"), a peer it compares was not
+ * selected, was skipped (tool missing) or crashed, or the measure produced no result.
+ */
+function missingReason(results, deps) {
+  for (const [id] of deps) {
+    if (!results.scenarios.some((s) => s.id === id)) return 'not run';
+  }
+  for (const [id, peer, label] of deps) {
+    const p = results.scenarios.find((s) => s.id === id)?.peers?.[peer];
+    if (!p) return `not run (peer ${peer} not selected)`;
+    if (p.skipped) return `n/a (${peer} skipped)`;
+    if (p.crashed) return `n/a (${peer} crashed)`;
+    if (!p.median?.[label]) return `n/a (no ${label} result for ${peer})`;
+  }
+  return 'n/a';
+}
+
 export function goals(results) {
   const sc = (id) => results.scenarios.find((s) => s.id === id);
   const get = (id, peer, label, key) => sc(id)?.peers?.[peer]?.median?.[label]?.[key] ?? null;
   const ratio = (a, b) => (a !== null && b !== null && b !== 0 ? a / b : null);
   const out = [];
-  const add = (goal, value, target, ok, unit = '') =>
-    out.push({ goal, value, target, met: value === null ? null : ok(value), unit });
+  // deps: the [scenario, peer, measure label] cells the value is computed from
+  const add = (goal, value, target, ok, deps) =>
+    out.push({
+      goal,
+      value,
+      target,
+      met: value === null ? null : ok(value),
+      unit: '',
+      note: value === null ? missingReason(results, deps) : null,
+    });
+  const both = (id, a, b, label) => [
+    [id, a, label],
+    [id, b, label],
+  ];
   add(
     'throughput, pass-through, x http-proxy',
     ratio(
@@ -89,16 +119,30 @@ export function goals(results) {
     ),
     '>= 1.5',
     (v) => v >= 1.5,
+    both('passthrough-1k', 'faultline', 'http-proxy', 'saturation'),
   );
   add(
     'throughput, 5% abort active, x http-proxy',
     ratio(get('abort5', 'faultline', 'saturation', 'rps'), get('abort5', 'http-proxy', 'saturation', 'rps')),
     '>= 2',
     (v) => v >= 2,
+    both('abort5', 'faultline', 'http-proxy', 'saturation'),
   );
   const cpu = (peer) => get('passthrough-1k', peer, 'saturation', 'cpuUsPerReq');
-  add('CPU/request, x http-proxy', ratio(cpu('faultline'), cpu('http-proxy')), '<= 0.6', (v) => v <= 0.6);
-  add('CPU/request, x nginx', ratio(cpu('faultline'), cpu('nginx')), '<= 2', (v) => v <= 2);
+  add(
+    'CPU/request, x http-proxy',
+    ratio(cpu('faultline'), cpu('http-proxy')),
+    '<= 0.6',
+    (v) => v <= 0.6,
+    both('passthrough-1k', 'faultline', 'http-proxy', 'saturation'),
+  );
+  add(
+    'CPU/request, x nginx',
+    ratio(cpu('faultline'), cpu('nginx')),
+    '<= 2',
+    (v) => v <= 2,
+    both('passthrough-1k', 'faultline', 'nginx', 'saturation'),
+  );
   const p99 = get('passthrough-1k', 'faultline', 'fixed 2000/s', 'p99Ms');
   const p99d = get('passthrough-1k', 'direct', 'fixed 2000/s', 'p99Ms');
   add(
@@ -106,6 +150,7 @@ export function goals(results) {
     p99 !== null && p99d !== null ? p99 - p99d : null,
     '<= 1',
     (v) => v <= 1,
+    both('passthrough-1k', 'faultline', 'direct', 'fixed 2000/s'),
   );
   const lat = get('latency1', 'faultline', 'fixed 2000/s', 'otherP99Ms');
   const latd = get('latency1', 'direct', 'fixed 2000/s', 'p99Ms');
@@ -114,6 +159,7 @@ export function goals(results) {
     lat !== null && latd !== null ? lat - latd : null,
     '<= 1 (unchanged)',
     (v) => v <= 1,
+    both('latency1', 'faultline', 'direct', 'fixed 2000/s'),
   );
   for (const label of ['GET 128 KB', 'POST 128 KB']) {
     add(
@@ -121,6 +167,7 @@ export function goals(results) {
       ratio(get('body-128k', 'faultline', label, 'rps'), get('body-128k', 'nginx', label, 'rps')),
       '>= 0.9',
       (v) => v >= 0.9,
+      both('body-128k', 'faultline', 'nginx', label),
     );
   }
   return out;
@@ -172,7 +219,7 @@ export function markdown(results) {
   lines.push('| --- | ---: | --- | --- |');
   for (const g of results.goals) {
     lines.push(
-      `| ${g.goal} | ${g.value === null ? 'n/a' : g.value.toFixed(2)} | ${g.target} | ${g.met === null ? 'n/a (peer skipped)' : g.met ? 'yes' : 'no'} |`,
+      `| ${g.goal} | ${g.value === null ? '-' : g.value.toFixed(2)} | ${g.target} | ${g.met === null ? (g.note ?? 'n/a') : g.met ? 'yes' : 'no'} |`,
     );
   }
   lines.push('');

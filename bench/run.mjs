@@ -1,7 +1,7 @@
 // Bench driver: `npm run bench -- [--scenario ID]... [--duration S] [--reps N] [--quick]
 //                 [--peers direct,nginx,http-proxy,faultline] [--no-install]`
-// Writes bench/results/<timestamp>.json and .md, prints the markdown, and on a full run of every
-// scenario also refreshes bench/RESULTS.md.
+// Writes bench/results/<timestamp>.json and bench/results/<timestamp>.md (the same markdown it
+// prints on stdout), and on a full run of every scenario and peer also refreshes bench/RESULTS.md.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release, tmpdir } from 'node:os';
@@ -36,7 +36,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   process.stdout.write(
-    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\n`,
+    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\npeers: ${PEERS.join(', ')}\n`,
   );
   process.exit(0);
 }
@@ -63,7 +63,19 @@ if (unknown.length) {
   log(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
   process.exit(3);
 }
-const peerNames = args.peers ? args.peers.split(',') : PEERS;
+const peerNames = args.peers
+  ? args.peers
+      .split(',')
+      .map((p) => p.trim())
+      .filter((p) => p !== '')
+  : PEERS;
+const badPeers = peerNames.filter((p) => !PEERS.includes(p));
+if (badPeers.length > 0 || peerNames.length === 0) {
+  log(
+    `--peers: ${badPeers.length > 0 ? `unknown peer(s) ${badPeers.join(', ')}` : 'no peer given'}; valid peers: ${PEERS.join(', ')}`,
+  );
+  process.exit(2);
+}
 const notes = [];
 const note = (s) => {
   notes.push(s);
@@ -227,8 +239,9 @@ async function measure(peer, m, d, tmpDir) {
       p50Ms: r.latencyMs.p50,
       p99Ms: r.latencyMs.p99,
       p999Ms: r.latencyMs.p999,
-      otherP99Ms: r.arms.other.latencyMs.p99,
-      injected: r.arms.canary.count,
+      // Everything without the experiment's x-faultline-injected mark: the "non-faulted" traffic.
+      otherP99Ms: r.notInjected.latencyMs.p99,
+      injected: r.arms.canary.injected,
       errors: r.errors,
       dropped: r.dropped,
       admin: r.admin,
@@ -287,7 +300,8 @@ async function runScenario(sc, tmpDir) {
         await measure(p, m, warmupS, tmpDir).catch((e) => log(`warm-up ${p.name}: ${e.message}`));
       }
     }
-    const n = Math.min(reps, sc.maxReps ?? reps);
+    // A scenario may cap its repetitions (the abort storm holds 1,000 sockets for seconds per rep).
+    const n = Math.min(reps, (quick ? sc.quickMaxReps : undefined) ?? sc.maxReps ?? reps);
     for (let rep = 0; rep < n; rep++) {
       // Alternate the order so drift over the run (thermal, page cache) does not favour one peer.
       const order = rep % 2 === 0 ? live : [...live].reverse();
@@ -391,7 +405,10 @@ const outDir = join(ROOT, 'bench/results');
 mkdirSync(outDir, { recursive: true });
 const stamp = startedAt.replace(/[:.]/g, '-');
 const jsonPath = join(outDir, `${stamp}.json`);
+const mdPath = join(outDir, `${stamp}.md`);
 writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(mdPath, `${md}\n`);
 if (!quick && !args.scenario && !args.peers) writeFileSync(join(ROOT, 'bench/RESULTS.md'), `${md}\n`);
 process.stdout.write(`${md}\n`);
 log(`results: ${jsonPath}`);
+log(`markdown: ${mdPath}`);

@@ -85,7 +85,9 @@ export const SCENARIOS = [
   {
     id: 'abort-storm',
     title: '1,000 connections with held requests, all clients abort, then one plain request (< 1 s)',
-    maxReps: 3,
+    // >= 5 repetitions like every other measure (the method); one under --quick.
+    maxReps: 5,
+    quickMaxReps: 1,
     measures: [{ kind: 'storm', label: 'abort storm', connections: 1000, holdMs: 5000 }],
   },
 ];

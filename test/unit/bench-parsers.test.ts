@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 // @ts-expect-error -- plain ESM bench scripts have no type declarations
 import { parseWrk, parseDurationUs, wrkScript } from '../../bench/wrk.mjs';
 // @ts-expect-error -- plain ESM bench scripts have no type declarations
 import { parseStat, parseStatusKb } from '../../bench/procstat.mjs';
 // @ts-expect-error -- plain ESM bench scripts have no type declarations
-import { median, goals } from '../../bench/report.mjs';
+import { median, goals, markdown } from '../../bench/report.mjs';
+// @ts-expect-error -- plain ESM bench scripts have no type declarations
+import { SCENARIOS } from '../../bench/scenarios.mjs';
 // @ts-expect-error -- plain ESM bench scripts have no type declarations
 import { faultlineConfig, nginxConfig } from '../../bench/peers.mjs';
 
@@ -118,6 +122,78 @@ describe('bench /proc parsing and report', () => {
     expect(g[1]).toMatchObject({ value: null, met: null });
     expect(g[2]?.value).toBeCloseTo(0.45);
     expect(g[3]).toMatchObject({ value: 2.25, met: false });
+  });
+
+  it('says why a goal has no value: not run, peer not selected, skipped, crashed', () => {
+    const peer = (rps: number) => ({ median: { saturation: { rps, cpuUsPerReq: 50 } } });
+    const results = {
+      startedAt: '2026-01-01T00:00:00.000Z',
+      options: { quick: true, reps: 1, durationS: 1 },
+      machine: { nproc: 2, cpuModel: 'x', node: 'v20', kernel: 'Linux', wrk: null, nginx: null, undici: '7' },
+      layout: { description: 'not pinned' },
+      scenarios: [
+        {
+          id: 'passthrough-1k',
+          title: 'p',
+          measures: [],
+          peers: { faultline: peer(30000), 'http-proxy': peer(10000), nginx: { skipped: 'nginx missing' } },
+        },
+        {
+          id: 'abort5',
+          title: 'a',
+          measures: [],
+          peers: { faultline: { runs: [], crashed: 'process exited', median: {} }, 'http-proxy': peer(1) },
+        },
+        {
+          id: 'latency1',
+          title: 'l',
+          measures: [],
+          peers: { faultline: { median: { 'fixed 2000/s': { p99Ms: 2, otherP99Ms: 1 } } } },
+        },
+      ],
+      goals: [] as unknown[],
+      notes: [],
+    };
+    const g = goals(results) as {
+      goal: string;
+      value: number | null;
+      met: boolean | null;
+      note: string | null;
+    }[];
+    const byGoal = (prefix: string) => g.find((x) => x.goal.startsWith(prefix));
+    expect(byGoal('throughput, pass-through')).toMatchObject({ value: 3, met: true, note: null });
+    expect(byGoal('CPU/request, x nginx')).toMatchObject({
+      value: null,
+      met: null,
+      note: 'n/a (nginx skipped)',
+    });
+    expect(byGoal('throughput, 5% abort')?.note).toBe('n/a (faultline crashed)');
+    expect(byGoal('1% latency active')?.note).toBe('not run (peer direct not selected)');
+    expect(byGoal('+p99 vs direct')?.note).toBe('n/a (no fixed 2000/s result for faultline)');
+    expect(byGoal('GET 128 KB')?.note).toBe('not run');
+    results.goals = g;
+    const md = markdown(results) as string;
+    expect(md).toMatch(/\| GET 128 KB throughput, x nginx \| - \| >= 0\.9 \| not run \|/);
+    expect(md).toMatch(/\| CPU\/request, x nginx \| - \| <= 2 \| n\/a \(nginx skipped\) \|/);
+    expect(md).not.toMatch(/n\/a \(peer skipped\)/);
+  });
+
+  it('runs the abort storm >= 5 times (once under --quick)', () => {
+    const storm = (SCENARIOS as { id: string; maxReps?: number; quickMaxReps?: number }[]).find(
+      (s) => s.id === 'abort-storm',
+    );
+    expect(storm?.maxReps ?? Infinity).toBeGreaterThanOrEqual(5);
+    expect(storm?.quickMaxReps).toBe(1);
+  });
+
+  it('rejects unknown --peers with exit 2 and the list of valid peers', () => {
+    const run = fileURLToPath(new URL('../../bench/run.mjs', import.meta.url));
+    for (const peers of ['bogus', 'direct,nginxx', ',']) {
+      const r = spawnSync(process.execPath, [run, '--peers', peers], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/--peers: .*valid peers: direct, nginx, http-proxy, faultline/);
+      expect(r.stdout).toBe('');
+    }
   });
 
   it('generates peer configs', () => {
