@@ -13,6 +13,7 @@ import { demoCommand } from './cli/demo.js';
 import { experimentRunCommand } from './cli/experiment-run.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
+import { configWarnings } from './config/warnings.js';
 import { ConfigError } from './errors.js';
 import { runLoadCommand } from './load/command.js';
 import { Faultline } from './main.js';
@@ -83,6 +84,7 @@ async function validateCommand(args: string[]): Promise<number> {
     process.stdout.write(
       `${file}: valid (${cfg.listeners.length} listener(s), ${cfg.experiments.length} experiment(s))\n`,
     );
+    for (const w of configWarnings(cfg)) process.stderr.write(`warning: ${w.path}: ${w.reason}\n`);
     return 0;
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);

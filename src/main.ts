@@ -9,6 +9,7 @@ import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server
 import { compileListenerPlans, listenerBindingKey } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
 import type { ConfigSpec } from './config/schema.js';
+import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
 import { ExperimentTable } from './experiments/table.js';
 import { StateStore } from './killswitch/store.js';
@@ -39,6 +40,9 @@ export class Faultline implements AdminTarget {
   private ready = false;
   private watcher: FSWatcher | null = null;
   private webhook: WebhookNotifier | null = null;
+  private readonly startedAtMs = Date.now();
+  private globalDeadline: NodeJS.Timeout | null = null;
+  private globalDeadlinePassed = false;
   private reloadChain: Promise<unknown> = Promise.resolve();
   adminPort = 0;
 
@@ -95,6 +99,8 @@ export class Faultline implements AdminTarget {
       });
     }
     this.metrics.configValid.set(1);
+    this.startGlobalDeadline(cfg.max_duration);
+    logWarnings(cfg);
     this.ready = true;
     log('info', 'faultline started', {
       config: this.configFile,
@@ -151,6 +157,8 @@ export class Faultline implements AdminTarget {
         config: this.configFile,
         experiments: cfg.experiments.map((e) => e.id),
       });
+      this.startGlobalDeadline(cfg.max_duration);
+      logWarnings(cfg);
     } catch (err) {
       const issues = err instanceof ConfigError ? err.issues : [{ path: '', reason: (err as Error).message }];
       this.status = {
@@ -216,6 +224,29 @@ export class Faultline implements AdminTarget {
     }
   }
 
+  /**
+   * The global `max_duration` guard: that long after this process started, every running experiment is
+   * killed at once (once; experiments armed afterwards run until stopped). A reload may move it.
+   */
+  private startGlobalDeadline(maxMs: number | undefined): void {
+    if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
+    this.globalDeadline = null;
+    if (maxMs === undefined || this.globalDeadlinePassed) return;
+    const fire = () => {
+      this.globalDeadline = null;
+      this.globalDeadlinePassed = true;
+      const killed = this.table.killAll(
+        'duration',
+        `global max_duration of ${maxMs} ms elapsed`,
+        'guard:max_duration',
+      );
+      log('warn', 'global max_duration elapsed', { killed });
+    };
+    const left = this.startedAtMs + maxMs - Date.now();
+    if (left <= 0) fire();
+    else this.globalDeadline = setTimeout(fire, left).unref();
+  }
+
   /** Stop accepting, drain in-flight requests up to the deadline, close everything. */
   async stop(drainMs = this.config.drain_timeout_ms): Promise<void> {
     this.ready = false;
@@ -224,12 +255,18 @@ export class Faultline implements AdminTarget {
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.table.stop();
     await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
-    this.webhook?.stop();
+    if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
+    // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
+    await this.webhook?.stop(5000);
     await this.table.flush();
     await this.admin?.close();
     await this.pools.destroyAll();
     log('info', 'faultline stopped');
   }
+}
+
+function logWarnings(cfg: ConfigSpec): void {
+  for (const w of configWarnings(cfg)) log('warn', 'config warning', { path: w.path, reason: w.reason });
 }
 
 function isLoopback(address: string): boolean {

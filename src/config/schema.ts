@@ -100,9 +100,18 @@ const distribution = z.discriminatedUnion('type', [
     .strict(),
 ]);
 
+/** Share of canary requests that get the fault; the rest of the canary is judged on consequences. */
+const faultPercent = z
+  .number()
+  .gt(0)
+  .max(100)
+  .default(100)
+  .describe('percent of canary requests that get the fault (default 100)');
+
 const latencyFault = z
   .object({
     kind: z.literal('latency'),
+    percent: faultPercent,
     ms: z.number().min(0).max(600_000).optional(),
     distribution: distribution.optional(),
     leg: z.enum(['request', 'response']).default('request'),
@@ -112,6 +121,7 @@ const latencyFault = z
 const abortFault = z
   .object({
     kind: z.literal('abort'),
+    percent: faultPercent,
     status: z.number().int().min(200).max(599).optional(),
     grpc_status: grpcStatus.optional(),
     message: z.string().max(1024).optional(),
@@ -123,13 +133,14 @@ const abortFault = z
 const timeoutFault = z
   .object({
     kind: z.literal('timeout'),
+    percent: faultPercent,
     ms: z.number().int().min(0).max(3_600_000).default(30_000),
     hang: z.boolean().default(false),
     max_hold_ms: z.number().int().positive().max(3_600_000).default(300_000),
   })
   .strict();
 
-const resetFault = z.object({ kind: z.literal('reset') }).strict();
+const resetFault = z.object({ kind: z.literal('reset'), percent: faultPercent }).strict();
 
 const fault = z.discriminatedUnion('kind', [latencyFault, abortFault, timeoutFault, resetFault]);
 
@@ -214,6 +225,9 @@ export const configSchema = z
     admin: admin.default({}),
     state_dir: z.string().min(1).default('.faultline-state'),
     drain_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
+    max_duration: durationMs
+      .optional()
+      .describe('global guard: this long after start, every running experiment is killed (cause duration)'),
     access_log: z.boolean().default(false),
     injected_header: z.boolean().default(true).describe('mark injected responses with x-faultline-injected'),
     arm_header: z

@@ -1,7 +1,8 @@
 /**
  * The experiment report: hypothesis, timeline, arms, guardrail states and the verdict. The verdict is
  * `held` (ran its duration, no breach, enough data), `refuted` (a guardrail breached), `inconclusive`
- * (ended with too little data to judge), `aborted` (killed by hand or a global guard) or `running`.
+ * (ended with too little data to judge), `aborted` (killed by hand) or `running`. The global guards
+ * judge as their causes do: the error-rate guard refutes, the global max_duration ends like a duration.
  */
 import type { GuardrailState } from '../stats/analyzer.js';
 import { ARM_CANARY, ARM_CONTROL, type ArmCounts, type ExperimentRuntime } from './runtime.js';
@@ -75,14 +76,17 @@ function judge(rt: ExperimentRuntime, life: Lifecycle | undefined, g: GuardrailS
   switch (rt.state) {
     case 'killed':
       if (life?.cause === 'guardrail') return ['refuted', `guardrail breached: ${life.reason ?? ''}`];
+      // Automatic guards: all traffic failing while the fault ran refutes the hypothesis; the global
+      // time limit judges the evidence so far, as the end of the experiment's own duration does.
+      if (life?.cause === 'global_error_rate')
+        return ['refuted', `global error-rate guard tripped: ${life.reason ?? ''}`];
+      if (life?.cause === 'duration') return judgeEnded(insufficient, life.reason ?? 'global max_duration');
       return [
         'aborted',
         `killed (${life?.cause ?? 'manual'}) by ${life?.by ?? 'operator'}: ${life?.reason ?? ''}`,
       ];
     case 'expired':
-      if (insufficient.length > 0)
-        return ['inconclusive', `ran its duration without enough data for: ${insufficient.join(', ')}`];
-      return ['held', 'ran its duration; every guardrail held with enough data'];
+      return judgeEnded(insufficient, 'ran its duration');
     case 'disabled':
       return ['disabled', 'experiment is disabled'];
     default:
@@ -93,6 +97,12 @@ function judge(rt: ExperimentRuntime, life: Lifecycle | undefined, g: GuardrailS
           : 'all guardrails holding so far',
       ];
   }
+}
+
+function judgeEnded(insufficient: string[], how: string): [Verdict, string] {
+  if (insufficient.length > 0)
+    return ['inconclusive', `${how} without enough data for: ${insufficient.join(', ')}`];
+  return ['held', `${how}; every guardrail held with enough data`];
 }
 
 /** Markdown for `faultline report <id>`. */
@@ -131,7 +141,7 @@ export function reportMarkdown(r: ExperimentReport): string {
     '|---|---|---|---|---|---|---|',
     ...r.guardrails.map(
       (g) =>
-        `| ${g.metric}${g.quantile !== undefined ? ` p${g.quantile * 100}` : ''} | ${g.status} | ${g.eValue.toPrecision(3)} | ${g.threshold.toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
+        `| ${g.metric}${g.quantile !== undefined ? ` p${Number((g.quantile * 100).toPrecision(6))}` : ''} | ${g.status} | ${g.eValue.toPrecision(3)} | ${g.threshold.toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
     ),
     '',
     '## Timeline',

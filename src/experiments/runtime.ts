@@ -62,6 +62,8 @@ export class ExperimentRuntime {
   /** x-faultline-arm values by arm ([none, canary, control]); none is never sent. */
   readonly armMarks: readonly (string | null)[];
   readonly maxActiveFaults: number;
+  /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
+  readonly faultBuckets: number;
   readonly excludeInjected: boolean;
   private readonly errorStatus: Uint8Array;
 
@@ -117,6 +119,7 @@ export class ExperimentRuntime {
     this.injectedMark = `${spec.id}; fault=${spec.fault.kind}`;
     this.armMarks = [null, `${spec.id}; group=canary`, `${spec.id}; group=control`];
     this.maxActiveFaults = spec.max_active_faults ?? Number.POSITIVE_INFINITY;
+    this.faultBuckets = Math.round((spec.fault.percent * BUCKETS) / 100);
     this.excludeInjected = spec.exclude_injected;
     this.errorStatus = new Uint8Array(600);
     if (spec.error_statuses) for (const s of spec.error_statuses) this.errorStatus[s] = 1;
@@ -165,6 +168,11 @@ export class ExperimentRuntime {
       default:
         return undefined;
     }
+  }
+
+  /** Whether this canary request gets the fault: always at percent 100, else a second, independent draw. */
+  drawFault(): boolean {
+    return this.faultBuckets >= BUCKETS || ((Math.random() * BUCKETS) | 0) < this.faultBuckets;
   }
 
   isError(status: number): boolean {

@@ -21,7 +21,7 @@ import {
   type Outcome,
 } from './runtime.js';
 
-export type KillCause = 'guardrail' | 'global_error_rate' | 'manual';
+export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual';
 
 export interface ExperimentEvent {
   type: 'started' | 'killed' | 'expired' | 'armed' | 'removed' | 'config_reloaded' | 'config_invalid';
@@ -280,7 +280,8 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       latencyMs,
       rt.stickyKind === null ? undefined : sessionKey,
     );
-    if (breach !== null) this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', breach);
+    if (breach !== null)
+      this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: new Date().toISOString() });
   }
 
   get(id: string): ExperimentRuntime | undefined {

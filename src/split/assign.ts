@@ -62,7 +62,7 @@ function honourIncoming(ex: Exchange, baggage: string): void {
 }
 
 function considerInjecting(ex: Exchange, exp: ExperimentRuntime): void {
-  if (!exp.injecting) return;
+  if (!exp.injecting || !exp.drawFault()) return;
   if (exp.activeFaults >= exp.maxActiveFaults) {
     exp.overflowCounter.inc();
     return;

@@ -14,7 +14,7 @@ export class WebhookNotifier {
   private readonly url: string;
   private readonly timeoutMs: number;
   private readonly queue: ExperimentEvent[] = [];
-  private sending = false;
+  private sending: Promise<void> | null = null;
   private stopped = false;
   delivered = 0;
   failed = 0;
@@ -33,18 +33,17 @@ export class WebhookNotifier {
       log('warn', 'webhook queue full; dropped the oldest event', { url: this.url });
     }
     this.queue.push(e);
-    if (!this.sending) void this.drain();
+    this.sending ??= this.drain();
   }
 
   private async drain(): Promise<void> {
-    this.sending = true;
     while (this.queue.length > 0 && !this.stopped) {
       const e = this.queue[0] as ExperimentEvent;
       if (await this.deliver(e)) this.delivered++;
       else this.failed++;
       this.queue.shift();
     }
-    this.sending = false;
+    this.sending = null;
   }
 
   private async deliver(e: ExperimentEvent): Promise<boolean> {
@@ -76,7 +75,14 @@ export class WebhookNotifier {
     return false;
   }
 
-  stop(): void {
+  /** Stop; events still queued (with their retries) get up to `graceMs` to be delivered first. */
+  async stop(graceMs = 0): Promise<void> {
+    const pending = this.sending;
+    if (pending !== null && graceMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([pending, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
     this.stopped = true;
   }
 }

@@ -22,6 +22,7 @@ afterEach(async () => {
 });
 
 interface Report {
+  arms: { canary: { requests: number; injected: number }; control: { requests: number } };
   state: string;
   verdict: string;
   verdict_reason: string;
@@ -104,8 +105,8 @@ function load(url: string, ratePerS: number, durationMs: number): LoadGenerator 
   return gen;
 }
 
-async function report(fl: TestFaultline): Promise<Report> {
-  return (await (await fetch(`${fl.admin}/experiments/auth-slow/report`)).json()) as Report;
+async function report(fl: TestFaultline, id = 'auth-slow'): Promise<Report> {
+  return (await (await fetch(`${fl.admin}/experiments/${id}/report`)).json()) as Report;
 }
 
 async function waitFor(pred: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -242,6 +243,69 @@ describe('guardrails and the automatic kill switch', () => {
     };
     expect(list.experiments.map((e) => e.state)).toEqual(['killed', 'killed']);
     expect(list.experiments[0]?.ended.cause).toBe('global_error_rate');
+    const r = (await (await fetch(`${fl.admin}/experiments/a/report`)).json()) as Report;
+    expect(r.verdict).toBe('refuted');
+    expect(r.verdict_reason).toMatch(/global error-rate guard/);
+  });
+
+  it('a global max_duration kills every running experiment at once; the verdict judges the evidence so far', async () => {
+    const up = await startUpstream((_req, res) => res.end('ok'));
+    cleanup.push(() => up.close());
+    const fl = await startFaultline({
+      max_duration: '1500ms',
+      listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+      experiments: ['a', 'b'].map((id) => ({
+        id,
+        hypothesis: 'h',
+        match: { path_prefix: `/${id}` },
+        split: { percent: 1 },
+        fault: { kind: 'latency', ms: 1 },
+      })),
+    });
+    cleanup.push(() => fl.stop());
+    await waitFor(async () => (await report(fl, 'b')).state === 'killed', 5000);
+    const [a, b] = [await report(fl, 'a'), await report(fl, 'b')];
+    for (const r of [a, b]) {
+      expect(r.state).toBe('killed');
+      expect(r.verdict).toBe('inconclusive');
+    }
+    const m = await scrape(fl.admin);
+    expect(metricSum(m, 'faultline_kill_switch_trips_total', { reason: 'duration' })).toBe(2);
+  });
+
+  it('fault.percent faults part of the canary; with exclude_injected the rest of the canary is judged', async () => {
+    const up = await startUpstream((_req, res) => res.end('ok'));
+    cleanup.push(() => up.close());
+    const fl = await startFaultline({
+      listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+      experiments: [
+        {
+          id: 'x',
+          hypothesis: 'h',
+          split: { percent: 40, allow_above_cap: true },
+          fault: { kind: 'abort', status: 503, percent: 20 },
+          guardrails: [{ metric: 'error_rate' }],
+          min_samples: 50,
+        },
+      ],
+    });
+    cleanup.push(() => fl.stop());
+    for (let i = 0; i < 20; i++)
+      await Promise.all(Array.from({ length: 50 }, () => fetch(fl.url()).then((r) => r.arrayBuffer())));
+    const r = await report(fl, 'x');
+    const canary = r.arms.canary;
+    // About 20% of ~400 canary requests injected (a 99.9% interval), the others judged and healthy.
+    expect(Math.abs(canary.injected - 0.2 * canary.requests)).toBeLessThan(
+      3.29 * Math.sqrt(canary.requests * 0.16),
+    );
+    expect(canary.injected).toBeGreaterThan(0);
+    expect(r.state).toBe('running');
+    const g = r.guardrails.find((x) => x.metric === 'error_rate') as unknown as {
+      status: string;
+      canary: { samples: number };
+    };
+    expect(g.status).toBe('holding');
+    expect(g.canary.samples).toBe(canary.requests - canary.injected);
   });
 
   it('sends kill events to a webhook, retrying a failing receiver', async () => {
@@ -271,7 +335,9 @@ describe('guardrails and the automatic kill switch', () => {
     });
     cleanup.push(() => fl.stop());
     await fetch(`${fl.admin}/experiments/x/kill`, { method: 'POST', body: '{"reason":"drill"}' });
-    await waitFor(async () => got.length > 0, 5000);
+    // Stopping right after the kill (as `experiment run` does) still lets the retry go out.
+    await fl.stop();
+    expect(got.length).toBe(1);
     expect(calls).toBeGreaterThanOrEqual(2);
     expect(got[0]).toMatchObject({
       source: 'faultline',

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { configJsonSchema } from '../../src/config/json-schema.js';
 import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
+import { configWarnings } from '../../src/config/warnings.js';
 
 const MINIMAL = `
 listeners:
@@ -56,6 +57,21 @@ experiments:
     );
     expect(cfg.experiments[0]?.split.percent).toBe(5);
     expect(cfg.experiments[0]?.guardrails.length).toBeGreaterThan(0);
+    // Valid, but an abort injected at the observing hop with exclude_injected leaves nothing to judge.
+    expect(configWarnings(cfg)).toEqual([
+      { path: 'experiments[0].fault.percent', reason: expect.stringMatching(/nothing to judge/) as string },
+    ]);
+    const partial = parseConfigText(
+      `${MINIMAL}
+experiments:
+  - id: e1
+    hypothesis: h
+    split: { percent: 5 }
+    fault: { kind: abort, status: 503, percent: 10 }
+`,
+      'exp.yaml',
+    );
+    expect(configWarnings(partial)).toEqual([]);
   });
 
   it.each([
