@@ -17,7 +17,7 @@ export {
   thetaForRatio,
 } from './conditional-label.js';
 export { HTBettingTest, DEFAULT_BET_FRACTIONS } from './betting.js';
-export { ExceedanceTest } from './exceedance.js';
+export { DEFAULT_WARMUP, ExceedanceTest, REFERENCE_WARMUP } from './exceedance.js';
 export type { ExceedanceOptions } from './exceedance.js';
 export { LogHistogram } from './histogram.js';
 export type { HistogramOptions } from './histogram.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ExceedanceTest } from '../../src/stats/exceedance.js';
+import { ExceedanceTest, REFERENCE_WARMUP, type ExceedanceOptions } from '../../src/stats/exceedance.js';
 import { LogHistogram } from '../../src/stats/histogram.js';
 
 describe('stats/histogram', () => {
@@ -38,14 +38,17 @@ describe('stats/histogram', () => {
 describe('stats/exceedance', () => {
   // Same LCG sequence as the Python cross-check (sim_latency.py Method A, one replicate, seed 77):
   // base = 20 + 400 u^2 ms, canary x1.5, guardrail x1.2 + 10 ms, alpha 0.005/3 per quantile.
-  function run(p: number): { index: number; canary: number } {
+  function run(p: number, opts: Partial<ExceedanceOptions> = REFERENCE): { index: number; canary: number } {
     let s = 77;
     const next = (): number => {
       s = (Math.imul(s, 1103515245) + 12345) >>> 0;
       return s / 2 ** 32;
     };
     const hist = new LogHistogram({ minMs: 1, maxMs: 1e5, growth: 1.01 });
-    const t = new ExceedanceTest({ quantile: p, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.005 / 3 }, hist);
+    const t = new ExceedanceTest(
+      { quantile: p, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.005 / 3, ...opts },
+      hist,
+    );
     let canary = 0;
     for (let i = 0; i < 40000; i++) {
       const c = next() < 0.5;
@@ -58,15 +61,35 @@ describe('stats/exceedance', () => {
     }
     return { index: -1, canary };
   }
+  // the reference design: uniform prior on [1/2, 1], warm-up max(100, 10/(1-p))
+  const REFERENCE: Partial<ExceedanceOptions> = { priorShape: 1, warmup: REFERENCE_WARMUP };
   it('seed 77: trip indices match the Python reference for p50/p90/p99', () => {
     expect(run(0.5)).toEqual({ index: 9106, canary: 4658 });
     expect(run(0.9)).toEqual({ index: 747, canary: 407 });
     expect(run(0.99)).toEqual({ index: 2360, canary: 1218 });
   });
 
-  it('inactive until max(100, 10/(1-p)) control samples', () => {
+  it('defaults (Beta(2,2) prior, warm-up max(20, 5/(1-p))) catch the same x1.5 slowdown', () => {
+    // power is compared in test/sim (many runs); one replicate only has to trip
+    for (const p of [0.5, 0.9, 0.99]) expect(run(p, {}).index).toBeGreaterThanOrEqual(0);
+    const t = new ExceedanceTest(
+      { quantile: 0.9, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.001 },
+      new LogHistogram(),
+    );
+    expect([t.label.a, t.label.b]).toEqual([2, 2]);
+    expect(t.minControl).toBe(50); // trunc(5 / (1 - 0.9)) = trunc(50.000..1)
+  });
+
+  it('inactive until the warm-up: max(100, 10/(1-p)) in the reference, max(20, 5/(1-p)) by default', () => {
+    const dflt = (q: number): number =>
+      new ExceedanceTest({ quantile: q, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.001 }, new LogHistogram())
+        .minControl;
+    expect([dflt(0.5), dflt(0.99)]).toEqual([20, 499]);
     const hist = new LogHistogram();
-    const t = new ExceedanceTest({ quantile: 0.99, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.001 }, hist);
+    const t = new ExceedanceTest(
+      { quantile: 0.99, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.001, warmup: REFERENCE_WARMUP },
+      hist,
+    );
     expect(t.minControl).toBe(999);
     for (let i = 0; i < 998; i++) {
       t.onRequest(false, 100, undefined);
