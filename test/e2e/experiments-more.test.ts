@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { Agent, request } from 'undici';
-import { BUCKETS, bucketOf, fnv1a, stickyHash } from '../../src/split/hash.js';
+import { stickyKeyIn } from '../helpers/sticky.js';
 import { startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/servers.js';
@@ -91,21 +91,9 @@ async function view(admin: string, id = 'e1'): Promise<View> {
   return (await r.json()) as View;
 }
 
-/** A sticky key (`prefix` + n) in the canary arm of experiment `id` at `percent`. */
-function canaryKey(id: string, percent: number, prefix: string): string {
-  const canary = Math.round((percent * BUCKETS) / 100);
-  const seed = fnv1a(`${id}\u0000`);
-  for (let i = 0; ; i++) if (bucketOf(stickyHash(seed, `${prefix}${i}`)) < canary) return `${prefix}${i}`;
-}
-/** ... and one in the control arm. */
-function controlKey(id: string, percent: number, prefix: string): string {
-  const canary = Math.round((percent * BUCKETS) / 100);
-  const seed = fnv1a(`${id}\u0000`);
-  for (let i = 0; ; i++) {
-    const b = bucketOf(stickyHash(seed, `${prefix}${i}`));
-    if (b >= canary && b < 2 * canary) return `${prefix}${i}`;
-  }
-}
+const canaryKey = (id: string, percent: number, prefix: string) => stickyKeyIn('canary', id, percent, prefix);
+const controlKey = (id: string, percent: number, prefix: string) =>
+  stickyKeyIn('control', id, percent, prefix);
 
 const injected = (r: Res) => r.headers['x-faultline-injected'] !== undefined;
 

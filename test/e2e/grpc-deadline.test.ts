@@ -6,25 +6,13 @@
 import http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BUCKETS, bucketOf, fnv1a, stickyHash } from '../../src/split/hash.js';
+import { stickyKeyIn } from '../helpers/sticky.js';
 import { startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { startGrpcServer, type GrpcServer } from '../helpers/grpc.js';
 
-/** A sticky key (`prefix` + n) in the canary arm of experiment `id` at `percent`. */
-function canaryKey(id: string, percent: number, prefix: string): string {
-  const canary = Math.round((percent * BUCKETS) / 100);
-  const seed = fnv1a(`${id}\u0000`);
-  for (let i = 0; ; i++) if (bucketOf(stickyHash(seed, `${prefix}${i}`)) < canary) return `${prefix}${i}`;
-}
-/** ... and one in the control arm. */
-function controlKey(id: string, percent: number, prefix: string): string {
-  const canary = Math.round((percent * BUCKETS) / 100);
-  const seed = fnv1a(`${id}\u0000`);
-  for (let i = 0; ; i++) {
-    const b = bucketOf(stickyHash(seed, `${prefix}${i}`));
-    if (b >= canary && b < 2 * canary) return `${prefix}${i}`;
-  }
-}
+const canaryKey = (id: string, percent: number, prefix: string) => stickyKeyIn('canary', id, percent, prefix);
+const controlKey = (id: string, percent: number, prefix: string) =>
+  stickyKeyIn('control', id, percent, prefix);
 
 const h2cListener = (name: string, upstream: string) => ({
   name,
