@@ -2,6 +2,7 @@ import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
 import { configJsonSchema } from '../../src/config/json-schema.js';
 import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
@@ -204,5 +205,16 @@ ${line.includes('fault') ? '' : '    fault: { kind: abort, status: 503 }\n'}`;
   it('every shipped config file is valid', async () => {
     for (const f of ['demo.yaml', 'minimal.yaml'])
       await loadConfigFile(new URL(`../../config/${f}`, import.meta.url).pathname);
+  });
+
+  it('the Kubernetes sidecar manifest carries a valid config', async () => {
+    const manifest = await readFile(new URL('../../deploy/kubernetes/sidecar.yaml', import.meta.url), 'utf8');
+    const configMaps = parseAllDocuments(manifest)
+      .map((d) => d.toJS() as { kind?: string; data?: Record<string, string> })
+      .filter((d) => d.kind === 'ConfigMap' && d.data?.['faultline.yaml'] !== undefined);
+    expect(configMaps.length).toBe(1);
+    const cfg = parseConfigText(configMaps[0]?.data?.['faultline.yaml'] as string, 'sidecar.yaml');
+    expect(cfg.listeners.map((l) => l.name)).toEqual(['ingress', 'egress']);
+    expect(configWarnings(cfg)).toEqual([]);
   });
 });
