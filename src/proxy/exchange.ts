@@ -190,7 +190,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.heldChunks.push(chunk);
       return;
     }
-    if (!this.res.write(chunk)) {
+    const res = this.res;
+    // Pause the upstream only past RESPONSE_BUFFER_BYTES queued for the client, not at the socket's
+    // 16 KiB high-water mark: each upstream read is up to 64 KiB, so pausing at the mark paused and
+    // resumed once per chunk. Memory per response stays bounded by the limit plus one chunk.
+    if (!res.write(chunk) && (this.isH2 || res.writableLength > RESPONSE_BUFFER_BYTES)) {
       controller.pause();
       if (!this.drainHooked) {
         this.drainHooked = true;
@@ -514,6 +518,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.host.exchangeFinished(this, outcome, latencyMs);
   }
 }
+
+/** Bytes of response body queued for the client above which the upstream leg is paused (HTTP/1.1). */
+const RESPONSE_BUFFER_BYTES = 256 * 1024;
 
 const clientGoneError = Object.assign(new Error('client went away'), { code: 'FL_CLIENT_GONE' });
 const invalidResponseError = Object.assign(new Error('invalid upstream response'), {
