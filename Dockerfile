@@ -19,5 +19,5 @@ RUN mkdir -p /var/lib/faultline && chown node:node /var/lib/faultline
 USER node
 # Listener ports come from the config; 9901 is the admin port (loopback unless a token is set).
 EXPOSE 8080 9901
-ENTRYPOINT ["node", "dist/bin.js"]
+ENTRYPOINT ["/app/dist/bin.js"]
 CMD ["run", "--config", "/etc/faultline/faultline.yaml"]

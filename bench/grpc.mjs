@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { cpuMicros } from './procstat.mjs';
+import { faultlineNodeFlags } from './peers.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROTO = join(ROOT, 'test/fixtures/grpc/echo.proto');
@@ -301,7 +302,7 @@ async function main() {
       ].join('\n'),
     );
     const fl = await startChild(
-      [join(ROOT, 'dist/bin.js'), 'run', '--config', cfg, '--no-watch'],
+      [...faultlineNodeFlags(), join(ROOT, 'dist/bin.js'), 'run', '--config', cfg, '--no-watch'],
       'faultline started',
       { FAULTLINE_LOG_LEVEL: 'info' },
     );

@@ -171,6 +171,14 @@ export function faultlineEntry() {
   return null;
 }
 
+/** The node flags Faultline ships with: read from dist/bin.js's shebang, their one source. */
+export function faultlineNodeFlags(entry = faultlineEntry()) {
+  if (entry === null) return [];
+  const first = readFileSync(entry, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/) : [];
+}
+
 export function peerAvailability(name) {
   if (name === 'direct') return null;
   if (name === 'nginx') {
@@ -228,9 +236,15 @@ export async function startPeer(name, { upstream, pin, tmpDir, experiments = [] 
     adminUrl = `http://127.0.0.1:${adminPort}`;
     const cfg = join(tmpDir, `faultline-${port}.yaml`);
     writeFileSync(cfg, faultlineConfig({ port, adminPort, upstreamPort: upstream.port, experiments }));
-    child = spawnPinned(pin, process.execPath, [faultlineEntry(), 'run', '--config', cfg, '--no-watch'], {
-      cwd: tmpDir,
-    });
+    const entry = faultlineEntry();
+    child = spawnPinned(
+      pin,
+      process.execPath,
+      [...faultlineNodeFlags(entry), entry, 'run', '--config', cfg, '--no-watch'],
+      {
+        cwd: tmpDir,
+      },
+    );
   }
   const ready = await waitFor(
     async () =>
