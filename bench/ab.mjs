@@ -82,9 +82,13 @@ for (const v of variants) {
   const cfg = join(tmp, `${v.name}.yaml`);
   writeFileSync(cfg, faultlineConfig({ port: p, adminPort: p + 40, upstreamPort: upPort }));
   const nodeArgs = [...(extra ? extra.split(' ') : []), ...v.flags];
-  const child = spawn(core0[0], [...core0.slice(1), 'node', ...nodeArgs, join(v.dir, 'bin.js'), 'run', '--config', cfg, '--no-watch'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    core0[0],
+    [...core0.slice(1), 'node', ...nodeArgs, join(v.dir, 'bin.js'), 'run', '--config', cfg, '--no-watch'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   child.stderr.on('data', (d) => process.stderr.write(`[${v.name}] ${d}`));
   children.push(child);
   targets.push({ name: v.name, url: `http://127.0.0.1:${p}`, child });
@@ -93,12 +97,24 @@ for (const name of peers) {
   const p = port++;
   let child;
   if (name === 'http-proxy') {
-    child = spawn(core0[0], [...core0.slice(1), 'node', join(ROOT, 'bench/httpproxy-peer.mjs'), String(p), `http://127.0.0.1:${upPort}`], { stdio: 'ignore' });
+    child = spawn(
+      core0[0],
+      [
+        ...core0.slice(1),
+        'node',
+        join(ROOT, 'bench/httpproxy-peer.mjs'),
+        String(p),
+        `http://127.0.0.1:${upPort}`,
+      ],
+      { stdio: 'ignore' },
+    );
   } else if (name === 'nginx') {
     const dir = join(tmp, 'nginx');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'nginx.conf'), nginxConfig({ dir, port: p, upstreamPort: upPort }));
-    child = spawn(core0[0], [...core0.slice(1), which('nginx'), '-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
+    child = spawn(core0[0], [...core0.slice(1), which('nginx'), '-c', join(dir, 'nginx.conf'), '-p', dir], {
+      stdio: 'ignore',
+    });
   }
   children.push(child);
   targets.push({ name, url: `http://127.0.0.1:${p}`, child });
@@ -110,7 +126,8 @@ try {
     const spec = MEASURES[m];
     results[m] = Object.fromEntries(targets.map((t) => [t.name, []]));
     // warm-up
-    for (const t of targets) await runWrk({ ...spec, url: t.url + spec.path, durationS: 1, tmpDir: tmp, pin: core1 });
+    for (const t of targets)
+      await runWrk({ ...spec, url: t.url + spec.path, durationS: 1, tmpDir: tmp, pin: core1 });
     for (let r = 0; r < reps; r++) {
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) {
@@ -118,8 +135,15 @@ try {
         const w = await runWrk({ ...spec, url: t.url + spec.path, durationS, tmpDir: tmp, pin: core1 });
         const c1 = cpuMicros(t.child.pid);
         const errs = Object.values(w.errors).reduce((a, b) => a + b, 0);
-        results[m][t.name].push({ rps: w.rps, cpu: (c1 - c0) / w.requests, p99: w.latencyUs.p99 / 1000, errs });
-        process.stderr.write(`${m} rep${r} ${t.name}: ${w.rps.toFixed(0)} req/s, ${((c1 - c0) / w.requests).toFixed(1)} us/req, errs ${errs}\n`);
+        results[m][t.name].push({
+          rps: w.rps,
+          cpu: (c1 - c0) / w.requests,
+          p99: w.latencyUs.p99 / 1000,
+          errs,
+        });
+        process.stderr.write(
+          `${m} rep${r} ${t.name}: ${w.rps.toFixed(0)} req/s, ${((c1 - c0) / w.requests).toFixed(1)} us/req, errs ${errs}\n`,
+        );
       }
     }
   }
