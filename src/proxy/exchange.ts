@@ -140,7 +140,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
     // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
     // grpc-timeout, forwarded as is, bounds it instead.
-    if (!this.isGrpc) this.deadlineTimer = setTimeout(onUpstreamDeadline, this.route.timeoutMs, this);
+    if (!this.isGrpc) this.startDeadline();
     this.route.pool.dispatch(
       {
         path: req.url as string,
@@ -427,10 +427,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
+  startDeadline(): void {
+    if (!this.done) this.deadlineTimer = setTimeout(onUpstreamDeadline, this.route.timeoutMs, this);
+  }
+
   /** The route's timeout passed before the upstream's response headers: 504, then abort the upstream leg. */
   upstreamDeadlinePassed(): void {
     this.deadlineTimer = null;
     if (this.done) return;
+    if (!this.req.complete) {
+      // The client is still sending its body (a slow upload): the upstream cannot be expected to
+      // answer before it has it, so the timeout counts from the body's end (undici's habit too).
+      // Rare, so a closure here costs nothing on the hot path.
+      this.req.once('end', () => this.startDeadline());
+      return;
+    }
     this.countUpstreamError('upstream_timeout');
     this.status = replyError(this.res as ServerResponse, 'upstream_timeout');
     this.finish(OUTCOME_TIMEOUT);

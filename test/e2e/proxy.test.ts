@@ -391,6 +391,49 @@ describe('upstream failures', () => {
     }
   });
 
+  it('a slow upload is not cut by timeout_ms: the timeout counts from the end of the request body', async () => {
+    const up = await startUpstream((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.end(Buffer.concat(chunks)));
+    });
+    const fl = await startFaultline(proxyConfig(up.url, { timeout_ms: 300 }));
+    try {
+      const parts = Array.from({ length: 5 }, (_, i) => Buffer.from(`part-${i};`));
+      const reply = await new Promise<Reply>((resolve, reject) => {
+        const req = http.request(`${fl.url()}/upload`, { method: 'POST', agent: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              rawHeaders: res.rawHeaders,
+              trailers: res.trailers,
+              body: Buffer.concat(chunks),
+            }),
+          );
+        });
+        req.on('error', reject);
+        // 5 parts 200 ms apart: the body takes about 1 s, over three times the route's timeout.
+        let i = 0;
+        const next = () => {
+          const part = parts[i++];
+          if (part === undefined) return req.end();
+          req.write(part);
+          setTimeout(next, 200);
+        };
+        next();
+      });
+      expect(reply.status).toBe(200);
+      expect(reply.body.toString()).toBe(Buffer.concat(parts).toString());
+    } finally {
+      await fl.stop();
+      await up.close();
+      await removeDir(fl.stateDir);
+    }
+  });
+
   it('labels a malformed upstream response as upstream_protocol (502)', async () => {
     const bad = net.createServer((socket) => {
       socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n'));
