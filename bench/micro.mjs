@@ -86,7 +86,7 @@ function once(rt, n) {
     const arm = rt.draw(raw);
     if (arm === 0) continue;
     hits++;
-    rt.recordOutcome('ingress', arm, 0, 1.5, arm === 1, true);
+    rt.recordOutcome('ingress', arm, 0, 1, 1.5, arm === 1, true); // outcome ok, status class 2xx
   }
   return { ns: Number(process.hrtime.bigint() - t0) / n, hits };
 }
@@ -102,7 +102,7 @@ const cases = [
 const median = (v) => [...v].sort((a, b) => a - b)[v.length >> 1];
 process.stdout.write(`micro: ${ops} ops x ${reps} reps, node ${process.version}\n`);
 for (const [name, rt] of cases) {
-  once(rt, Math.min(ops, 200_000)); // warm-up for the JIT
+  const warm = once(rt, Math.min(ops, 200_000)); // warm-up for the JIT
   const runs = Array.from({ length: reps }, () => once(rt, ops));
   const share = runs[0].hits / ops;
   process.stdout.write(
@@ -110,4 +110,15 @@ for (const [name, rt] of cases) {
       .toFixed(1)
       .padStart(8)} ns/op  (in experiment ${(share * 100).toFixed(1)}%)\n`,
   );
+  // What was recorded must add up, or the figure timed something else (e.g. a changed signature).
+  const hop = rt.hopCounts()['ingress'];
+  const recorded = hop ? hop.canary.requests + hop.control.requests : 0;
+  const twoXx = hop ? hop.canary.status_classes['2xx'] + hop.control.status_classes['2xx'] : 0;
+  const hits = runs.reduce((n, r) => n + r.hits, warm.hits);
+  if (recorded !== hits || twoXx !== hits) {
+    process.stderr.write(
+      `micro: ${name}: ${hits} draws, ${recorded} recorded, ${twoXx} as 2xx: the record call is wrong\n`,
+    );
+    process.exit(1);
+  }
 }

@@ -209,3 +209,13 @@ describe('bench /proc parsing and report', () => {
     expect(nginxConfig({ dir: '/tmp/x', port: 1, upstreamPort: 3 })).toMatch(/keepalive 128;/);
   });
 });
+
+describe('bench/micro.mjs', () => {
+  it('runs over dist/ and its records add up (it exits 1 when the record call no longer matches)', () => {
+    const script = fileURLToPath(new URL('../../bench/micro.mjs', import.meta.url));
+    const r = spawnSync(process.execPath, [script, '--ops', '20000', '--reps', '1'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/random 5%\s+[\d.]+ ns\/op/);
+  });
+});
