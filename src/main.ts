@@ -257,7 +257,7 @@ export class Faultline implements AdminTarget {
     await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
-    await this.webhook?.stop(5000);
+    await this.webhook?.stop(2000);
     await this.table.flush();
     await this.admin?.close();
     await this.pools.destroyAll();

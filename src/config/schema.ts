@@ -19,6 +19,7 @@ const httpUrl = z.string().refine((s) => {
   }
 }, 'must be an http(s) URL of an origin (scheme, host, optional port; no path)');
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const DURATION_MESSAGE = 'must be a duration like "500ms", "30s", "10m" or "2h", or a number of milliseconds';
 
 /** "250ms", "30s", "10m", "2h" or a number of milliseconds. */
@@ -28,6 +29,11 @@ export const durationMs = z
     const ms = typeof v === 'number' ? v : /^\d+(\.\d+)?(ms|s|m|h)$/.test(v) ? parseDuration(v) : NaN;
     if (!(ms > 0) || !Number.isFinite(ms)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: DURATION_MESSAGE });
+      return z.NEVER;
+    }
+    if (ms > MAX_TIMER_MS) {
+      // Node's timers cannot wait longer; a longer delay would fire at once.
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be at most 596h (24.8 days)' });
       return z.NEVER;
     }
     return Math.round(ms);
@@ -310,9 +316,12 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         at('split', 'percent'),
         `must be at most ${SPLIT_CAP_PERCENT} (set allow_above_cap: true to go higher)`,
       );
-    const buckets = e.split.percent * 100;
-    if (Math.abs(buckets - Math.round(buckets)) > 1e-9)
-      issue(at('split', 'percent'), 'must be a multiple of 0.01 (the split draws from 10,000 buckets)');
+    for (const [value, path] of [
+      [e.split.percent, at('split', 'percent')],
+      [e.fault.percent, at('fault', 'percent')],
+    ] as const)
+      if (Math.abs(value * 100 - Math.round(value * 100)) > 1e-9)
+        issue(path, 'must be a multiple of 0.01 (draws are made from 10,000 buckets)');
     if (e.match.listener !== undefined) {
       const l = listenerNames.get(e.match.listener);
       if (!l) issue(at('match', 'listener'), `no listener named "${e.match.listener}"`);

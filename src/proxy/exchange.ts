@@ -81,6 +81,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** gRPC status from the upstream's trailers (or trailers-only headers); -1 until known. */
   grpcStatus = -1;
   private drainHooked = false;
+  /** The client sends a request body (set by forward()). */
+  private hasBody = false;
 
   // Experiment state, set by assign().
   exp: ExperimentRuntime | null = null;
@@ -138,6 +140,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     forwardCtx.joinCookies = this.isH2 && this.route.upstreamProtocol === 'http1';
     const headers = buildUpstreamHeaders(req.rawHeaders, forwardCtx);
     const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
+    this.hasBody = hasBody;
     // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
     // grpc-timeout, forwarded as is, bounds it instead.
     if (!this.isGrpc) this.startDeadline();
@@ -229,7 +232,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     if (!this.res.headersSent) {
       this.heldChunks = null;
-      this.status = replyError(this.res as ServerResponse, code);
+      this.status = replyError(this.res as ServerResponse, code, this.marks());
       this.finish(this.status === 504 ? OUTCOME_TIMEOUT : OUTCOME_ERROR);
     } else {
       // Headers are out: the only honest signal left is a broken connection, never a short body
@@ -257,7 +260,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       // leg (its error callback then sees a finished exchange).
       for (const name of res.getHeaderNames()) res.removeHeader(name);
       this.countUpstreamError('upstream_protocol');
-      this.status = replyError(res, 'upstream_protocol');
+      this.status = replyError(res, 'upstream_protocol', this.marks());
       this.finish(OUTCOME_ERROR);
       this.controller?.abort(invalidResponseError);
     }
@@ -399,12 +402,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const grpc = code === 'upstream_timeout' ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE;
     this.status = 200;
     this.grpcStatus = grpc;
-    this.respondTrailersOnly(200, {
+    const out: Record<string, string> = {
       'content-type': 'application/grpc',
       'grpc-status': String(grpc),
       'grpc-message': grpcMessageEncode(`faultline: ${code}`),
       'x-faultline-error': code,
-    });
+    };
+    this.addMarks(out);
+    this.respondTrailersOnly(200, out);
     this.finish(this.outcomeOfStatus());
   }
 
@@ -427,23 +432,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  startDeadline(): void {
-    if (!this.done) this.deadlineTimer = setTimeout(onUpstreamDeadline, this.route.timeoutMs, this);
+  private startDeadline(): void {
+    this.deadlineTimer = setTimeout(onUpstreamDeadline, this.route.timeoutMs, this);
   }
 
   /** The route's timeout passed before the upstream's response headers: 504, then abort the upstream leg. */
   upstreamDeadlinePassed(): void {
     this.deadlineTimer = null;
-    if (this.done) return;
-    if (!this.req.complete) {
-      // The client is still sending its body (a slow upload): the upstream cannot be expected to
-      // answer before it has it, so the timeout counts from the body's end (undici's habit too).
-      // Rare, so a closure here costs nothing on the hot path.
-      this.req.once('end', () => this.startDeadline());
+    if (this.done || this.status !== 0) return;
+    // A client still sending its body to an upstream that keeps taking it (a slow upload): the upstream
+    // cannot answer before it has the body, so the deadline moves on by one period. An upstream that
+    // stopped reading (the body is paused by backpressure) times out as usual.
+    if (this.hasBody && !this.req.complete && this.req.readableFlowing !== false) {
+      this.startDeadline();
       return;
     }
     this.countUpstreamError('upstream_timeout');
-    this.status = replyError(this.res as ServerResponse, 'upstream_timeout');
+    this.status = replyError(this.res as ServerResponse, 'upstream_timeout', this.marks());
     this.finish(OUTCOME_TIMEOUT);
     this.controller?.abort(upstreamDeadlineError);
   }
@@ -467,6 +472,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (injected !== null) out['x-faultline-injected'] = injected;
     const arm = this.armMark();
     if (arm !== null) out['x-faultline-arm'] = arm;
+  }
+
+  /** The marks for a reply Faultline writes itself on a failure path, or null when there are none. */
+  private marks(): Record<string, string> | null {
+    if (this.exp === null) return null;
+    const out: Record<string, string> = {};
+    this.addMarks(out);
+    return out;
   }
 
   /** Milliseconds left of the caller's gRPC deadline (grpc-timeout), or -1 when none. */

@@ -21,16 +21,28 @@ const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
   upstream_protocol: [502, 'upstream sent an invalid response\n'],
 };
 
-export function replyError(res: ServerResponse, code: ProxyErrorCode): number {
-  const [status, body] = MESSAGES[code];
-  if (!res.headersSent) {
-    res.writeHead(status, {
-      'content-type': 'text/plain; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'x-faultline-error': code,
-      'cache-control': 'no-store',
-    });
+/**
+ * Answers with the error's status and a short text body; `marks` are extra headers (the experiment's
+ * response marks). Once a response's headers are out no error can be told honestly: the connection is
+ * broken instead (status 0), never a body that looks complete.
+ */
+export function replyError(
+  res: ServerResponse,
+  code: ProxyErrorCode,
+  marks: Readonly<Record<string, string>> | null = null,
+): number {
+  if (res.headersSent) {
+    res.destroy();
+    return 0;
   }
+  const [status, body] = MESSAGES[code];
+  res.writeHead(status, {
+    ...marks,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-faultline-error': code,
+    'cache-control': 'no-store',
+  });
   res.end(body);
   return status;
 }

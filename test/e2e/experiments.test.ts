@@ -8,7 +8,7 @@ import { Agent, request } from 'undici';
 import { startDependency, startService, type RunningServer } from '../../src/demo/services.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
-import { metricSum, scrape, startUpstream, type Upstream } from '../helpers/servers.js';
+import { closedPort, metricSum, scrape, startUpstream, type Upstream } from '../helpers/servers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -276,6 +276,28 @@ describe('split and faults through the proxy', () => {
     const second = (await (await fetch(`${fl.admin}/experiments/second`)).json()) as typeof first;
     expect(first.assigned.canary + first.assigned.control).toBeGreaterThan(100);
     expect(second.assigned).toMatchObject({ canary: 0, control: 0 });
+  });
+
+  it('arm_header also marks the errors Faultline writes itself (a dead upstream)', async () => {
+    const dead = `http://127.0.0.1:${await closedPort()}`;
+    const fl = await faultline({
+      ...oneRoute(dead, [
+        exp({ split: { percent: 25, allow_above_cap: true }, fault: { kind: 'latency', ms: 1 } }),
+      ]),
+      arm_header: true,
+    });
+    const rs = await Promise.all(Array.from({ length: 80 }, () => get(fl.url())));
+    expect(rs.every((r) => r.status === 502)).toBe(true);
+    const marked = { canary: 0, control: 0 };
+    for (const r of rs) {
+      if (r.headers['x-faultline-arm'] === 'e1; group=canary') marked.canary++;
+      if (r.headers['x-faultline-arm'] === 'e1; group=control') marked.control++;
+    }
+    const st = (await (await fetch(`${fl.admin}/experiments/e1`)).json()) as {
+      assigned: { canary: number; control: number };
+    };
+    expect(marked).toEqual(st.assigned);
+    expect(marked.canary + marked.control).toBeGreaterThan(10);
   });
 
   it('arm_header marks both arms; injected_header: false drops the injected mark; counts carry status classes', async () => {

@@ -337,6 +337,46 @@ describe('bad HTTP/2 input', () => {
     }
   }
 
+  it('h2 requests without a body get the route timeout too (504), to HTTP/1.1 and h2c upstreams', async () => {
+    const silent1 = await startUpstream(() => undefined);
+    const silentH2 = http2.createServer();
+    silentH2.on('stream', () => undefined);
+    await new Promise<void>((r) => silentH2.listen(0, '127.0.0.1', r));
+    const own = await startFaultline({
+      listeners: [
+        {
+          name: 'h2c',
+          port: 0,
+          protocol: 'h2c',
+          routes: [
+            {
+              name: 'h2c-up',
+              path_prefix: '/h2c/',
+              upstream: `http://127.0.0.1:${(silentH2.address() as AddressInfo).port}`,
+              upstream_protocol: 'h2c',
+              timeout_ms: 400,
+            },
+            { name: 'http1-up', path_prefix: '/', upstream: silent1.url, timeout_ms: 400 },
+          ],
+        },
+      ],
+    });
+    const session = http2.connect(`http://127.0.0.1:${own.fl.port('h2c')}`);
+    try {
+      for (const path of ['/get', '/h2c/get']) {
+        const r = await h2request(session, { ':method': 'GET', ':path': path });
+        expect(r.headers[':status']).toBe(504);
+        expect(r.headers['x-faultline-error']).toBe('upstream_timeout');
+      }
+    } finally {
+      session.close();
+      await own.stop();
+      await removeDir(own.stateDir);
+      await silent1.close();
+      silentH2.close();
+    }
+  });
+
   it('an invalid connection preface (garbage, or HTTP/1.1 to an h2c port) closes that connection only', async () => {
     const port = fl.fl.port('h2c');
     await rawExchange(port, Buffer.from('GARBAGE GARBAGE GARBAGE GARBAGE\r\n\r\n'));

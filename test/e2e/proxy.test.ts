@@ -419,7 +419,10 @@ describe('upstream failures', () => {
         let i = 0;
         const next = () => {
           const part = parts[i++];
-          if (part === undefined) return req.end();
+          if (part === undefined) {
+            req.end();
+            return;
+          }
           req.write(part);
           setTimeout(next, 200);
         };
@@ -430,6 +433,67 @@ describe('upstream failures', () => {
     } finally {
       await fl.stop();
       await up.close();
+      await removeDir(fl.stateDir);
+    }
+  });
+
+  it('an upstream that answers during a slow upload and streams past timeout_ms is not cut', async () => {
+    const up = await startUpstream((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('head;');
+      let n = 0;
+      const tick = setInterval(() => {
+        res.write(`c${n};`);
+        if (++n === 8) {
+          clearInterval(tick);
+          res.end('end');
+        }
+      }, 120);
+    });
+    const fl = await startFaultline(proxyConfig(up.url, { timeout_ms: 300 }));
+    try {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const req = http.request(`${fl.url()}/`, { method: 'POST', agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve(`${res.statusCode} ${body}`));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.write('a');
+        setTimeout(() => req.write('b'), 200);
+        setTimeout(() => req.end('c'), 500);
+      });
+      expect(reply).toBe('200 head;c0;c1;c2;c3;c4;c5;c6;c7;end');
+    } finally {
+      await fl.stop();
+      await up.close();
+      await removeDir(fl.stateDir);
+    }
+  });
+
+  it('an upstream that stops reading a large upload gets the route timeout (504)', async () => {
+    const sockets = new Set<net.Socket>();
+    const stuck = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.pause();
+    });
+    await new Promise<void>((r) => stuck.listen(0, '127.0.0.1', r));
+    const port = (stuck.address() as net.AddressInfo).port;
+    const fl = await startFaultline(proxyConfig(`http://127.0.0.1:${port}`, { timeout_ms: 500 }));
+    try {
+      const r = await send(fl.url(), { method: 'POST', body: randomBytes(8 * 1024 * 1024) }).catch(
+        (e: Error) => e,
+      );
+      expect(r).not.toBeInstanceOf(Error);
+      expect((r as Reply).status).toBe(504);
+      expect((r as Reply).headers['x-faultline-error']).toBe('upstream_timeout');
+    } finally {
+      await fl.stop();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => stuck.close(r));
       await removeDir(fl.stateDir);
     }
   });

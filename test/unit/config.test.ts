@@ -125,6 +125,12 @@ experiments:
     ['split: { percent: 10 }', 'experiments[0].split.percent', /at most 5/],
     ['split: { percent: 10, allow_above_cap: true }', null, null],
     ['split: { percent: 0.001 }', 'experiments[0].split.percent', /multiple of 0.01/],
+    [
+      'split: { percent: 2 }\n    fault: { kind: abort, status: 503, percent: 0.001 }',
+      'experiments[0].fault.percent',
+      /multiple of 0.01/,
+    ],
+    ['split: { percent: 2 }\n    duration: 900h', 'experiments[0].duration', /at most 596h/],
     ['split: { percent: 2, sticky: "body:x" }', 'experiments[0].split.sticky', /header:NAME/],
     ['split: { percent: 2 }\n    fault: { kind: abort }', 'experiments[0].fault', /status/],
     ['split: { percent: 2 }\n    fault: { kind: latency }', 'experiments[0].fault', /exactly one/],
