@@ -8,13 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { startDependency, startService } from '../demo/services.js';
 import { LoadGenerator } from '../load/generator.js';
 import { Faultline } from '../main.js';
-import { serveUntilSignal } from '../cli.js';
+import { handleSignals } from '../cli.js';
 
 export const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
 
 export async function demoCommand(args: string[]): Promise<number> {
   const rateArg = args.indexOf('--rate');
   const rate = rateArg >= 0 ? Number(args[rateArg + 1]) : 100;
+  const signals = handleSignals();
   const dependency = await startDependency(9002);
   const service = await startService({
     dependencyUrl: 'http://127.0.0.1:8081',
@@ -62,7 +63,7 @@ Try:
   npx faultline kill auth-latency --reason "seen enough"
 Ctrl-C stops everything.
 `);
-  const code = await serveUntilSignal(fl);
+  const code = await signals.serve(fl);
   await load?.abort();
   await Promise.all([service.close(), dependency.close()]);
   return code;
