@@ -22,6 +22,8 @@ function send(
     path?: string;
     headers?: http.OutgoingHttpHeaders;
     body?: Buffer | Buffer[] | undefined;
+    /** With an array body: wait this long between parts (a slow upload). */
+    gapMs?: number;
     agent?: http.Agent;
   } = {},
 ): Promise<Reply> {
@@ -45,11 +47,20 @@ function send(
       },
     );
     req.on('error', reject);
-    if (Array.isArray(opts.body)) {
-      for (const c of opts.body) req.write(c);
-      req.end();
-    } else req.end(opts.body);
+    if (Array.isArray(opts.body)) writeParts(req, opts.body, opts.gapMs ?? 0);
+    else req.end(opts.body);
   });
+}
+
+function writeParts(req: http.ClientRequest, parts: readonly Buffer[], gapMs: number, i = 0): void {
+  const part = parts[i];
+  if (part === undefined) {
+    req.end();
+    return;
+  }
+  req.write(part);
+  if (gapMs > 0) setTimeout(writeParts, gapMs, req, parts, gapMs, i + 1);
+  else writeParts(req, parts, gapMs, i + 1);
 }
 
 /** Echo upstream: reports what it received, serves downloads, sets cookies and trailers. */
@@ -400,34 +411,8 @@ describe('upstream failures', () => {
     const fl = await startFaultline(proxyConfig(up.url, { timeout_ms: 300 }));
     try {
       const parts = Array.from({ length: 5 }, (_, i) => Buffer.from(`part-${i};`));
-      const reply = await new Promise<Reply>((resolve, reject) => {
-        const req = http.request(`${fl.url()}/upload`, { method: 'POST', agent: false }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              rawHeaders: res.rawHeaders,
-              trailers: res.trailers,
-              body: Buffer.concat(chunks),
-            }),
-          );
-        });
-        req.on('error', reject);
-        // 5 parts 200 ms apart: the body takes about 1 s, over three times the route's timeout.
-        let i = 0;
-        const next = () => {
-          const part = parts[i++];
-          if (part === undefined) {
-            req.end();
-            return;
-          }
-          req.write(part);
-          setTimeout(next, 200);
-        };
-        next();
-      });
+      // 5 parts 200 ms apart: the body takes about 1 s, over three times the route's timeout.
+      const reply = await send(fl.url(), { method: 'POST', path: '/upload', body: parts, gapMs: 200 });
       expect(reply.status).toBe(200);
       expect(reply.body.toString()).toBe(Buffer.concat(parts).toString());
     } finally {
