@@ -11,7 +11,7 @@ import { Agent, request } from 'undici';
 import { stickyKeyIn } from '../helpers/sticky.js';
 import { startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
-import { startUpstream, type Upstream } from '../helpers/servers.js';
+import { startBaggageEcho, type Upstream } from '../helpers/servers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -24,13 +24,7 @@ afterAll(async () => {
 });
 
 async function echo(): Promise<Upstream> {
-  const up = await startUpstream((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'x-seen-baggage': req.headers['baggage'] ?? '' });
-      res.end('upstream');
-    });
-  });
+  const up = await startBaggageEcho();
   cleanup.push(() => up.close());
   return up;
 }

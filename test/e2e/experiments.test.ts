@@ -8,7 +8,14 @@ import { Agent, request } from 'undici';
 import { startDependency, startService, type RunningServer } from '../../src/demo/services.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
-import { closedPort, metricSum, scrape, startUpstream, type Upstream } from '../helpers/servers.js';
+import {
+  closedPort,
+  metricSum,
+  scrape,
+  startBaggageEcho,
+  startUpstream,
+  type Upstream,
+} from '../helpers/servers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -16,13 +23,7 @@ afterEach(async () => {
 });
 
 async function echo(): Promise<Upstream> {
-  const up = await startUpstream((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(200, { 'x-seen-baggage': req.headers['baggage'] ?? '' });
-      res.end('upstream');
-    });
-  });
+  const up = await startBaggageEcho();
   cleanup.push(() => up.close());
   return up;
 }

@@ -109,6 +109,18 @@ async function report(fl: TestFaultline, id = 'auth-slow'): Promise<Report> {
   return (await (await fetch(`${fl.admin}/experiments/${id}/report`)).json()) as Report;
 }
 
+/** A Faultline with one route to an upstream that answers 200 "ok"; both stop after the test. */
+async function okFaultline(config: Record<string, unknown>): Promise<TestFaultline> {
+  const up = await startUpstream((_req, res) => res.end('ok'));
+  cleanup.push(() => up.close());
+  const fl = await startFaultline({
+    listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+    ...config,
+  });
+  cleanup.push(() => fl.stop());
+  return fl;
+}
+
 async function waitFor(pred: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
@@ -274,10 +286,7 @@ describe('guardrails and the automatic kill switch', () => {
   });
 
   it('fault.percent faults part of the canary; with exclude_injected the rest of the canary is judged', async () => {
-    const up = await startUpstream((_req, res) => res.end('ok'));
-    cleanup.push(() => up.close());
-    const fl = await startFaultline({
-      listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+    const fl = await okFaultline({
       experiments: [
         {
           id: 'x',
@@ -289,7 +298,6 @@ describe('guardrails and the automatic kill switch', () => {
         },
       ],
     });
-    cleanup.push(() => fl.stop());
     for (let i = 0; i < 20; i++)
       await Promise.all(Array.from({ length: 50 }, () => fetch(fl.url()).then((r) => r.arrayBuffer())));
     const r = await report(fl, 'x');
@@ -354,10 +362,7 @@ describe('guardrails and the automatic kill switch', () => {
   ])(
     'exclude_injected: %s -> an injected 200 ms delay at the observing hop leaves it %s',
     async (exclude, state) => {
-      const up = await startUpstream((_req, res) => res.end('ok'));
-      cleanup.push(() => up.close());
-      const fl = await startFaultline({
-        listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+      const fl = await okFaultline({
         experiments: [
           {
             id: 'x',
@@ -370,7 +375,6 @@ describe('guardrails and the automatic kill switch', () => {
           },
         ],
       });
-      cleanup.push(() => fl.stop());
       // Bounded batches: under a loaded CI host control latency is noisy too, so the killed case may
       // need more samples than a quiet run; the running case always gets the full 8 batches.
       const report = async () => (await (await fetch(`${fl.admin}/experiments/x/report`)).json()) as Report;
@@ -431,10 +435,7 @@ describe('guardrails and the automatic kill switch', () => {
   });
 
   it('`faultline report` prints the markdown report', async () => {
-    const up = await startUpstream((_req, res) => res.end('ok'));
-    cleanup.push(() => up.close());
-    const fl = await startFaultline({
-      listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
+    const fl = await okFaultline({
       experiments: [
         {
           id: 'x',
@@ -444,7 +445,6 @@ describe('guardrails and the automatic kill switch', () => {
         },
       ],
     });
-    cleanup.push(() => fl.stop());
     await fetch(`${fl.admin}/experiments/x/kill`, { method: 'POST', body: '{"reason":"by hand"}' });
     const p = runCli(['report', 'x', '--admin', fl.admin]);
     expect(await p.exited).toBe(0);

@@ -27,6 +27,17 @@ export async function startUpstream(
   };
 }
 
+/** An upstream that reads the request body, then answers 200 "upstream" and echoes the baggage it saw. */
+export function startBaggageEcho(): Promise<Upstream> {
+  return startUpstream((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'x-seen-baggage': req.headers['baggage'] ?? '' });
+      res.end('upstream');
+    });
+  });
+}
+
 /** A port that nothing listens on (bound, then released). */
 export async function closedPort(): Promise<number> {
   const s = http.createServer();
