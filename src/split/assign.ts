@@ -42,7 +42,6 @@ export function assign(ex: Exchange): void {
     if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
     return;
   }
-
   if (tagged) ex.baggageOut = rewriteBaggage(baggage, null);
 }
 
