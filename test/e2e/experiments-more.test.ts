@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { Agent, request } from 'undici';
+import { exp, oneRoute } from '../helpers/experiments.js';
 import { stickyKeyIn } from '../helpers/sticky.js';
 import { startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
@@ -36,23 +37,6 @@ async function faultline(cfg: Record<string, unknown>): Promise<TestFaultline> {
   });
   return fl;
 }
-
-function oneRoute(upstream: string, experiments: unknown[], top: Record<string, unknown> = {}) {
-  return {
-    listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream, timeout_ms: 5000 }] }],
-    experiments,
-    ...top,
-  };
-}
-
-const exp = (over: Record<string, unknown>) => ({
-  id: 'e1',
-  hypothesis: 'the service copes',
-  match: { listener: 'ingress', route: 'api' },
-  split: { percent: 5 },
-  fault: { kind: 'abort', status: 503 },
-  ...over,
-});
 
 interface Res {
   status: number;

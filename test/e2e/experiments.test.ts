@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { Agent, request } from 'undici';
 import { startDependency, startService, type RunningServer } from '../../src/demo/services.js';
+import { exp, oneRoute } from '../helpers/experiments.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
 import {
@@ -38,24 +39,6 @@ async function faultline(
   });
   return fl;
 }
-
-function oneRoute(upstream: string, experiments: unknown[], listener: Record<string, unknown> = {}) {
-  return {
-    listeners: [
-      { name: 'ingress', port: 0, ...listener, routes: [{ name: 'api', upstream, timeout_ms: 5000 }] },
-    ],
-    experiments,
-  };
-}
-
-const exp = (over: Record<string, unknown>) => ({
-  id: 'e1',
-  hypothesis: 'the service copes',
-  match: { listener: 'ingress', route: 'api' },
-  split: { percent: 5 },
-  fault: { kind: 'abort', status: 503 },
-  ...over,
-});
 
 const dispatcher = new Agent({ connections: 64 });
 
