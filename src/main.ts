@@ -5,14 +5,17 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { isIP } from 'node:net';
 import { basename, dirname } from 'node:path';
+import type { Dispatcher } from 'undici';
 import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
 import { compileListenerPlans, listenerBindingKey } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
 import type { ConfigSpec } from './config/schema.js';
 import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
+import { Engine } from './engine/engine.js';
 import { ExperimentTable } from './experiments/table.js';
 import { StateStore } from './killswitch/store.js';
+import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
 import { log } from './telemetry/log.js';
@@ -31,6 +34,7 @@ export interface StartOptions {
 export class Faultline implements AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
+  readonly engine: Engine;
   readonly listeners = new Map<string, Listener>();
   private readonly pools = new UpstreamPools();
   private admin: AdminServer | null = null;
@@ -51,6 +55,7 @@ export class Faultline implements AdminTarget {
     this.config = config;
     this.metrics = createMetrics();
     this.table = new ExperimentTable(new StateStore(config.state_dir), this.metrics);
+    this.engine = new Engine(this.table);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
@@ -88,7 +93,7 @@ export class Faultline implements AdminTarget {
     this.admin = new AdminServer(this, token);
     this.adminPort = (await this.admin.listen(cfg.admin.port, cfg.admin.address)).port;
     for (const spec of cfg.listeners) {
-      const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.table);
+      const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.engine);
       this.listeners.set(spec.name, listener);
       const addr = await listener.listen();
       log('info', 'listener started', {
@@ -142,7 +147,7 @@ export class Faultline implements AdminTarget {
       this.table.activate(experiments);
       this.config = cfg;
       const keep = new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool)));
-      void this.pools.retain(keep, () => this.table.heldPools());
+      void this.pools.retain(keep, () => this.heldPools());
       this.status = {
         file: this.configFile,
         status: 'ok',
@@ -176,6 +181,13 @@ export class Faultline implements AdminTarget {
       });
     }
     return this.status;
+  }
+
+  /** Upstream pools that held proxy requests will forward through when they are released. */
+  private heldPools(): Set<Dispatcher> {
+    const pools = new Set<Dispatcher>();
+    for (const t of this.table.heldTargets()) if (t instanceof Exchange) pools.add(t.route.pool);
+    return pools;
   }
 
   /** Listeners are bound sockets: a reload may change routes and experiments, not bindings. */

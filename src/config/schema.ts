@@ -4,7 +4,7 @@
  */
 import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
-import { grpcStatusCode } from '../proxy/grpc-status.js';
+import { grpcStatusCode } from '../core/vocab.js';
 
 const name = z
   .string()
@@ -148,7 +148,41 @@ const timeoutFault = z
 
 const resetFault = z.object({ kind: z.literal('reset'), percent: faultPercent }).strict();
 
-const fault = z.discriminatedUnion('kind', [latencyFault, abortFault, timeoutFault, resetFault]);
+const throttleFault = z
+  .object({
+    kind: z.literal('throttle'),
+    percent: faultPercent,
+    bytes_per_s: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000_000)
+      .describe('response body bandwidth, bytes per second'),
+  })
+  .strict();
+
+const truncateFault = z
+  .object({
+    kind: z.literal('truncate'),
+    percent: faultPercent,
+    after_bytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(1_000_000_000)
+      .describe('body bytes sent before the connection (HTTP/2: the stream) is cut'),
+  })
+  .strict();
+
+/** One alternative per fault kind: a new fault adds one here (see src/faults/README.md). */
+const fault = z.discriminatedUnion('kind', [
+  latencyFault,
+  abortFault,
+  timeoutFault,
+  resetFault,
+  throttleFault,
+  truncateFault,
+]);
 
 const guardrail = z.discriminatedUnion('metric', [
   z

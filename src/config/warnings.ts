@@ -3,13 +3,15 @@
  * start, reload), never rejected: the issue's own examples rely on the defaults involved.
  */
 import type { ConfigIssue } from '../errors.js';
+import { compileFault } from '../faults/registry.js';
 import { formatPath } from './load.js';
 import type { ConfigSpec } from './schema.js';
 
 export function configWarnings(cfg: ConfigSpec): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   cfg.experiments.forEach((e, i) => {
-    const answersEveryCanary = e.fault.kind !== 'latency' && e.fault.percent >= 100;
+    // A fault whose injected responses are not judged at all, on every canary request.
+    const answersEveryCanary = compileFault(e.fault).judging === 'skip' && e.fault.percent >= 100;
     if (e.inject === 'here' && e.exclude_injected && answersEveryCanary && !e.dry_run)
       out.push({
         path: formatPath(['experiments', i, 'fault', 'percent']),

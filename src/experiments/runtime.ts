@@ -9,26 +9,36 @@ import type { Fault } from '../faults/fault.js';
 import { compileFault } from '../faults/registry.js';
 import { BUCKETS, bucketOf, fnv1a, stickyHash } from '../split/hash.js';
 import { compileMatcher, type Matcher } from '../split/match.js';
-import { rawCookie, rawHeader } from '../proxy/raw-headers.js';
-import { STATUS_CLASSES, type Metrics } from '../telemetry/metrics.js';
-import type { Exchange } from '../proxy/exchange.js';
+import { rawCookie, rawHeader } from '../core/raw-headers.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import {
+  ARM_CANARY,
+  ARM_CONTROL,
+  ARM_NONE,
+  GROUP_NAMES,
+  OUTCOMES,
+  STATUS_CLASSES,
+  type Arm,
+  type Outcome,
+} from '../core/vocab.js';
+import { releaseHold, type HeldTarget } from '../engine/hold.js';
 import type { ExperimentAnalyzer } from '../stats/analyzer.js';
 
 export type ExperimentState = 'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
 
-export const ARM_NONE = 0;
-export const ARM_CANARY = 1;
-export const ARM_CONTROL = 2;
-export type Arm = 0 | 1 | 2;
-export const GROUP_NAMES = ['none', 'canary', 'control'] as const;
-
-export const OUTCOME_OK = 0;
-export const OUTCOME_ERROR = 1;
-export const OUTCOME_TIMEOUT = 2;
-export const OUTCOME_RESET = 3;
-export const OUTCOME_CLIENT_ABORT = 4;
-export const OUTCOMES = ['ok', 'error', 'timeout', 'reset', 'client_abort'] as const;
-export type Outcome = 0 | 1 | 2 | 3 | 4;
+export {
+  ARM_NONE,
+  ARM_CANARY,
+  ARM_CONTROL,
+  GROUP_NAMES,
+  OUTCOME_OK,
+  OUTCOME_ERROR,
+  OUTCOME_TIMEOUT,
+  OUTCOME_RESET,
+  OUTCOME_CLIENT_ABORT,
+  OUTCOMES,
+} from '../core/vocab.js';
+export type { Arm, Outcome } from '../core/vocab.js';
 
 type StickyKind = 'header' | 'cookie' | 'trace';
 
@@ -73,7 +83,7 @@ export class ExperimentRuntime {
   injecting = false;
 
   activeFaults = 0;
-  readonly held = new Set<Exchange>();
+  readonly held = new Set<HeldTarget>();
   /** Counts of the hop that drew the arms (the observation point), laid out as in addCount. */
   readonly counts = new Float64Array(3 * ROW);
   /** Requests assigned to each arm at this process's splitting hop ([none, canary, control]). */
@@ -188,6 +198,7 @@ export class ExperimentRuntime {
     arm: Arm,
     outcome: Outcome,
     statusClass: number,
+    _grpcCode: number,
     latencyMs: number,
     injected: boolean,
     observed: boolean,
@@ -224,7 +235,7 @@ export class ExperimentRuntime {
 
   /** Let every held fault go at once (kill): forwarded or answered, never left to run out. */
   releaseHeld(): void {
-    for (const ex of [...this.held]) ex.releaseHold();
+    for (const t of [...this.held]) releaseHold(t);
   }
 }
 

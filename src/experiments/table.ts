@@ -4,7 +4,7 @@
  * the event stream. A kill flips the hot-path flags synchronously; persisting follows asynchronously.
  */
 import { EventEmitter } from 'node:events';
-import type { Dispatcher } from 'undici';
+import type { HeldTarget } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import { StateStore, type PersistedState } from '../killswitch/store.js';
 import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
@@ -267,9 +267,10 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   ): void {
     if (!rt.assigning || outcome === OUTCOME_CLIENT_ABORT) return;
     if (injected && rt.excludeInjected) {
-      // Judge what the fault caused, not the fault itself: an injected error or reset is the fault,
-      // and so is an injected delay, but the errors and timeouts a delay provokes are consequences.
-      if (rt.fault.kind !== 'latency') return;
+      // Judge what the fault caused, not the fault itself (each fault declares which is which): an
+      // injected error or reset is the fault, and so is an injected delay, but the errors and timeouts
+      // a delay provokes are consequences.
+      if (rt.fault.judging === 'skip') return;
       latencyMs = -1;
     }
     const bad = outcome !== OUTCOME_OK;
@@ -318,11 +319,11 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     await this.store.flush();
   }
 
-  /** Upstream pools that held faults will forward through when they are released. */
-  heldPools(): Set<Dispatcher> {
-    const pools = new Set<Dispatcher>();
-    for (const rt of this.runtimes.values()) for (const ex of rt.held) pools.add(ex.route.pool);
-    return pools;
+  /** Requests held by faults right now (a reload keeps the resources they will need). */
+  heldTargets(): HeldTarget[] {
+    const out: HeldTarget[] = [];
+    for (const rt of this.runtimes.values()) for (const t of rt.held) out.push(t);
+    return out;
   }
 
   /** Shutting down: start no new faults (not persisted: a restart resumes) and release held ones. */

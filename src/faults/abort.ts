@@ -1,13 +1,11 @@
-import type { FaultSpec } from '../config/schema.js';
-import type { Fault } from './fault.js';
-
-type Spec = Extract<FaultSpec, { kind: 'abort' }>;
+import { OUTCOME_CLIENT_ABORT } from '../core/vocab.js';
+import type { Fault, FaultSpecOf } from './fault.js';
 
 /**
  * Answer without contacting the upstream: an HTTP status, or for gRPC calls a trailers-only response
  * (HTTP 200 + grpc-status, per the gRPC HTTP/2 protocol spec) when `grpc_status` is set.
  */
-export function abortFault(spec: Spec): Fault {
+export function abortFault(spec: FaultSpecOf<'abort'>): Fault {
   const status = spec.status ?? 503;
   const body =
     spec.body ?? (spec.message !== undefined ? `${spec.message}\n` : `injected fault: HTTP ${status}\n`);
@@ -16,9 +14,11 @@ export function abortFault(spec: Spec): Fault {
   const grpcMessage = spec.message ?? 'injected fault';
   return {
     kind: 'abort',
-    start: (ex) => {
-      if (grpcStatus !== undefined && ex.isGrpc) ex.replyGrpcStatus(grpcStatus, grpcMessage);
-      else ex.replyInjected(status, headers, body);
+    judging: 'skip',
+    callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    start: (t) => {
+      if (grpcStatus !== undefined && t.isGrpc) t.replyGrpcStatus(grpcStatus, grpcMessage);
+      else t.reply(status, headers, body);
     },
     holdEnded: () => undefined,
   };

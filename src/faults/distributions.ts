@@ -1,7 +1,7 @@
 /** Delay samplers for the latency fault. Each returns milliseconds >= 0. */
-import type { FaultSpec } from '../config/schema.js';
+import type { FaultSpecOf } from './fault.js';
 
-type LatencySpec = Extract<FaultSpec, { kind: 'latency' }>;
+type LatencySpec = FaultSpecOf<'latency'>;
 export type DelaySampler = () => number;
 
 /** Standard normal by Box-Muller (one of the pair is discarded: cheap enough per canary request). */

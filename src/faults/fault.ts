@@ -1,19 +1,51 @@
 /**
- * The fault interface (Toxiproxy's `Pipe` habit: one small interface, one module per fault, the draw
- * made once outside the fault). A fault receives a canary exchange at the injecting hop and owns it
- * until it forwards it, answers it or resets it.
+ * The fault contract (Toxiproxy's `Pipe` habit: one small interface, one module per fault, the draw made
+ * once outside the fault). A fault receives a canary request at the injecting hop as a `FaultTarget` and
+ * owns it until it forwards it, answers it or resets it; it never sees the host's protocol objects.
+ * How to add one: src/faults/README.md.
  */
-import type { Exchange } from '../proxy/exchange.js';
+import type { FaultSpec } from '../config/schema.js';
+import type { Outcome } from '../core/vocab.js';
+import type { FaultTarget, ResponseHeaders } from '../engine/target.js';
 
-export type FaultKind = 'latency' | 'abort' | 'timeout' | 'reset';
+/** Every fault kind, derived from the config schema's tagged union. */
+export type FaultKind = FaultSpec['kind'];
+/** The config of one fault kind. */
+export type FaultSpecOf<K extends FaultKind> = Extract<FaultSpec, { kind: K }>;
+
+/**
+ * What the analyzer judges of a request the fault was injected into, when the experiment keeps
+ * `exclude_injected: true` (the default):
+ * - `skip`: nothing. The response *is* the fault (an injected 503, a reset): counting it would only
+ *   measure the fault.
+ * - `consequences`: the outcome (errors and timeouts the fault provoked downstream of it) but not the
+ *   latency, which the fault sets itself (an injected delay, a throttled body).
+ */
+export type JudgingPolicy = 'skip' | 'consequences';
 
 export interface Fault {
   readonly kind: FaultKind;
-  /** Start the fault on this exchange. */
-  start(ex: Exchange): void;
+  readonly judging: JudgingPolicy;
   /**
-   * A hold the fault started has ended: its timer fired (released = false), or the experiment was
-   * killed and held faults are let go at once (released = true: forward or answer, never keep waiting).
+   * The outcome of a request whose caller gave up while this fault held it. A timeout fault simulates
+   * exactly that (OUTCOME_TIMEOUT); for others it is a client abort.
    */
-  holdEnded(ex: Exchange, released: boolean): void;
+  readonly callerLeftDuringHold: Outcome;
+  /** Start the fault on this canary request. */
+  start(t: FaultTarget): void;
+  /**
+   * A hold the fault started (hold or holdResponse) has ended: its timer fired (released = false), or
+   * the experiment was killed and the request is let go at once (released = true: forward, answer or
+   * stream on; never keep waiting).
+   */
+  holdEnded(t: FaultTarget, released: boolean): void;
+  /**
+   * Response leg (optional): called for an injected request when the response head arrives, before the
+   * host sends it on; the fault may keep it back (t.holdResponse).
+   */
+  onResponseStart?(t: FaultTarget, status: number, headers: ResponseHeaders): void;
+  /** Response leg: one body chunk; the fault writes it (t.writeResponseData) now, later or in part. */
+  onResponseData?(t: FaultTarget, chunk: Buffer): void;
+  /** Response leg: the body ended; the fault ends it (t.endResponse) or breaks it (t.breakResponse). */
+  onResponseEnd?(t: FaultTarget): void;
 }

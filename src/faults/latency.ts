@@ -1,26 +1,28 @@
-import type { FaultSpec } from '../config/schema.js';
-import type { Exchange } from '../proxy/exchange.js';
+import { OUTCOME_CLIENT_ABORT } from '../core/vocab.js';
 import { compileDelay } from './distributions.js';
-import type { Fault } from './fault.js';
-
-type Spec = Extract<FaultSpec, { kind: 'latency' }>;
+import type { Fault, FaultSpecOf } from './fault.js';
 
 /** Delay before forwarding (request leg) or before returning the upstream's response (response leg). */
-export function latencyFault(spec: Spec): Fault {
+export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
   const sample = compileDelay(spec);
   if (spec.leg === 'response') {
     return {
       kind: 'latency',
-      start: (ex) => {
-        ex.responseDelayMs = sample();
-        ex.forward();
+      judging: 'consequences',
+      callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+      start: (t) => t.forward(),
+      onResponseStart: (t) => {
+        // A kill between the fault's start and the upstream's answer cancels the delay.
+        if (t.exp !== null && t.exp.injecting) t.holdResponse(sample());
       },
-      holdEnded: (ex) => ex.releaseResponse(),
+      holdEnded: (t) => t.releaseResponse(),
     };
   }
   return {
     kind: 'latency',
-    start: (ex: Exchange) => ex.hold(sample()),
-    holdEnded: (ex: Exchange) => ex.forward(),
+    judging: 'consequences',
+    callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    start: (t) => t.hold(sample()),
+    holdEnded: (t) => t.forward(),
   };
 }

@@ -1,9 +1,5 @@
-import type { FaultSpec } from '../config/schema.js';
-import { GRPC_DEADLINE_EXCEEDED } from '../proxy/grpc-status.js';
-import { OUTCOME_TIMEOUT } from '../experiments/runtime.js';
-import type { Fault } from './fault.js';
-
-type Spec = Extract<FaultSpec, { kind: 'timeout' }>;
+import { GRPC_DEADLINE_EXCEEDED, OUTCOME_TIMEOUT } from '../core/vocab.js';
+import type { Fault, FaultSpecOf } from './fault.js';
 
 const BODY = 'injected fault: upstream timeout\n';
 const HEADERS = { 'content-type': 'text/plain; charset=utf-8' };
@@ -13,19 +9,22 @@ const HEADERS = { 'content-type': 'text/plain; charset=utf-8' };
  * (gRPC: DEADLINE_EXCEEDED at the caller's own deadline if that comes first), or with `hang` never
  * answer: the connection is dropped at `max_hold_ms` unless the client gives up first.
  */
-export function timeoutFault(spec: Spec): Fault {
+export function timeoutFault(spec: FaultSpecOf<'timeout'>): Fault {
   const holdMs = spec.hang ? spec.max_hold_ms : spec.ms;
   return {
     kind: 'timeout',
-    start: (ex) => {
-      const deadline = ex.grpcDeadlineMs();
-      ex.hold(deadline >= 0 && deadline < holdMs ? deadline : holdMs);
+    judging: 'skip',
+    // A caller that gives up while its request is held saw exactly what the fault simulates.
+    callerLeftDuringHold: OUTCOME_TIMEOUT,
+    start: (t) => {
+      const deadline = t.callerDeadlineMs();
+      t.hold(deadline >= 0 && deadline < holdMs ? deadline : holdMs);
     },
-    holdEnded: (ex, released) => {
-      if (released) ex.forward();
-      else if (spec.hang) ex.resetClient(OUTCOME_TIMEOUT);
-      else if (ex.isGrpc) ex.replyGrpcStatus(GRPC_DEADLINE_EXCEEDED, 'injected fault: deadline exceeded');
-      else ex.replyInjected(504, HEADERS, BODY);
+    holdEnded: (t, released) => {
+      if (released) t.forward();
+      else if (spec.hang) t.reset(OUTCOME_TIMEOUT);
+      else if (t.isGrpc) t.replyGrpcStatus(GRPC_DEADLINE_EXCEEDED, 'injected fault: deadline exceeded');
+      else t.reply(504, HEADERS, BODY);
     },
   };
 }

@@ -9,16 +9,21 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import {
   ARM_NONE,
+  METHODS,
   OUTCOME_CLIENT_ABORT,
   OUTCOME_ERROR,
   OUTCOME_OK,
   OUTCOME_RESET,
   OUTCOME_TIMEOUT,
+  STATUS_CLASSES,
+  methodIndex,
+  statusClassIndex,
   type Arm,
-  type ExperimentRuntime,
   type Outcome,
-} from '../experiments/runtime.js';
-import { methodIndex, statusClassIndex, STATUS_CLASSES, METHODS } from '../telemetry/metrics.js';
+} from '../core/vocab.js';
+import { cancelHold, startHold, type HeldTarget } from '../engine/hold.js';
+import type { RequestView } from '../engine/target.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { buildUpstreamHeaders, clientResponseHeaders, type ForwardContext } from './headers.js';
 import {
   countGrpcResponse,
@@ -30,7 +35,7 @@ import {
 import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from './grpc-status.js';
 import type { ListenerPlan, RouteRuntime } from './plan.js';
 import { replyError, type ProxyErrorCode } from './reply.js';
-import { rawHeader } from './raw-headers.js';
+import { rawHeader } from '../core/raw-headers.js';
 
 /** What an exchange needs from the listener that owns it. */
 export interface ExchangeHost {
@@ -62,7 +67,11 @@ const forwardCtx: ForwardContext = {
   joinCookies: false,
 };
 
-export class Exchange implements Dispatcher.DispatchHandler {
+/**
+ * One request at a proxy listener. It is, at once, the undici handler of its upstream leg, the engine's
+ * assignment slot and view of the request, and the FaultTarget faults act on.
+ */
+export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, RequestView {
   readonly host: ExchangeHost;
   readonly plan: ListenerPlan;
   readonly route: RouteRuntime;
@@ -99,14 +108,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The experiment run this request was assigned in; outcomes of an earlier run are not judged. */
   runId = 0;
 
-  private holdTimer: NodeJS.Timeout | null = null;
+  /** The fault's per-request state (FaultTarget). */
+  faultData: unknown = null;
+  /** The timer of a hold (engine/hold.ts). */
+  holdTimer: NodeJS.Timeout | null = null;
   /** The route's timeout_ms, from forward() to the upstream's response headers (queue and connect included). */
   private deadlineTimer: NodeJS.Timeout | null = null;
-  responseDelayMs = 0;
+  /** A response-leg fault paced the upstream (pauseResponse): a client drain must not resume it. */
+  private faultPaused = false;
   private heldStatus = 0;
   private heldHeaders: IncomingHttpHeaders | null = null;
   private heldChunks: Buffer[] | null = null;
-  private heldTrailers: IncomingHttpHeaders | null = null;
+  private trailers: IncomingHttpHeaders | null = null;
   private heldEnd = false;
 
   constructor(
@@ -126,6 +139,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.startMs = performance.now();
     this.isGrpc =
       isH2 && (rawHeader(req.rawHeaders, 'content-type')?.startsWith('application/grpc') ?? false);
+  }
+
+  // ---- RequestView ------------------------------------------------------------------------------
+
+  get method(): string {
+    return this.req.method ?? '';
+  }
+
+  get path(): string {
+    return this.req.url ?? '';
+  }
+
+  get rawHeaders(): readonly string[] {
+    return this.req.rawHeaders;
   }
 
   // ---- upstream leg -------------------------------------------------------------------------------
@@ -166,7 +193,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    controller: Dispatcher.DispatchController,
+    _controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
     statusMessage?: string,
@@ -176,28 +203,40 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.status = statusCode;
     if (this.isGrpc) this.noteGrpcStatus(headers);
     headers = clientResponseHeaders(headers, this.injectedMark(), this.armMark(), this.isH2);
-    // A kill between the fault's start and the upstream's answer cancels the response-leg delay.
-    if (this.responseDelayMs > 0 && this.exp !== null && this.exp.injecting) {
-      controller.pause();
+    const fault = this.injected ? (this.exp as ExperimentRuntime).fault : null;
+    if (fault !== null && fault.onResponseStart !== undefined) {
       this.heldStatus = statusCode;
       this.heldHeaders = headers;
-      this.heldChunks = [];
-      this.hold(this.responseDelayMs);
-      return;
+      fault.onResponseStart(this, statusCode, headers);
+      // The fault kept the head back (holdResponse) or broke the response.
+      if (this.done || this.heldChunks !== null) return;
+      this.heldHeaders = null;
     }
     this.writeHead(statusCode, headers, statusMessage);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.heldChunks !== null) {
       this.heldChunks.push(chunk);
       return;
     }
+    if (this.done) return;
+    if (this.injected) {
+      const fault = (this.exp as ExperimentRuntime).fault;
+      if (fault.onResponseData !== undefined) return fault.onResponseData(this, chunk);
+    }
+    this.writeResponseData(chunk);
+  }
+
+  /** Writes one body chunk to the client, pausing the upstream on backpressure (FaultTarget). */
+  writeResponseData(chunk: Buffer): void {
+    if (this.done) return;
     const res = this.res;
     // Pause the upstream only past RESPONSE_BUFFER_BYTES queued for the client, not at the socket's
     // 16 KiB high-water mark: each upstream read is up to 64 KiB, so pausing at the mark paused and
     // resumed once per chunk. Memory per response stays bounded by the limit plus one chunk.
-    if (!res.write(chunk) && (this.isH2 || res.writableLength > RESPONSE_BUFFER_BYTES)) {
+    const controller = this.controller;
+    if (!res.write(chunk) && (this.isH2 || res.writableLength > RESPONSE_BUFFER_BYTES) && controller) {
       controller.pause();
       if (!this.drainHooked) {
         this.drainHooked = true;
@@ -207,12 +246,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.trailers = trailers;
     if (this.heldChunks !== null) {
       this.heldEnd = true;
-      this.heldTrailers = trailers;
       return;
     }
-    this.endResponse(trailers);
+    if (this.done) return;
+    if (this.injected) {
+      const fault = (this.exp as ExperimentRuntime).fault;
+      if (fault.onResponseEnd !== undefined) return fault.onResponseEnd(this);
+    }
+    this.endResponse();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -224,7 +268,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     const code = classifyUpstreamError(err);
     if (code !== 'bad_request') this.countUpstreamError(code);
-    if (this.holdTimer !== null) this.cancelHold();
+    cancelHold(this);
     if (this.isGrpc) {
       this.heldChunks = null;
       this.failGrpc(code, err);
@@ -266,9 +310,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  private endResponse(trailers: IncomingHttpHeaders): void {
+  /** Ends the response with the upstream's trailers (FaultTarget). */
+  endResponse(): void {
     if (this.done) return;
     const res = this.res;
+    const trailers = this.trailers ?? noTrailers;
     if (this.isGrpc) this.noteGrpcStatus(trailers);
     if (hasAnyKey(trailers)) res.addTrailers(trailers as Record<string, string>);
     res.end();
@@ -296,37 +342,18 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** Holds the exchange for `ms` without an upstream connection; the fault decides what happens next. */
   hold(ms: number): void {
-    const exp = this.exp as ExperimentRuntime;
-    exp.activeFaults++;
-    exp.activeGauge.inc();
-    exp.held.add(this);
-    this.holdTimer = setTimeout(onHoldTimer, ms, this);
+    if (!this.done) startHold(this, ms);
   }
 
-  private cancelHold(): void {
-    if (this.holdTimer === null) return;
-    clearTimeout(this.holdTimer);
-    this.holdTimer = null;
-    const exp = this.exp as ExperimentRuntime;
-    exp.activeFaults--;
-    exp.activeGauge.dec();
-    exp.held.delete(this);
+  /** Keeps the upstream's response (head, body, end) back for `ms` (FaultTarget). */
+  holdResponse(ms: number): void {
+    if (this.done || this.heldHeaders === null) return;
+    this.heldChunks = [];
+    this.controller?.pause();
+    startHold(this, ms);
   }
 
-  /** The timer of a hold fired. */
-  holdElapsed(): void {
-    this.cancelHold();
-    this.exp?.fault.holdEnded(this, false);
-  }
-
-  /** The experiment was killed: let the hold go now. */
-  releaseHold(): void {
-    if (this.holdTimer === null) return;
-    this.cancelHold();
-    this.exp?.fault.holdEnded(this, true);
-  }
-
-  /** End of a response-leg delay: send what the upstream already produced and resume streaming. */
+  /** End of a response-leg hold: send what the upstream already produced and resume streaming. */
   releaseResponse(): void {
     const headers = this.heldHeaders;
     const chunks = this.heldChunks;
@@ -335,11 +362,44 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.done || headers === null || chunks === null) return;
     this.writeHead(this.heldStatus, headers);
     for (const c of chunks) this.res.write(c);
-    if (this.heldEnd) this.endResponse(this.heldTrailers ?? {});
+    if (this.heldEnd) this.endResponse();
     else this.controller?.resume();
   }
 
-  replyInjected(status: number, headers: Readonly<Record<string, string>>, body: string): void {
+  pauseResponse(): void {
+    this.faultPaused = true;
+    this.controller?.pause();
+  }
+
+  resumeResponse(): void {
+    this.faultPaused = false;
+    if (!this.done) this.controller?.resume();
+  }
+
+  /**
+   * Cuts a response that is under way so the client sees a failure, never a complete body: on HTTP/1.1
+   * the connection is closed after what was written is flushed (a short Content-Length or chunked
+   * body without its last chunk), on HTTP/2 the stream is reset. Before the head, a plain reset.
+   */
+  breakResponse(): void {
+    if (this.done) return;
+    if (!this.res.headersSent) return this.reset(OUTCOME_RESET);
+    this.finish(OUTCOME_RESET);
+    if (this.isH2) {
+      const stream = (this.req as Http2ServerRequest).stream;
+      if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    } else {
+      (this.req as IncomingMessage).socket.end();
+    }
+    this.controller?.abort(brokenResponseError);
+  }
+
+  callerDeadlineMs(): number {
+    return this.grpcDeadlineMs();
+  }
+
+  /** Answers with an injected HTTP response (FaultTarget). */
+  reply(status: number, headers: Readonly<Record<string, string>>, body: string): void {
     if (this.done) return;
     const res = this.res as ServerResponse;
     const out: Record<string, string | number> = { ...headers, 'content-length': Buffer.byteLength(body) };
@@ -417,7 +477,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
    * Drop the client connection (HTTP/1.1: a TCP RST, so clients see ECONNRESET rather than a polite
    * close) or reset this one stream (HTTP/2) without a response.
    */
-  resetClient(outcome: Outcome = OUTCOME_RESET): void {
+  reset(outcome: Outcome): void {
     if (this.done) return;
     this.finish(outcome);
     if (this.isH2) {
@@ -489,19 +549,27 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return ms < 0 ? -1 : Math.max(0, ms - (performance.now() - this.startMs));
   }
 
+  /** The client took what was queued: resume the upstream unless a fault is pacing it. */
+  clientDrained(): void {
+    if (!this.faultPaused) this.controller?.resume();
+  }
+
   // ---- end of the exchange ------------------------------------------------------------------------
 
   /** The client connection closed (or the stream ended); if the response had not finished, it left. */
   clientClosed(): void {
     if (this.done) return;
     this.clientGone = true;
-    // A caller that gave up while a timeout fault held its request (a gRPC deadline, an HTTP client's
-    // own timeout on a hang): the fault did what it simulates, so it counts as a timeout, not an abort.
-    const timedOut = this.holdTimer !== null && this.injected && this.exp?.fault.kind === 'timeout';
-    if (timedOut && this.isGrpc) this.grpcStatus = GRPC_DEADLINE_EXCEEDED;
-    this.cancelHold();
+    // A caller that gave up while a fault held its request: the fault says what that means (a timeout
+    // fault simulated exactly that, so it counts as a timeout, not an abort).
+    const outcome =
+      this.holdTimer !== null && this.injected
+        ? (this.exp as ExperimentRuntime).fault.callerLeftDuringHold
+        : OUTCOME_CLIENT_ABORT;
+    if (outcome === OUTCOME_TIMEOUT && this.isGrpc) this.grpcStatus = GRPC_DEADLINE_EXCEEDED;
+    cancelHold(this);
     this.controller?.abort(clientGoneError);
-    this.finish(timedOut ? OUTCOME_TIMEOUT : OUTCOME_CLIENT_ABORT);
+    this.finish(outcome);
   }
 
   private countUpstreamError(code: ProxyErrorCode): void {
@@ -517,7 +585,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   finish(outcome: Outcome): void {
     if (this.done) return;
     this.done = true;
-    if (this.holdTimer !== null) this.cancelHold();
+    cancelHold(this);
     this.clearDeadline();
     const latencyMs = performance.now() - this.startMs;
     const route = this.route;
@@ -550,6 +618,8 @@ const clientGoneError = Object.assign(new Error('client went away'), { code: 'FL
 const invalidResponseError = Object.assign(new Error('invalid upstream response'), {
   code: 'FL_BAD_RESPONSE',
 });
+const brokenResponseError = Object.assign(new Error('response cut by a fault'), { code: 'FL_RESPONSE_CUT' });
+const noTrailers: IncomingHttpHeaders = {};
 const upstreamDeadlineError = Object.assign(new Error('upstream deadline passed'), {
   code: 'FL_UPSTREAM_DEADLINE',
 });
@@ -559,16 +629,12 @@ function hasAnyKey(o: object): boolean {
   return false;
 }
 
-function onHoldTimer(ex: Exchange): void {
-  ex.holdElapsed();
-}
-
 function onUpstreamDeadline(ex: Exchange): void {
   ex.upstreamDeadlinePassed();
 }
 
 function onClientDrain(this: ClientResponse): void {
-  this.exchange?.controller?.resume();
+  this.exchange?.clientDrained();
 }
 
 /** `close` on the client response: module-level, the exchange is found through the response. */

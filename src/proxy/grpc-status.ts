@@ -1,30 +1,7 @@
-/** gRPC status codes (grpc/doc/statuscodes.md). */
-export const GRPC_STATUS_NAMES = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-] as const;
-
-export const GRPC_DEADLINE_EXCEEDED = 4;
-export const GRPC_UNAVAILABLE = 14;
-
-export function grpcStatusCode(v: string | number): number | undefined {
-  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= 16 ? v : undefined;
-  if (/^\d+$/.test(v)) return grpcStatusCode(Number(v));
-  const i = (GRPC_STATUS_NAMES as readonly string[]).indexOf(v.toUpperCase());
-  return i >= 0 ? i : undefined;
-}
+/** gRPC status codes: they live in the shared vocabulary (src/core/vocab.ts). */
+export {
+  GRPC_STATUS_NAMES,
+  GRPC_DEADLINE_EXCEEDED,
+  GRPC_UNAVAILABLE,
+  grpcStatusCode,
+} from '../core/vocab.js';

@@ -7,7 +7,6 @@ import http, { type IncomingMessage } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2Session } from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { ListenerSpec } from '../config/schema.js';
-import type { ExperimentTable } from '../experiments/table.js';
 import {
   ARM_CANARY,
   OUTCOME_CLIENT_ABORT,
@@ -15,14 +14,14 @@ import {
   OUTCOME_RESET,
   OUTCOME_TIMEOUT,
   type Outcome,
-} from '../experiments/runtime.js';
+} from '../core/vocab.js';
+import type { Engine } from '../engine/engine.js';
 import { ErrorRateWindow } from '../killswitch/guards.js';
-import { assign } from '../split/assign.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Exchange, ProxyResponse, onClientResponseClose, type ExchangeHost } from './exchange.js';
 import { matchRoute, type ListenerPlan } from './plan.js';
-import { rawHeader } from './raw-headers.js';
+import { rawHeader } from '../core/raw-headers.js';
 import { replyError } from './reply.js';
 
 /** HTTP/2 compat responses that carry the exchange back-reference like ProxyResponse. */
@@ -44,16 +43,16 @@ export class Listener implements ExchangeHost {
   draining = false;
   private readonly server: AnyServer;
   private readonly metrics: Metrics;
-  private readonly table: ExperimentTable;
+  private readonly engine: Engine;
   private guard: ErrorRateWindow | null;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
 
-  constructor(spec: ListenerSpec, plan: ListenerPlan, metrics: Metrics, table: ExperimentTable) {
+  constructor(spec: ListenerSpec, plan: ListenerPlan, metrics: Metrics, engine: Engine) {
     this.spec = spec;
     this.plan = plan;
     this.metrics = metrics;
-    this.table = table;
+    this.engine = engine;
     this.proto = spec.protocol === 'tls' ? 'https' : 'http';
     this.guard = guardFor(spec);
     this.server = this.createServer();
@@ -167,25 +166,23 @@ export class Listener implements ExchangeHost {
       plan.trustAssignment ||
       rawHeader(req.rawHeaders, 'baggage') !== undefined
     )
-      assign(ex);
-    const exp = ex.exp;
-    if (ex.injectNow && exp !== null) {
-      ex.injected = true;
-      exp.injectedCounter.inc();
-      exp.fault.start(ex);
-    } else {
-      ex.forward();
-    }
+      this.engine.decide(plan, route.experiments, ex, ex);
+    if (ex.injectNow) this.engine.inject(ex);
+    else ex.forward();
   }
 
   exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void {
     this.inFlight--;
     const exp = ex.exp;
-    if (exp !== null) {
-      exp.recordOutcome(this.spec.name, ex.arm, outcome, ex.statusClass, latencyMs, ex.injected, ex.observe);
-      if (ex.observe && ex.runId === exp.runId)
-        this.table.observe(exp, ex.arm, outcome, latencyMs, ex.injected, ex.sessionKey);
-    }
+    if (exp !== null)
+      this.engine.record(
+        ex,
+        this.spec.name,
+        outcome,
+        ex.statusClass,
+        ex.isGrpc ? ex.grpcStatus : -1,
+        latencyMs,
+      );
     // The global guard watches real failures: faults injected on purpose here do not count.
     if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT && !ex.injected) {
       const failed = outcome === OUTCOME_ERROR || outcome === OUTCOME_TIMEOUT || outcome === OUTCOME_RESET;
@@ -210,7 +207,7 @@ export class Listener implements ExchangeHost {
     const { requests, errors } = this.guard?.rate() ?? { requests: 0, errors: 0 };
     const threshold = this.spec.max_error_rate?.threshold ?? 0;
     const reason = `listener ${this.spec.name}: error rate ${((100 * errors) / requests).toFixed(2)}% of ${requests} requests over ${this.spec.max_error_rate?.window_s}s exceeds ${(threshold * 100).toFixed(2)}%`;
-    const killed = this.table.killAll('global_error_rate', reason, `guard:${this.spec.name}`);
+    const killed = this.engine.killAll(reason, `guard:${this.spec.name}`, 'global_error_rate');
     if (killed.length > 0) log('warn', 'global guard tripped', { listener: this.spec.name, killed, reason });
     this.guard?.reset();
   }

@@ -1,70 +1,87 @@
 /**
  * The per-request decision: which experiment (if any) a request takes part in, in which arm, and whether
- * the fault starts at this hop. Untrusted listeners strip incoming `faultline.*` baggage so no client
- * can choose its own arm; trusted listeners honour an incoming assignment instead of drawing.
+ * the fault starts at this hop. Untrusted points strip incoming `faultline.*` baggage so no client can
+ * choose its own arm; trusted points honour an incoming assignment instead of drawing. Written into the
+ * host's own per-request object (an Assignment), so the untouched path allocates nothing.
  */
-import {
-  ARM_CANARY,
-  ARM_CONTROL,
-  GROUP_NAMES,
-  type Arm,
-  type ExperimentRuntime,
-} from '../experiments/runtime.js';
-import type { Exchange } from '../proxy/exchange.js';
-import { rawHeaderJoined } from '../proxy/raw-headers.js';
+import { ARM_CANARY, ARM_CONTROL, GROUP_NAMES, type Arm } from '../core/vocab.js';
+import { rawHeaderJoined } from '../core/raw-headers.js';
+import type { Assignment, RequestView } from '../engine/target.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { matchesRequest } from './match.js';
 import { mentionsFaultline, readAssignment, rewriteBaggage } from './baggage.js';
 
-export function assign(ex: Exchange): void {
-  const raw = ex.req.rawHeaders;
+/** Where a request is decided: a proxy listener, or an in-process point. */
+export interface DecidePoint {
+  readonly trustAssignment: boolean;
+  /** Experiment lookup for trusted incoming assignments. */
+  readonly experimentsById: ReadonlyMap<string, ExperimentRuntime>;
+}
+
+export function assign(
+  point: DecidePoint,
+  candidates: readonly ExperimentRuntime[],
+  view: RequestView,
+  slot: Assignment,
+): void {
+  const raw = view.rawHeaders;
   // Every baggage line counts (RFC 9110 §5.3): a second line must not smuggle an assignment past the edge.
   const baggage = rawHeaderJoined(raw, 'baggage');
   const tagged = mentionsFaultline(baggage);
-  if (tagged && ex.plan.trustAssignment) {
-    honourIncoming(ex, baggage as string);
+  if (tagged && point.trustAssignment) {
+    honourIncoming(point, baggage as string, slot);
     return;
   }
-  const candidates = ex.route.experiments;
   for (let i = 0; i < candidates.length; i++) {
     const exp = candidates[i] as ExperimentRuntime;
-    if (!exp.assigning || !matchesRequest(exp.matcher, ex.req.method ?? '', ex.req.url ?? '', raw)) continue;
+    if (!exp.assigning || !matchesRequest(exp.matcher, view.method, view.path, raw)) continue;
     // First match in config order owns the request, whatever its draw: every experiment's slice stays
     // exactly its percent of the requests it matches, and effects never mix.
     const arm = exp.draw(raw);
     if (arm === 0) break;
-    ex.exp = exp;
-    ex.arm = arm;
-    ex.observe = true;
-    ex.sessionKey = exp.lastKeyHash;
-    ex.runId = exp.runId;
+    slot.exp = exp;
+    slot.arm = arm;
+    slot.observe = true;
+    slot.sessionKey = exp.lastKeyHash;
+    slot.runId = exp.runId;
     exp.assigned[arm]! += 1;
-    ex.baggageOut = rewriteBaggage(baggage, { experimentId: exp.id, group: GROUP_NAMES[arm] as 'canary' });
-    if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
+    slot.baggageOut = rewriteBaggage(baggage, {
+      experimentId: exp.id,
+      group: GROUP_NAMES[arm] as 'canary',
+    });
+    if (arm === ARM_CANARY && exp.injectHere) considerInjecting(slot, exp);
     return;
   }
-  if (tagged) ex.baggageOut = rewriteBaggage(baggage, null);
+  if (tagged) slot.baggageOut = rewriteBaggage(baggage, null);
 }
 
 /** A trusted hop: the arm was drawn upstream; inject here if the experiment injects downstream. */
-function honourIncoming(ex: Exchange, baggage: string): void {
+function honourIncoming(point: DecidePoint, baggage: string, slot: Assignment): void {
   const incoming = readAssignment(baggage);
   if (incoming === null) return;
-  const exp = ex.plan.experimentsById.get(incoming.experimentId);
+  const exp = point.experimentsById.get(incoming.experimentId);
   // Unknown, killed or expired here: forward untouched, never inject.
   if (exp === undefined || !exp.assigning) return;
-  const arm: Arm = incoming.group === 'canary' ? ARM_CANARY : ARM_CONTROL;
-  ex.exp = exp;
-  ex.arm = arm;
-  ex.observe = false;
-  ex.runId = exp.runId;
-  if (arm === ARM_CANARY && !exp.injectHere) considerInjecting(ex, exp);
+  inherit(slot, exp, incoming.group === 'canary' ? ARM_CANARY : ARM_CONTROL, exp.runId);
 }
 
-function considerInjecting(ex: Exchange, exp: ExperimentRuntime): void {
+/**
+ * Take over an assignment drawn at an earlier hop (baggage at a trusted point, or the caller's own
+ * in-process context): observed there, injected here if the experiment injects downstream.
+ */
+export function inherit(slot: Assignment, exp: ExperimentRuntime, arm: Arm, runId: number): void {
+  slot.exp = exp;
+  slot.arm = arm;
+  slot.observe = false;
+  slot.runId = runId;
+  if (arm === ARM_CANARY && !exp.injectHere) considerInjecting(slot, exp);
+}
+
+function considerInjecting(slot: Assignment, exp: ExperimentRuntime): void {
   if (!exp.injecting || !exp.drawFault()) return;
   if (exp.activeFaults >= exp.maxActiveFaults) {
     exp.overflowCounter.inc();
     return;
   }
-  ex.injectNow = true;
+  slot.injectNow = true;
 }

@@ -1,6 +1,6 @@
 /** Experiment matchers, compiled once per config: a request is checked with plain comparisons only. */
 import type { ExperimentSpec } from '../config/schema.js';
-import { rawHeader } from '../proxy/raw-headers.js';
+import { rawHeader } from '../core/raw-headers.js';
 
 export interface Matcher {
   readonly listener: string | null;

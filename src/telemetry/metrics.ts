@@ -6,38 +6,11 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
-export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'other'] as const;
-export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
+export { METHODS, STATUS_CLASSES, methodIndex, statusClassIndex } from '../core/vocab.js';
 /** Seconds; spans loopback proxying (sub-ms) to injected multi-second latency. */
 export const DURATION_BUCKETS_S = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
-
-export function methodIndex(method: string | undefined): number {
-  switch (method) {
-    case 'GET':
-      return 0;
-    case 'HEAD':
-      return 1;
-    case 'POST':
-      return 2;
-    case 'PUT':
-      return 3;
-    case 'DELETE':
-      return 4;
-    case 'PATCH':
-      return 5;
-    case 'OPTIONS':
-      return 6;
-    default:
-      return 7;
-  }
-}
-
-/** 0..4 for 1xx..5xx, 5 for "no HTTP status" (reset, client abort, upstream died mid-body). */
-export function statusClassIndex(status: number): number {
-  return status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : 5;
-}
 
 export type Metrics = ReturnType<typeof createMetrics>;
 

@@ -1,0 +1,110 @@
+/**
+ * The shared vocabulary: arms, outcomes, status classes, gRPC codes and the names Faultline puts on the
+ * wire. A leaf module (it imports nothing), so every layer (engine, faults, stats, hosts, load
+ * generator) can use it without an import cycle.
+ */
+
+// ---- arms --------------------------------------------------------------------------------------------
+export const ARM_NONE = 0;
+export const ARM_CANARY = 1;
+export const ARM_CONTROL = 2;
+/** Index into GROUP_NAMES: none (untouched), canary (gets the fault), control (watched, no fault). */
+export type Arm = 0 | 1 | 2;
+export const GROUP_NAMES = ['none', 'canary', 'control'] as const;
+export type GroupName = (typeof GROUP_NAMES)[number];
+
+// ---- outcomes ----------------------------------------------------------------------------------------
+export const OUTCOME_OK = 0;
+export const OUTCOME_ERROR = 1;
+export const OUTCOME_TIMEOUT = 2;
+export const OUTCOME_RESET = 3;
+export const OUTCOME_CLIENT_ABORT = 4;
+export const OUTCOMES = ['ok', 'error', 'timeout', 'reset', 'client_abort'] as const;
+/** What a request came to, as the analyzer and the counts see it (index into OUTCOMES). */
+export type Outcome = 0 | 1 | 2 | 3 | 4;
+
+// ---- HTTP status classes and methods (metric labels) -------------------------------------------------
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
+/** STATUS_CLASSES index of "no HTTP status was sent" (a reset, a client abort, a body cut short). */
+export const STATUS_CLASS_NONE = 5;
+
+/** 0..4 for 1xx..5xx, 5 for "no HTTP status" (reset, client abort, upstream died mid-body). */
+export function statusClassIndex(status: number): number {
+  return status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : STATUS_CLASS_NONE;
+}
+
+export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'other'] as const;
+
+export function methodIndex(method: string | undefined): number {
+  switch (method) {
+    case 'GET':
+      return 0;
+    case 'HEAD':
+      return 1;
+    case 'POST':
+      return 2;
+    case 'PUT':
+      return 3;
+    case 'DELETE':
+      return 4;
+    case 'PATCH':
+      return 5;
+    case 'OPTIONS':
+      return 6;
+    default:
+      return 7;
+  }
+}
+
+// ---- gRPC status codes (grpc/doc/statuscodes.md) -----------------------------------------------------
+export const GRPC_STATUS_NAMES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const;
+export const GRPC_OK = 0;
+export const GRPC_CANCELLED = 1;
+export const GRPC_DEADLINE_EXCEEDED = 4;
+export const GRPC_INTERNAL = 13;
+export const GRPC_UNAVAILABLE = 14;
+
+/** OK is ok, DEADLINE_EXCEEDED a timeout, every other code an error (no status: caller decides). */
+export function grpcCodeOutcome(code: number): Outcome {
+  if (code === GRPC_OK) return OUTCOME_OK;
+  if (code === GRPC_DEADLINE_EXCEEDED) return OUTCOME_TIMEOUT;
+  return OUTCOME_ERROR;
+}
+
+// ---- names on the wire -------------------------------------------------------------------------------
+/** Response header marking an injected response: `<experiment>; fault=<kind>`. */
+export const HEADER_INJECTED = 'x-faultline-injected';
+/** Response header naming the arm of an assigned request: `<experiment>; group=canary|control`. */
+export const HEADER_ARM = 'x-faultline-arm';
+/** Response header with the stable code of an error Faultline answered itself. */
+export const HEADER_ERROR = 'x-faultline-error';
+/** W3C baggage keys of the assignment. */
+export const BAGGAGE_EXP = 'faultline.exp';
+export const BAGGAGE_GROUP = 'faultline.group';
+export const BAGGAGE_PREFIX = 'faultline.';
+
+/** A gRPC status from its number or name (any case); undefined when it is neither. */
+export function grpcStatusCode(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) && v >= 0 && v <= 16 ? v : undefined;
+  if (/^\d+$/.test(v)) return grpcStatusCode(Number(v));
+  const i = (GRPC_STATUS_NAMES as readonly string[]).indexOf(v.toUpperCase());
+  return i >= 0 ? i : undefined;
+}

@@ -1,0 +1,100 @@
+/**
+ * The engine: one object every host calls, with no knowledge of any protocol. A host describes a request
+ * (RequestView), keeps the decision in its own per-request object (Assignment), implements FaultTarget,
+ * and reports how the request ended; the engine decides, starts faults, counts, judges and kills.
+ *
+ *   decide(point, candidates, view, slot)   which experiment and arm; inject here or not
+ *   inject(target)                          start the drawn fault (only when slot.injectNow)
+ *   record(slot, hop, outcome, ...)         counts, metrics, analyzer; a breach kills at once
+ *   kill / killAll / arm / get / all / on('event')
+ */
+import type { Outcome } from '../core/vocab.js';
+import type { ExperimentEvent, ExperimentTable, KillCause } from '../experiments/table.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
+import { assign, inherit, type DecidePoint } from '../split/assign.js';
+import type { Arm } from '../core/vocab.js';
+import type { Assignment, FaultTarget, RequestView } from './target.js';
+
+export class Engine {
+  readonly table: ExperimentTable;
+
+  constructor(table: ExperimentTable) {
+    this.table = table;
+  }
+
+  /** Decide one request; writes into `slot` only when the request takes part in an experiment. */
+  decide(
+    point: DecidePoint,
+    candidates: readonly ExperimentRuntime[],
+    view: RequestView,
+    slot: Assignment,
+  ): void {
+    assign(point, candidates, view, slot);
+  }
+
+  /** Take over an assignment made earlier in this process (in-process context propagation). */
+  inherit(slot: Assignment, exp: ExperimentRuntime, arm: Arm, runId: number): void {
+    if (exp.assigning) inherit(slot, exp, arm, runId);
+  }
+
+  /** Start the drawn fault on a request the decision marked `injectNow`. */
+  inject(t: FaultTarget): void {
+    const exp = t.exp as ExperimentRuntime;
+    t.injected = true;
+    exp.injectedCounter.inc();
+    exp.fault.start(t);
+  }
+
+  /**
+   * How an assigned request ended, seen at `hop` (a listener or point name). `statusClass` indexes
+   * STATUS_CLASSES; `grpcCode` is the final grpc-status, or -1 (not gRPC, or none arrived).
+   */
+  record(
+    slot: Assignment,
+    hop: string,
+    outcome: Outcome,
+    statusClass: number,
+    grpcCode: number,
+    latencyMs: number,
+  ): void {
+    const exp = slot.exp;
+    if (exp === null) return;
+    exp.recordOutcome(hop, slot.arm, outcome, statusClass, grpcCode, latencyMs, slot.injected, slot.observe);
+    if (slot.observe && slot.runId === exp.runId)
+      this.table.observe(exp, slot.arm, outcome, latencyMs, slot.injected, slot.sessionKey);
+  }
+
+  kill(
+    id: string,
+    reason: string,
+    by: string,
+    cause: KillCause = 'manual',
+    evidence: unknown = null,
+  ): boolean {
+    return this.table.kill(id, cause, reason, by, evidence);
+  }
+
+  killAll(reason: string, by: string, cause: KillCause = 'manual'): string[] {
+    return this.table.killAll(cause, reason, by);
+  }
+
+  arm(id: string, by: string): boolean {
+    return this.table.arm(id, by);
+  }
+
+  get(id: string): ExperimentRuntime | undefined {
+    return this.table.get(id);
+  }
+
+  all(): IterableIterator<ExperimentRuntime> {
+    return this.table.all();
+  }
+
+  on(listener: (e: ExperimentEvent) => void): void {
+    this.table.on('event', listener);
+  }
+
+  off(listener: (e: ExperimentEvent) => void): void {
+    this.table.off('event', listener);
+  }
+}
