@@ -3,6 +3,7 @@
  * metric label children, upstream pools) is resolved here, once per config load.
  */
 import type { ExperimentRuntime } from '../experiments/runtime.js';
+import type { PointPlan } from '../engine/point.js';
 import type { ListenerPlan, RouteRuntime } from '../proxy/plan.js';
 import type { UpstreamPools } from '../proxy/upstreams.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -65,4 +66,27 @@ function compileListener(
 /** Fields of a listener that a reload cannot change without rebinding its socket. */
 export function listenerBindingKey(l: ListenerSpec): string {
   return JSON.stringify([l.address, l.port, l.protocol, l.tls ?? null]);
+}
+
+/** In-process points: candidates per point, as for a listener without routes. */
+export function compilePointPlans(
+  cfg: ConfigSpec,
+  experiments: ReadonlyMap<string, ExperimentRuntime>,
+): Map<string, PointPlan> {
+  const all = [...experiments.values()];
+  const plans = new Map<string, PointPlan>();
+  for (const p of cfg.points)
+    plans.set(
+      p.name,
+      Object.freeze({
+        name: p.name,
+        role: p.role,
+        trustAssignment: p.trust_assignment ?? p.role === 'outbound',
+        experimentsById: experiments,
+        candidates: Object.freeze(all.filter((e) => e.matcher.listener === p.name)),
+        injectedHeader: cfg.injected_header,
+        armHeader: cfg.arm_header,
+      }),
+    );
+  return plans;
 }

@@ -5,6 +5,8 @@
 import { validateHeaderValue } from 'node:http';
 import { z } from 'zod';
 import { grpcStatusCode } from '../core/vocab.js';
+import { actsOnResponse } from '../faults/fault.js';
+import { compileFault } from '../faults/registry.js';
 
 const name = z
   .string()
@@ -244,6 +246,13 @@ const experiment = z
       .strict(),
     fault,
     inject: z.enum(['here', 'downstream']).default('here'),
+    inject_at: z
+      .array(name)
+      .min(1)
+      .optional()
+      .describe(
+        'with inject: downstream, the hops (listener or point names) that inject; default: every trusted hop',
+      ),
     duration: durationMs.optional(),
     max_active_faults: z.number().int().positive().optional(),
     dry_run: z.boolean().default(false),
@@ -259,9 +268,28 @@ const experiment = z
   })
   .strict();
 
+/**
+ * An in-process point (createFaultline): a place in an application's own code where Faultline decides and
+ * observes (inbound: the app's request handler) or injects (outbound: an undici dispatcher or a grpc-js
+ * client). Experiments name it in `match.listener`, as they name a listener.
+ */
+const point = z
+  .object({
+    name,
+    role: z.enum(['inbound', 'outbound']),
+    trust_assignment: z
+      .boolean()
+      .optional()
+      .describe(
+        'honour faultline.* baggage on incoming (inbound) or app-built outgoing (outbound) requests; default false for inbound, true for outbound',
+      ),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
-    listeners: z.array(listener).min(1, 'must list at least one listener'),
+    listeners: z.array(listener).default([]),
+    points: z.array(point).default([]).describe('in-process points (createFaultline): inbound and outbound'),
     admin: admin.default({}),
     state_dir: z.string().min(1).default('.faultline-state'),
     drain_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
@@ -288,6 +316,7 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 export type ConfigSpec = z.output<typeof configSchema>;
 export type ListenerSpec = ConfigSpec['listeners'][number];
+export type PointSpec = ConfigSpec['points'][number];
 export type RouteSpec = ListenerSpec['routes'][number];
 export type ExperimentSpec = ConfigSpec['experiments'][number];
 export type FaultSpec = ExperimentSpec['fault'];
@@ -331,6 +360,14 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         issue(['listeners', i, 'routes', j, 'upstream_protocol'], '"h2c" needs an http upstream');
     });
   });
+  if (c.listeners.length === 0 && c.points.length === 0)
+    issue(['listeners'], 'must list at least one listener (or, in-process, one point)');
+  const pointRoles = new Map<string, 'inbound' | 'outbound'>();
+  c.points.forEach((p, i) => {
+    if (listenerNames.has(p.name) || pointRoles.has(p.name))
+      issue(['points', i, 'name'], `"${p.name}" is already the name of a listener or point`);
+    pointRoles.set(p.name, p.role);
+  });
   const ports = new Map<string, number>();
   c.listeners.forEach((l, i) => {
     if (l.port === 0) return;
@@ -356,9 +393,20 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
     ] as const)
       if (Math.abs(value * 100 - Math.round(value * 100)) > 1e-9)
         issue(path, 'must be a multiple of 0.01 (draws are made from 10,000 buckets)');
-    if (e.match.listener !== undefined) {
+    const role = e.match.listener !== undefined ? pointRoles.get(e.match.listener) : undefined;
+    if (role !== undefined) {
+      if (e.match.route !== undefined)
+        issue(at('match', 'route'), `point "${e.match.listener}" has no routes (routes belong to listeners)`);
+      // Faults that act on the response's bytes need a host that carries them (a proxy listener or
+      // an undici dispatcher); an inbound handler writes its own response.
+      if (role === 'inbound' && e.inject === 'here' && actsOnResponse(compileFault(e.fault)))
+        issue(
+          at('fault', 'kind'),
+          `a fault that acts on the response (${e.fault.kind}) cannot be injected at inbound point "${e.match.listener}": inject it downstream (an outbound point or an egress listener)`,
+        );
+    } else if (e.match.listener !== undefined) {
       const l = listenerNames.get(e.match.listener);
-      if (!l) issue(at('match', 'listener'), `no listener named "${e.match.listener}"`);
+      if (!l) issue(at('match', 'listener'), `no listener or point named "${e.match.listener}"`);
       else if (e.match.route !== undefined && !l.routes.some((r) => r.name === e.match.route))
         issue(at('match', 'route'), `listener "${l.name}" has no route named "${e.match.route}"`);
     } else if (
@@ -366,6 +414,13 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
       !c.listeners.some((l) => l.routes.some((r) => r.name === e.match.route))
     )
       issue(at('match', 'route'), `no route named "${e.match.route}"`);
+    if (e.inject_at !== undefined) {
+      if (e.inject !== 'downstream') issue(at('inject_at'), 'needs inject: downstream');
+      e.inject_at.forEach((n, j) => {
+        if (!listenerNames.has(n) && !pointRoles.has(n))
+          issue(at('inject_at', j), `no listener or point named "${n}"`);
+      });
+    }
     const f = e.fault;
     if (f.kind === 'latency' && (f.ms === undefined) === (f.distribution === undefined))
       issue(at('fault'), 'latency needs exactly one of "ms" or "distribution"');

@@ -33,8 +33,8 @@ export class Engine {
   }
 
   /** Take over an assignment made earlier in this process (in-process context propagation). */
-  inherit(slot: Assignment, exp: ExperimentRuntime, arm: Arm, runId: number): void {
-    if (exp.assigning) inherit(slot, exp, arm, runId);
+  inherit(point: DecidePoint, slot: Assignment, exp: ExperimentRuntime, arm: Arm, runId: number): void {
+    if (exp.assigning) inherit(point, slot, exp, arm, runId);
   }
 
   /** Start the drawn fault on a request the decision marked `injectNow`. */

@@ -68,6 +68,8 @@ export class ExperimentRuntime {
   readonly stickyName: string;
   readonly seed: number;
   readonly injectHere: boolean;
+  /** Downstream hops (listener or point names) that inject; null: every trusted hop. */
+  readonly injectAt: ReadonlySet<string> | null;
   readonly injectedMark: string;
   /** x-faultline-arm values by arm ([none, canary, control]); none is never sent. */
   readonly armMarks: readonly (string | null)[];
@@ -126,6 +128,7 @@ export class ExperimentRuntime {
     }
     this.seed = fnv1a(`${spec.id}\u0000`);
     this.injectHere = spec.inject === 'here';
+    this.injectAt = spec.inject_at ? new Set(spec.inject_at) : null;
     this.injectedMark = `${spec.id}; fault=${spec.fault.kind}`;
     this.armMarks = [null, `${spec.id}; group=canary`, `${spec.id}; group=control`];
     this.maxActiveFaults = spec.max_active_faults ?? Number.POSITIVE_INFINITY;

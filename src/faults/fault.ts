@@ -49,3 +49,8 @@ export interface Fault {
   /** Response leg: the body ended; the fault ends it (t.endResponse) or breaks it (t.breakResponse). */
   onResponseEnd?(t: FaultTarget): void;
 }
+
+/** The fault acts on the response's bytes: only hosts that carry them (proxy, undici) can inject it. */
+export function actsOnResponse(f: Fault): boolean {
+  return f.onResponseStart !== undefined || f.onResponseData !== undefined || f.onResponseEnd !== undefined;
+}

@@ -13,6 +13,8 @@ import { mentionsFaultline, readAssignment, rewriteBaggage } from './baggage.js'
 
 /** Where a request is decided: a proxy listener, or an in-process point. */
 export interface DecidePoint {
+  /** The listener's or point's name (an experiment's `inject_at` names the hops that inject). */
+  readonly name: string;
   readonly trustAssignment: boolean;
   /** Experiment lookup for trusted incoming assignments. */
   readonly experimentsById: ReadonlyMap<string, ExperimentRuntime>;
@@ -62,19 +64,26 @@ function honourIncoming(point: DecidePoint, baggage: string, slot: Assignment): 
   const exp = point.experimentsById.get(incoming.experimentId);
   // Unknown, killed or expired here: forward untouched, never inject.
   if (exp === undefined || !exp.assigning) return;
-  inherit(slot, exp, incoming.group === 'canary' ? ARM_CANARY : ARM_CONTROL, exp.runId);
+  inherit(point, slot, exp, incoming.group === 'canary' ? ARM_CANARY : ARM_CONTROL, exp.runId);
 }
 
 /**
  * Take over an assignment drawn at an earlier hop (baggage at a trusted point, or the caller's own
  * in-process context): observed there, injected here if the experiment injects downstream.
  */
-export function inherit(slot: Assignment, exp: ExperimentRuntime, arm: Arm, runId: number): void {
+export function inherit(
+  point: DecidePoint,
+  slot: Assignment,
+  exp: ExperimentRuntime,
+  arm: Arm,
+  runId: number,
+): void {
   slot.exp = exp;
   slot.arm = arm;
   slot.observe = false;
   slot.runId = runId;
-  if (arm === ARM_CANARY && !exp.injectHere) considerInjecting(slot, exp);
+  if (arm === ARM_CANARY && !exp.injectHere && (exp.injectAt === null || exp.injectAt.has(point.name)))
+    considerInjecting(slot, exp);
 }
 
 function considerInjecting(slot: Assignment, exp: ExperimentRuntime): void {
