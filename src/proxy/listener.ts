@@ -182,7 +182,16 @@ export class Listener implements ExchangeHost {
     this.inFlight--;
     const exp = ex.exp;
     if (exp !== null) {
-      exp.recordOutcome(this.spec.name, ex.arm, outcome, ex.statusClass, latencyMs, ex.injected, ex.observe);
+      exp.recordOutcome(
+        this.spec.name,
+        ex.arm,
+        outcome,
+        ex.statusClass,
+        ex.grpcCode,
+        latencyMs,
+        ex.injected,
+        ex.observe,
+      );
       if (ex.observe && ex.runId === exp.runId)
         this.table.observe(exp, ex.arm, outcome, latencyMs, ex.injected, ex.sessionKey);
     }
