@@ -108,3 +108,36 @@ export function grpcStatusCode(v: string | number): number | undefined {
   const i = (GRPC_STATUS_NAMES as readonly string[]).indexOf(v.toUpperCase());
   return i >= 0 ? i : undefined;
 }
+
+/** Label of a gRPC call that ended without any grpc-status (stream reset, caller cancelled). */
+export const GRPC_NO_STATUS_LABEL = 'none';
+
+/**
+ * grpc_code label values of faultline_requests_total and faultline_experiment_responses_total,
+ * indexed by grpcCodeIndex(): "" for a request that is not a gRPC call (Prometheus reads an empty
+ * label as an absent one, so HTTP series look as they did), the final grpc-status name, or "none"
+ * when a gRPC call ended without a status (reset, cancelled, a reply without grpc-status).
+ */
+export const GRPC_CODE_LABELS: readonly string[] = ['', ...GRPC_STATUS_NAMES, GRPC_NO_STATUS_LABEL];
+
+/** Index into GRPC_CODE_LABELS: 0 not gRPC, 1 + code, or the last slot for "none". */
+export function grpcCodeIndex(isGrpc: boolean, status: number): number {
+  if (!isGrpc) return 0;
+  return status >= 0 && status < GRPC_STATUS_NAMES.length ? status + 1 : GRPC_STATUS_NAMES.length + 1;
+}
+
+/**
+ * The HTTP status class of each gRPC code (google.rpc code.proto's HTTP mapping: NOT_FOUND 404,
+ * RESOURCE_EXHAUSTED 429, UNKNOWN/INTERNAL/DATA_LOSS 500, UNIMPLEMENTED 501, UNAVAILABLE 503,
+ * DEADLINE_EXCEEDED 504, ...). Every gRPC reply is HTTP 200; filing calls by their code's class lets
+ * `status_class=~"5xx|error"` see UNAVAILABLE and DEADLINE_EXCEEDED as the server errors they are.
+ */
+const GRPC_STATUS_CLASS: readonly number[] = [1, 3, 4, 3, 4, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 3];
+
+/**
+ * status_class of a gRPC call that got an HTTP 2xx: its grpc-status's class; 5xx without a
+ * grpc-status (clients report INTERNAL).
+ */
+export function grpcStatusClass(status: number): number {
+  return status >= 0 && status < GRPC_STATUS_CLASS.length ? (GRPC_STATUS_CLASS[status] as number) : 4;
+}

@@ -47,7 +47,7 @@ export class Engine {
 
   /**
    * How an assigned request ended, seen at `hop` (a listener or point name). `statusClass` indexes
-   * STATUS_CLASSES; `grpcCode` is the final grpc-status, or -1 (not gRPC, or none arrived).
+   * STATUS_CLASSES; `grpcCode` indexes GRPC_CODE_LABELS (grpcCodeIndex: 0 when not gRPC).
    */
   record(
     slot: Assignment,

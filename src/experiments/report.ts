@@ -157,5 +157,15 @@ export function reportMarkdown(r: ExperimentReport): string {
 function describeArm(a: GuardrailState['canary']): string {
   const q =
     a.quantileMs !== undefined && Number.isFinite(a.quantileMs) ? `, q=${a.quantileMs.toFixed(1)}ms` : '';
-  return `${a.bad}/${a.samples} (${(a.rate * 100).toFixed(2)}%)${q}`;
+  if (a.scored === undefined) return `${a.bad}/${a.samples} (${(a.rate * 100).toFixed(2)}%)${q}`;
+  // Latency: the slow share is of the scored requests only; say how many were not judged and why,
+  // so a short run does not read as "10% slow" when 90% were never compared with T_p.
+  const slow = a.scored > 0 ? `slow ${a.bad}/${a.scored} (${(a.rate * 100).toFixed(2)}%)` : 'slow -';
+  const warm =
+    a.unscored !== undefined && a.unscored.warmup > 0 ? `, unscored (warm-up) ${a.unscored.warmup}` : '';
+  const excl =
+    a.unscored !== undefined && a.unscored.excluded > 0
+      ? `, unscored (injected, excluded) ${a.unscored.excluded}`
+      : '';
+  return `${slow}, scored ${a.scored}/${a.samples}${warm}${excl}${q}`;
 }

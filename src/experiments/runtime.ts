@@ -15,6 +15,7 @@ import {
   ARM_CANARY,
   ARM_CONTROL,
   ARM_NONE,
+  GRPC_CODE_LABELS,
   GROUP_NAMES,
   OUTCOMES,
   STATUS_CLASSES,
@@ -193,15 +194,15 @@ export class ExperimentRuntime {
   }
 
   /**
-   * Records an outcome as seen at `listener` (`statusClass` indexes STATUS_CLASSES); `observed` marks
-   * the hop that drew the arm.
+   * Records an outcome as seen at `listener` (`statusClass` indexes STATUS_CLASSES, `grpcCode`
+   * GRPC_CODE_LABELS); `observed` marks the hop that drew the arm.
    */
   recordOutcome(
     listener: string,
     arm: Arm,
     outcome: Outcome,
     statusClass: number,
-    _grpcCode: number,
+    grpcCode: number,
     latencyMs: number,
     injected: boolean,
     observed: boolean,
@@ -211,7 +212,7 @@ export class ExperimentRuntime {
       hop = new HopRecorder(this.metrics, this.id, listener);
       this.hops.set(listener, hop);
     }
-    hop.record(arm, outcome, statusClass, latencyMs, injected);
+    hop.record(arm, outcome, statusClass, grpcCode, latencyMs, injected);
     if (observed) addCount(this.counts, arm, outcome, statusClass, injected);
   }
 
@@ -280,10 +281,14 @@ function countsOf(c: Float64Array, arm: Arm): ArmCounts {
 /** One hop's view of an experiment: its counts and its metric label children, resolved once. */
 class HopRecorder {
   readonly counts = new Float64Array(3 * ROW);
-  private readonly outcomeCounters: CounterChild[] = [];
-  /** [arm * 6 + statusClass], resolved on first use so impossible combinations never show. */
+  /** [arm * 5 + outcome]; canary and control only (a request outside the arms is never recorded) */
+  private readonly outcomeCounters: (CounterChild | undefined)[] = [];
+  /**
+   * [(arm * 6 + statusClass) * 19 + grpcCode], resolved on first use so impossible combinations
+   * never show.
+   */
   private readonly statusCounters: (CounterChild | undefined)[] = [];
-  private readonly durations: HistogramChild[];
+  private readonly durations: (HistogramChild | undefined)[] = [];
   private readonly metrics: Metrics;
   private readonly id: string;
   private readonly listener: string;
@@ -292,22 +297,40 @@ class HopRecorder {
     this.metrics = metrics;
     this.id = id;
     this.listener = listener;
-    for (const group of GROUP_NAMES)
-      for (const outcome of OUTCOMES)
-        this.outcomeCounters.push(metrics.experimentRequests.labels(id, group, outcome, listener));
-    this.durations = GROUP_NAMES.map((g) => metrics.experimentDuration.labels(id, g, listener));
+    // Only canary and control get series: group="none" would be a set of always-zero series.
+    for (const arm of [ARM_CANARY, ARM_CONTROL]) {
+      const group = GROUP_NAMES[arm] as string;
+      OUTCOMES.forEach((outcome, i) => {
+        this.outcomeCounters[arm * OUTCOMES.length + i] = metrics.experimentRequests.labels(
+          id,
+          group,
+          outcome,
+          listener,
+        );
+      });
+      this.durations[arm] = metrics.experimentDuration.labels(id, group, listener);
+    }
   }
 
-  record(arm: Arm, outcome: Outcome, statusClass: number, latencyMs: number, injected: boolean): void {
+  record(
+    arm: Arm,
+    outcome: Outcome,
+    statusClass: number,
+    grpcCode: number,
+    latencyMs: number,
+    injected: boolean,
+  ): void {
+    if (arm === ARM_NONE) return;
     addCount(this.counts, arm, outcome, statusClass, injected);
     this.outcomeCounters[arm * OUTCOMES.length + outcome]?.inc();
-    const idx = arm * STATUS_CLASSES.length + statusClass;
+    const idx = (arm * STATUS_CLASSES.length + statusClass) * GRPC_CODE_LABELS.length + grpcCode;
     let status = this.statusCounters[idx];
     if (status === undefined) {
       status = this.metrics.experimentResponses.labels(
         this.id,
         GROUP_NAMES[arm] as string,
         STATUS_CLASSES[statusClass] as string,
+        GRPC_CODE_LABELS[grpcCode] as string,
         this.listener,
       );
       this.statusCounters[idx] = status;

@@ -21,8 +21,9 @@ import {
   GRPC_INTERNAL,
   GRPC_UNAVAILABLE,
   OUTCOME_CLIENT_ABORT,
-  OUTCOME_RESET,
+  grpcCodeIndex,
   grpcCodeOutcome,
+  grpcStatusClass,
   type Arm,
   type Outcome,
 } from '../core/vocab.js';
@@ -222,9 +223,15 @@ class GrpcCall implements HeldTarget, RequestView {
   private finish(outcome: Outcome, grpcCode: number): void {
     this.done = true;
     cancelHold(this);
-    const o = outcome === OUTCOME_RESET ? OUTCOME_RESET : outcome;
-    // gRPC answers ride on HTTP 200: status class 2xx, the code says the rest.
-    this.engine.record(this, this.plan.name, o, 1, grpcCode, performance.now() - this.startMs);
+    // gRPC answers ride on HTTP 200: filed by their code's HTTP class, as at the proxy.
+    this.engine.record(
+      this,
+      this.plan.name,
+      outcome,
+      grpcStatusClass(grpcCode),
+      grpcCodeIndex(true, grpcCode),
+      performance.now() - this.startMs,
+    );
   }
 }
 

@@ -157,7 +157,7 @@ class InboundCall implements HeldTarget, RequestView {
       outcome =
         this.holdTimer !== null && this.injected ? exp.fault.callerLeftDuringHold : OUTCOME_CLIENT_ABORT;
     cancelHold(this);
-    this.engine.record(this, this.plan.name, outcome, statusClass, -1, performance.now() - this.startMs);
+    this.engine.record(this, this.plan.name, outcome, statusClass, 0, performance.now() - this.startMs);
   }
 }
 

@@ -274,7 +274,7 @@ class OutboundCall implements HeldTarget, RequestView, Handler, Dispatcher.Dispa
   private finish(outcome: Outcome, statusClass: number): void {
     this.done = true;
     cancelHold(this);
-    this.engine.record(this, this.plan.name, outcome, statusClass, -1, performance.now() - this.startMs);
+    this.engine.record(this, this.plan.name, outcome, statusClass, 0, performance.now() - this.startMs);
   }
 }
 

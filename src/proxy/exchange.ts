@@ -27,12 +27,13 @@ import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { buildUpstreamHeaders, clientResponseHeaders, type ForwardContext } from './headers.js';
 import {
   countGrpcResponse,
+  grpcStatusClass,
   grpcMessageEncode,
   grpcTimeoutMs,
   GRPC_OUTCOME_UNKNOWN,
   grpcOutcome,
 } from './grpc.js';
-import { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from './grpc-status.js';
+import { GRPC_CODE_LABELS, GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpcCodeIndex } from './grpc-status.js';
 import type { ListenerPlan, RouteRuntime } from './plan.js';
 import { replyError, type ProxyErrorCode } from './reply.js';
 import { rawHeader } from '../core/raw-headers.js';
@@ -87,6 +88,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   status = 0;
   /** Index into STATUS_CLASSES of what the client got, set when the exchange finishes. */
   statusClass = 5;
+  /** Index into GRPC_CODE_LABELS (0: not gRPC), set when the exchange finishes. */
+  grpcCode = 0;
   /** gRPC status from the upstream's trailers (or trailers-only headers); -1 until known. */
   grpcStatus = -1;
   private drainHooked = false;
@@ -589,18 +592,23 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.clearDeadline();
     const latencyMs = performance.now() - this.startMs;
     const route = this.route;
-    const statusClass =
+    let statusClass =
       outcome === OUTCOME_RESET || outcome === OUTCOME_CLIENT_ABORT ? 5 : statusClassIndex(this.status);
+    // gRPC answers HTTP 200 whatever happened: file the call by its grpc-status (see grpcStatusClass)
+    if (this.isGrpc && statusClass === 1) statusClass = grpcStatusClass(this.grpcStatus);
     this.statusClass = statusClass;
-    const idx = methodIndex(this.req.method) * STATUS_CLASSES.length + statusClass;
+    const grpcCode = grpcCodeIndex(this.isGrpc, this.grpcStatus);
+    this.grpcCode = grpcCode;
+    const method = methodIndex(this.req.method);
+    const idx = (method * STATUS_CLASSES.length + statusClass) * GRPC_CODE_LABELS.length + grpcCode;
     let counter = route.requestCounters[idx];
     if (counter === undefined) {
-      const method = METHODS[(idx / STATUS_CLASSES.length) | 0] as string;
       counter = route.metrics.requests.labels(
         route.listener,
         route.name,
-        method,
+        METHODS[method] as string,
         STATUS_CLASSES[statusClass] as string,
+        GRPC_CODE_LABELS[grpcCode] as string,
       );
       route.requestCounters[idx] = counter;
     }

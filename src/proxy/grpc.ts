@@ -1,7 +1,7 @@
 /** gRPC over HTTP/2 details (grpc/doc/PROTOCOL-HTTP2.md): deadlines and status-to-outcome mapping. */
 import type { Counter } from 'prom-client';
 import { OUTCOME_ERROR, OUTCOME_OK, OUTCOME_TIMEOUT, type Outcome } from '../experiments/runtime.js';
-import { GRPC_DEADLINE_EXCEEDED, GRPC_STATUS_NAMES } from './grpc-status.js';
+import { GRPC_DEADLINE_EXCEEDED, GRPC_NO_STATUS_LABEL, GRPC_STATUS_NAMES } from './grpc-status.js';
 import type { RouteRuntime } from './plan.js';
 
 export const GRPC_OUTCOME_UNKNOWN = -1;
@@ -49,9 +49,6 @@ export function grpcOutcome(status: number): Outcome | typeof GRPC_OUTCOME_UNKNO
   return OUTCOME_ERROR;
 }
 
-/** Label of a call that ended without any grpc-status (stream reset, caller cancelled). */
-const NO_STATUS = 'none';
-
 /** Label children per route, resolved on first use: [0..16] by code, [17] for no status. */
 const grpcCounters = new WeakMap<RouteRuntime, (Counter.Internal | undefined)[]>();
 
@@ -65,9 +62,11 @@ export function countGrpcResponse(route: RouteRuntime, status: number): void {
   const idx = status >= 0 && status < GRPC_STATUS_NAMES.length ? status : GRPC_STATUS_NAMES.length;
   let c = row[idx];
   if (c === undefined) {
-    const label = idx < GRPC_STATUS_NAMES.length ? (GRPC_STATUS_NAMES[idx] as string) : NO_STATUS;
+    const label = idx < GRPC_STATUS_NAMES.length ? (GRPC_STATUS_NAMES[idx] as string) : GRPC_NO_STATUS_LABEL;
     c = route.metrics.grpcResponses.labels(route.listener, route.name, label);
     row[idx] = c;
   }
   c.inc();
 }
+
+export { grpcStatusClass } from '../core/vocab.js';

@@ -20,7 +20,7 @@ export interface RouteRuntime {
   readonly timeoutMs: number;
   /** Experiments that may match requests on this route, in config order. */
   readonly experiments: readonly ExperimentRuntime[];
-  /** Label children, resolved on first use: [methodIndex * 6 + statusClassIndex]. */
+  /** Label children, resolved on first use: [(methodIndex * 6 + statusClassIndex) * 19 + grpcCodeIndex]. */
   readonly requestCounters: (CounterChild | undefined)[];
   readonly duration: HistogramChild;
   readonly upstreamErrors: Map<string, Counter.Internal>;

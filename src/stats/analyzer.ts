@@ -31,12 +31,19 @@ export interface ArmSummary {
   samples: number;
   /** bad events as recorded (errors / timeouts / slow requests), before per-session dedup */
   bad: number;
-  /** bad / samples */
+  /** bad / samples; latency guardrails: slow / scored */
   rate: number;
   /** bad events that entered the test (after per-session dedup when sticky) */
   counted: number;
   /** latency guardrails: this arm's quantile (ms) from its histogram; for control, T_p */
   quantileMs?: number;
+  /** latency guardrails: requests judged against an active T_p (the denominator of `rate`) */
+  scored?: number;
+  /**
+   * latency guardrails: requests not judged. `warmup`: they came before T_p was trusted; `excluded`:
+   * no latency to judge (an injected delay at the observing hop with exclude_injected).
+   */
+  unscored?: { warmup: number; excluded: number };
 }
 
 export interface GuardrailState {
@@ -222,8 +229,8 @@ export class ExperimentAnalyzer {
           ? 'holding'
           : 'insufficient_data';
     const q = t.quantile;
-    const canary = armSummary(this.nCanary, t.slowCanary, t.slowCanary);
-    const control = armSummary(this.nControl, t.slowControl, t.slowControl);
+    const canary = latencySummary(this.nCanary, t.slowCanary, t.scoredCanary, t.warmupCanary);
+    const control = latencySummary(this.nControl, t.slowControl, t.scoredControl, t.warmupControl);
     const cq = this.canaryHist?.quantileUpper(q) ?? NaN;
     if (!Number.isNaN(cq)) canary.quantileMs = cq;
     if (t.active) control.quantileMs = t.thresholdMs;
@@ -239,7 +246,7 @@ export class ExperimentAnalyzer {
       control,
       detail: t.active
         ? `slow = canary > ${fmtMs(s.spec.maxRatio * t.thresholdMs + s.spec.maxIncreaseMs)}, control > ${fmtMs(t.thresholdMs)}; slow events canary ${t.slowCanary}, control ${t.slowControl}`
-        : `waiting for ${t.minControl} control samples before T_p is trusted`,
+        : `waiting for ${t.minControl} control samples before T_p is trusted (have ${this.controlHist?.total ?? 0})`,
     };
   }
 
@@ -258,13 +265,25 @@ export class ExperimentAnalyzer {
     return (
       `latency ${p}: canary ${fmtMs(g.canary.quantileMs ?? NaN)} vs control ${fmtMs(g.control.quantileMs ?? NaN)} ` +
       `(limit x${fmtNum(s.spec.maxRatio)} +${fmtNum(s.spec.maxIncreaseMs)}ms), ` +
-      `slow canary ${g.canary.counted} vs control ${g.control.counted}, ${ev}`
+      `slow canary ${g.canary.counted}/${g.canary.scored ?? 0} vs control ${g.control.counted}/${g.control.scored ?? 0} scored, ${ev}`
     );
   }
 }
 
 function armSummary(samples: number, bad: number, counted: number): ArmSummary {
   return { samples, bad, rate: samples > 0 ? bad / samples : 0, counted };
+}
+
+/** Latency arm: the rate is over scored requests, not all samples (warm-up ones were never judged). */
+function latencySummary(samples: number, slow: number, scored: number, warmup: number): ArmSummary {
+  return {
+    samples,
+    bad: slow,
+    rate: scored > 0 ? slow / scored : 0,
+    counted: slow,
+    scored,
+    unscored: { warmup, excluded: Math.max(0, samples - scored - warmup) },
+  };
 }
 
 function fmtNum(x: number): string {

@@ -24,8 +24,8 @@ export function createMetrics() {
     requests: new HotCounter(
       registry,
       'faultline_requests_total',
-      'Requests handled, by listener, route, method and status class ("error": no HTTP status was sent).',
-      ['listener', 'route', 'method', 'status_class'],
+      'Requests handled, by listener, route, method, status class ("error": no HTTP status was sent; gRPC calls: the class of the grpc-status\'s HTTP mapping, e.g. UNAVAILABLE 5xx) and grpc_code ("" for non-gRPC requests, "none": a gRPC call without a status).',
+      ['listener', 'route', 'method', 'status_class', 'grpc_code'],
     ),
     requestDuration: new HotHistogram(
       registry,
@@ -78,8 +78,8 @@ export function createMetrics() {
     experimentResponses: new HotCounter(
       registry,
       'faultline_experiment_responses_total',
-      'Responses in an experiment arm by status class ("error": no HTTP status, e.g. a reset), as seen at the listener.',
-      ['experiment', 'group', 'status_class', 'listener'],
+      'Responses in an experiment arm by status class ("error": no HTTP status, e.g. a reset; gRPC calls: the class of the grpc-status\'s HTTP mapping) and grpc_code ("" for non-gRPC requests), as seen at the listener.',
+      ['experiment', 'group', 'status_class', 'grpc_code', 'listener'],
     ),
     experimentDuration: new HotHistogram(
       registry,

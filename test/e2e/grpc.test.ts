@@ -180,8 +180,21 @@ describe('gRPC pass-through', () => {
     });
     expect(ok).toBe(5);
     expect(denied).toBe(1);
+    // status_class follows the grpc-status (PERMISSION_DENIED maps to HTTP 403), not the HTTP 200
     expect(
-      metricSum(m, 'faultline_requests_total', { route: 'echo', method: 'POST', status_class: '2xx' }),
-    ).toBe(6);
+      metricSum(m, 'faultline_requests_total', {
+        route: 'echo',
+        method: 'POST',
+        status_class: '2xx',
+        grpc_code: 'OK',
+      }),
+    ).toBe(5);
+    expect(
+      metricSum(m, 'faultline_requests_total', {
+        route: 'echo',
+        status_class: '4xx',
+        grpc_code: 'PERMISSION_DENIED',
+      }),
+    ).toBe(1);
   });
 });

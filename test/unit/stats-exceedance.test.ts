@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ExceedanceTest, REFERENCE_WARMUP, type ExceedanceOptions } from '../../src/stats/exceedance.js';
+import { ExperimentAnalyzer } from '../../src/stats/analyzer.js';
+import {
+  ExceedanceTest,
+  REFERENCE_WARMUP,
+  REFRESH_MAX_STEP,
+  type ExceedanceOptions,
+} from '../../src/stats/exceedance.js';
 import { LogHistogram } from '../../src/stats/histogram.js';
 
 describe('stats/histogram', () => {
@@ -61,8 +67,12 @@ describe('stats/exceedance', () => {
     }
     return { index: -1, canary };
   }
-  // the reference design: uniform prior on [1/2, 1], warm-up max(100, 10/(1-p))
-  const REFERENCE: Partial<ExceedanceOptions> = { priorShape: 1, warmup: REFERENCE_WARMUP };
+  // the reference design: uniform prior on [1/2, 1], warm-up max(100, 10/(1-p)), T_p every 200 requests
+  const REFERENCE: Partial<ExceedanceOptions> = {
+    priorShape: 1,
+    warmup: REFERENCE_WARMUP,
+    refreshEvery: 200,
+  };
   it('seed 77: trip indices match the Python reference for p50/p90/p99', () => {
     expect(run(0.5)).toEqual({ index: 9106, canary: 4658 });
     expect(run(0.9)).toEqual({ index: 747, canary: 407 });
@@ -111,5 +121,62 @@ describe('stats/exceedance', () => {
     t.onRequest(false, t.thresholdMs, undefined);
     t.onRequest(false, t.thresholdMs + 0.001, undefined);
     expect([t.slowCanary, t.slowControl]).toEqual([1, 1]);
+  });
+
+  it('T_p is active from the first request after the warm-up, then refreshed every ceil(n/8) control samples', () => {
+    const hist = new LogHistogram();
+    const t = new ExceedanceTest({ quantile: 0.9, maxRatio: 1.2, maxIncreaseMs: 10, alpha: 0.001 }, hist);
+    const refreshedAt: number[] = [];
+    let last = NaN;
+    for (let i = 0; i < 2000; i++) {
+      t.onRequest(true, 5, undefined);
+      // predictable: the state before the control request is all the test may use
+      t.onRequest(false, 1 + i, undefined);
+      if (i === 49) expect(t.active).toBe(false); // 49 control samples when it was scored
+      if (i === 50) expect(t.active).toBe(true);
+      if (t.thresholdMs !== last && !Number.isNaN(t.thresholdMs)) refreshedAt.push(hist.total);
+      last = t.thresholdMs;
+      hist.add(1 + i); // the analyzer adds control only after scoring it
+    }
+    expect(refreshedAt[0]).toBe(50);
+    const steps = refreshedAt.slice(1).map((n, i) => n - (refreshedAt[i] as number));
+    // ceil(50/8) = 7, growing with n, capped at REFRESH_MAX_STEP
+    expect(steps[0]).toBe(7);
+    expect(Math.max(...steps)).toBe(REFRESH_MAX_STEP);
+    expect(refreshedAt.length).toBeLessThan(45);
+    expect(t.warmupCanary).toBe(50);
+    expect(t.warmupControl).toBe(50);
+    expect(t.scoredCanary).toBe(1950);
+    expect(t.scoredControl).toBe(1950);
+  });
+
+  it('demo symptom: every canary 300 ms late, fast control: all canary requests after the warm-up are scored', () => {
+    // config/demo.yaml: error_rate + latency p90 (x1.2 + 10 ms), confidence 0.99, min_samples 100.
+    // The old 200-request refresh scored 12 of 112 canary requests and reported "12/112 (10.71%)".
+    const a = new ExperimentAnalyzer({
+      alpha: 0.01,
+      minSamples: 100,
+      sticky: false,
+      guardrails: [
+        { metric: 'error_rate', maxIncrease: 0.01, maxRatio: 1.5 },
+        { metric: 'latency', quantile: 0.9, maxRatio: 1.2, maxIncreaseMs: 10 },
+      ],
+    });
+    let breach = null;
+    for (let i = 0; i < 224 && breach === null; i++) {
+      const jitter = (i * 7) % 5; // 0..4 ms
+      const canary = i % 2 === 0;
+      breach = a.record(canary ? 'canary' : 'control', false, false, canary ? 310 + jitter : 10 + jitter);
+    }
+    const lat = a.states()[1]!;
+    // the warm-up is 50 control samples: 50 canary requests came before T_p was trusted
+    expect(lat.canary.unscored).toEqual({ warmup: 50, excluded: 0 });
+    expect(lat.canary.scored).toBe(a.samples().canary - 50);
+    expect(lat.canary.bad).toBe(lat.canary.scored);
+    expect(lat.canary.rate).toBe(1);
+    expect(lat.control.scored).toBe(a.samples().control - 50);
+    expect(breach).not.toBeNull();
+    expect(breach?.samples).toEqual({ canary: 100, control: 100 });
+    expect(breach?.reason).toMatch(/slow canary 50\/50 vs control \d+\/50 scored/);
   });
 });
