@@ -85,7 +85,11 @@ export class Faultline implements AdminTarget {
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.table.activate(experiments);
-    this.admin = new AdminServer(this, token);
+    this.admin = new AdminServer(this, {
+      token,
+      address: cfg.admin.address,
+      allowedHosts: cfg.admin.allowed_hosts,
+    });
     this.adminPort = (await this.admin.listen(cfg.admin.port, cfg.admin.address)).port;
     for (const spec of cfg.listeners) {
       const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.table);

@@ -90,6 +90,12 @@ const admin = z
     address: z.string().ip('must be an IP address').default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(9901),
     token: z.string().min(16, 'must be at least 16 characters').optional(),
+    allowed_hosts: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'extra Host names (no port) that mutating admin calls may be addressed to; loopback names and the admin address are always allowed',
+      ),
   })
   .strict();
 
