@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { adminCommand } from './cli/admin-client.js';
 import { demoCommand } from './cli/demo.js';
 import { experimentRunCommand } from './cli/experiment-run.js';
+import { adminGuardIssue } from './config/admin-guard.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
 import { configWarnings } from './config/warnings.js';
@@ -81,6 +82,9 @@ async function validateCommand(args: string[]): Promise<number> {
   }
   try {
     const cfg = await loadConfigFile(file);
+    // What `run` would refuse although the file itself is valid (it depends on the environment).
+    const unguarded = adminGuardIssue(cfg);
+    if (unguarded !== null) throw new ConfigError(file, [unguarded]);
     process.stdout.write(
       `${file}: valid (${cfg.listeners.length} listener(s), ${cfg.experiments.length} experiment(s))\n`,
     );

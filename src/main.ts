@@ -3,17 +3,17 @@
  * (validate and compile first, then swap atomically; an invalid file leaves the running config in force).
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { isIP } from 'node:net';
 import { basename, dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
+import { adminGuardIssue, adminToken } from './config/admin-guard.js';
 import { compileListenerPlans, listenerBindingKey } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
 import type { ConfigSpec } from './config/schema.js';
 import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
-import { ExperimentTable } from './experiments/table.js';
+import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { StateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
@@ -44,6 +44,7 @@ export class Faultline implements AdminTarget {
   private ready = false;
   private watcher: FSWatcher | null = null;
   private webhook: WebhookNotifier | null = null;
+  private webhookListener: ((e: ExperimentEvent) => void) | null = null;
   private readonly startedAtMs = Date.now();
   private globalDeadline: NodeJS.Timeout | null = null;
   private globalDeadlinePassed = false;
@@ -75,22 +76,20 @@ export class Faultline implements AdminTarget {
 
   private async boot(): Promise<void> {
     const cfg = this.config;
-    const token = cfg.admin.token ?? process.env['FAULTLINE_ADMIN_TOKEN'];
-    if (!isLoopback(cfg.admin.address) && !token)
-      throw new FaultlineError(
-        'FL_ADMIN_UNGUARDED',
-        `admin.address: ${cfg.admin.address} is not loopback; set admin.token or FAULTLINE_ADMIN_TOKEN to expose the admin port`,
-      );
+    const token = adminToken(cfg);
+    const unguarded = adminGuardIssue(cfg);
+    if (unguarded !== null)
+      throw new FaultlineError('FL_ADMIN_UNGUARDED', `${unguarded.path}: ${unguarded.reason}`);
     await this.table.init();
-    if (cfg.webhook) {
-      const hook = new WebhookNotifier(cfg.webhook.url, cfg.webhook.timeout_ms);
-      this.webhook = hook;
-      this.table.on('event', (e) => hook.notify(e));
-    }
+    this.setWebhook(cfg.webhook);
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.table.activate(experiments);
-    this.admin = new AdminServer(this, token);
+    this.admin = new AdminServer(this, {
+      token,
+      address: cfg.admin.address,
+      allowedHosts: cfg.admin.allowed_hosts,
+    });
     this.adminPort = (await this.admin.listen(cfg.admin.port, cfg.admin.address)).port;
     for (const spec of cfg.listeners) {
       const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.engine);
@@ -145,6 +144,7 @@ export class Faultline implements AdminTarget {
       // Swap: plans first (requests read them), then the experiment set.
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
       this.table.activate(experiments);
+      if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
       const keep = new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool)));
       void this.pools.retain(keep, () => this.heldPools());
@@ -215,6 +215,22 @@ export class Faultline implements AdminTarget {
   }
 
   /**
+   * Sends kill/expiry events to `spec` from now on (none when undefined). A replaced notifier is
+   * unsubscribed at once and keeps a short grace to deliver what it already queued.
+   */
+  private setWebhook(spec: ConfigSpec['webhook']): void {
+    if (this.webhookListener !== null) this.table.off('event', this.webhookListener);
+    void this.webhook?.stop(2000);
+    this.webhook = null;
+    this.webhookListener = null;
+    if (!spec) return;
+    const hook = new WebhookNotifier(spec.url, spec.timeout_ms);
+    this.webhook = hook;
+    this.webhookListener = (e) => hook.notify(e);
+    this.table.on('event', this.webhookListener);
+  }
+
+  /**
    * Watches the config's directory, not the file: editors and ConfigMap updates replace the file
    * (rename over it), which would silently end a watch on the old inode.
    */
@@ -279,9 +295,4 @@ export class Faultline implements AdminTarget {
 
 function logWarnings(cfg: ConfigSpec): void {
   for (const w of configWarnings(cfg)) log('warn', 'config warning', { path: w.path, reason: w.reason });
-}
-
-function isLoopback(address: string): boolean {
-  if (isIP(address) === 4) return address.startsWith('127.');
-  return address === '::1';
 }

@@ -3,12 +3,14 @@
  *   GET  /healthz  /ready  /metrics  /config  /events (server-sent events)
  *   GET  /experiments  /experiments/{id}  /experiments/{id}/report
  *   POST /experiments/{id}/kill  /experiments/{id}/arm  /kill  /config/reload
- * Mutating calls need `authorization: Bearer <token>` when a token is configured.
- * Errors are JSON: {"error": {"code", "message", "field"?}}.
+ * Mutating calls need `authorization: Bearer <token>` when a token is configured, a JSON content type,
+ * an allowed Host and no foreign Origin (a web page the operator visits must not drive them: CSRF,
+ * DNS rebinding). Errors are JSON: {"error": {"code", "message", "field"?}}.
  */
 import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { experimentReport, experimentView } from '../experiments/report.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -32,17 +34,48 @@ export interface AdminTarget {
 
 const MAX_BODY_BYTES = 64 * 1024;
 
+/** Stable codes of admin errors (the `error.code` field), one per failure. */
+export type AdminErrorCode =
+  | 'bad_path'
+  | 'bad_json'
+  | 'body_too_large'
+  | 'unauthorized'
+  | 'forbidden_host'
+  | 'forbidden_origin'
+  | 'unsupported_media_type'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'not_running'
+  | 'already_armed'
+  | 'disabled'
+  | 'state_not_persisted'
+  | 'config_invalid'
+  | 'internal';
+
+export interface AdminOptions {
+  token: string | undefined;
+  /** The configured bind address (its own name is an allowed Host). */
+  address: string;
+  /** Extra host names mutating calls may be addressed to (`admin.allowed_hosts`). */
+  allowedHosts?: readonly string[];
+}
+
+/** Methods that change nothing; every other method goes through the CSRF and auth checks. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 export class AdminServer {
   private readonly server: http.Server;
   private readonly target: AdminTarget;
   private readonly token: Buffer | null;
+  private readonly allowedHosts: ReadonlySet<string>;
   private readonly streams = new Set<ServerResponse>();
   /** SSE comment every 15 s so idle proxies and load balancers keep /events open. */
   private readonly heartbeat: NodeJS.Timeout;
 
-  constructor(target: AdminTarget, token: string | undefined) {
+  constructor(target: AdminTarget, opts: AdminOptions) {
     this.target = target;
-    this.token = token ? Buffer.from(token) : null;
+    this.token = opts.token ? Buffer.from(opts.token) : null;
+    this.allowedHosts = allowedHostSet(opts.address, opts.allowedHosts ?? []);
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => sendError(res, 500, 'internal', (err as Error).message));
     });
@@ -75,7 +108,12 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    let parts: string[];
+    try {
+      parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    } catch {
+      return sendError(res, 400, 'bad_path', `malformed %-encoding in path ${url.pathname}`);
+    }
     const method = req.method ?? 'GET';
     const t = this.target;
     const [a, id, action] = parts;
@@ -106,12 +144,33 @@ export class AdminServer {
       return sendError(res, 404, 'not_found', `no such endpoint: GET ${url.pathname}`);
     }
 
+    if (!SAFE_METHODS.has(method)) {
+      const host = hostName(req.headers.host);
+      if (host !== null && !this.allowedHosts.has(host))
+        return sendError(
+          res,
+          403,
+          'forbidden_host',
+          `Host "${req.headers.host ?? ''}" is not a name of this admin port (add it to admin.allowed_hosts)`,
+        );
+      const origin = req.headers.origin;
+      if (origin !== undefined && !sameOrigin(origin, req.headers.host))
+        return sendError(res, 403, 'forbidden_origin', `cross-origin call from ${origin} refused`);
+    }
     if (method !== 'POST')
       return sendError(res, 405, 'method_not_allowed', `${method} is not supported here`);
     if (!this.authorized(req)) {
       res.setHeader('www-authenticate', 'Bearer');
       return sendError(res, 401, 'unauthorized', 'this call needs authorization: Bearer <admin token>');
     }
+    // A browser sends text/plain, form types or none without a CORS preflight; JSON needs one.
+    if (!isJson(req.headers['content-type']))
+      return sendError(
+        res,
+        415,
+        'unsupported_media_type',
+        'mutating calls need content-type: application/json (an empty body is fine)',
+      );
     const body = await readJsonBody(req, res);
     if (body === undefined) return;
     const by = typeof body['by'] === 'string' ? body['by'] : `admin:${req.socket.remoteAddress ?? '?'}`;
@@ -120,20 +179,55 @@ export class AdminServer {
 
     if (parts.length === 1 && a === 'kill') {
       const killed = t.table.killAll('manual', reason, by);
-      await t.table.flush();
+      const err = await t.table.persistError(true);
+      if (err !== null)
+        return sendJson(res, 503, {
+          error: {
+            code: 'state_not_persisted',
+            message: notPersisted(killed.length > 0 ? killed.join(', ') : 'every experiment', err),
+          },
+          killed,
+        });
       return sendJson(res, 200, { killed });
     }
     if (parts.length === 2 && a === 'config' && id === 'reload') {
       const status = await t.reload();
-      return sendJson(res, status.status === 'ok' ? 200 : 422, status);
+      if (status.status === 'ok') return sendJson(res, 200, status);
+      return sendJson(res, 422, {
+        error: {
+          code: 'config_invalid',
+          message: status.error?.message ?? 'invalid config',
+          issues: status.error?.issues ?? [],
+        },
+        config: status,
+      });
     }
     if (parts.length === 3 && a === 'experiments' && (action === 'kill' || action === 'arm')) {
       const rt = id !== undefined ? t.table.get(id) : undefined;
       if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);
       if (action === 'kill') {
-        if (!t.table.kill(rt.id, 'manual', reason, by))
+        const killed = t.table.kill(rt.id, 'manual', reason, by);
+        // Also when it was already killed: repeating a kill whose write failed retries the write.
+        if (killed || rt.state === 'killed') {
+          const err = await t.table.persistError(true);
+          if (err !== null) return sendError(res, 503, 'state_not_persisted', notPersisted(rt.id, err));
+        }
+        if (!killed)
           return sendError(res, 409, 'not_running', `experiment "${rt.id}" is ${rt.state}, not running`);
-      } else if (!t.table.arm(rt.id, by)) {
+        return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
+      }
+      let armed: boolean;
+      try {
+        armed = await t.table.arm(rt.id, by);
+      } catch (err) {
+        return sendError(
+          res,
+          503,
+          'state_not_persisted',
+          `experiment "${rt.id}" was not armed: its state could not be saved (${(err as Error).message}); it stays ${rt.state}`,
+        );
+      }
+      if (!armed) {
         return sendError(
           res,
           409,
@@ -152,8 +246,9 @@ export class AdminServer {
   private authorized(req: IncomingMessage): boolean {
     if (this.token === null) return true;
     const h = req.headers.authorization;
-    if (!h || !h.startsWith('Bearer ')) return false;
-    const given = Buffer.from(h.slice(7));
+    // The scheme is case-insensitive (RFC 9110 11.1).
+    if (!h || h.length < 8 || h.slice(0, 7).toLowerCase() !== 'bearer ') return false;
+    const given = Buffer.from(h.slice(7).trim());
     return given.length === this.token.length && timingSafeEqual(given, this.token);
   }
 
@@ -201,6 +296,52 @@ async function readJsonBody(
   return undefined;
 }
 
+function notPersisted(what: string, err: Error): string {
+  return `killed in memory (${what}: no request gets a fault now), but the state could not be saved (${err.message}): a restart would resume it; fix state_dir and repeat the kill`;
+}
+
+/** Names a request to this admin port may carry in Host: loopback, the bind address, configured extras. */
+function allowedHostSet(address: string, extra: readonly string[]): Set<string> {
+  const set = new Set(['localhost', '127.0.0.1', '::1', address.toLowerCase()]);
+  for (const h of extra) set.add(h.toLowerCase());
+  // Bound to every interface: each of the machine's addresses reaches it.
+  if (address === '0.0.0.0' || address === '::')
+    for (const list of Object.values(networkInterfaces()))
+      for (const i of list ?? []) set.add(i.address.toLowerCase());
+  return set;
+}
+
+/** The host name of a Host header (no port, IPv6 without brackets); null when absent. */
+function hostName(host: string | undefined): string | null {
+  if (host === undefined) return null;
+  const h = host.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return h.slice(1, end < 0 ? undefined : end);
+  }
+  const colon = h.lastIndexOf(':');
+  const name = colon >= 0 ? h.slice(0, colon) : h;
+  // Any 127.0.0.0/8 address is this machine.
+  return isIP(name) === 4 && name.startsWith('127.') ? '127.0.0.1' : name;
+}
+
+/** Origin is this admin port itself: http (it serves no TLS) and the Host it was sent to; `null` never is. */
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  try {
+    const o = new URL(origin);
+    return o.protocol === 'http:' && o.host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
+  }
+}
+
+function isJson(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const semi = contentType.indexOf(';');
+  return (semi >= 0 ? contentType.slice(0, semi) : contentType).trim().toLowerCase() === 'application/json';
+}
+
 function sendText(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
   res.end(body);
@@ -211,7 +352,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body, null, 2) + '\n');
 }
 
-function sendError(res: ServerResponse, status: number, code: string, message: string, field?: string): void {
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: AdminErrorCode,
+  message: string,
+  field?: string,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;

@@ -34,7 +34,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   // A demo starts fresh: an experiment killed in an earlier demo run is re-armed (in production only
   // an operator's `arm` does that).
   for (const rt of fl.table.all())
-    if (!rt.assigning && fl.table.arm(rt.id, 'demo'))
+    if (!rt.assigning && (await fl.table.arm(rt.id, 'demo')))
       process.stdout.write(`re-armed ${rt.id} from an earlier run\n`);
   let load: LoadGenerator | null = null;
   if (!args.includes('--no-load') && rate > 0) {

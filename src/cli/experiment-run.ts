@@ -55,7 +55,15 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
     return EXIT.error;
   }
   const table = fl.table;
-  if (table.get(id)?.assigning === false) table.arm(id, 'experiment-run');
+  if (table.get(id)?.assigning === false) {
+    try {
+      await table.arm(id, 'experiment-run');
+    } catch (err) {
+      process.stderr.write(`faultline experiment run: cannot re-arm ${id}: ${(err as Error).message}\n`);
+      await fl.stop(0);
+      return EXIT.error;
+    }
+  }
 
   const ended = new Promise<void>((done) => {
     const timer = setTimeout(done, durationMs);

@@ -3,6 +3,7 @@
  * config/faultline.schema.json is generated from this file (`npm run schema`), and a test keeps it current.
  */
 import { validateHeaderValue } from 'node:http';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
@@ -92,6 +93,12 @@ const admin = z
     address: z.string().ip('must be an IP address').default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(9901),
     token: z.string().min(16, 'must be at least 16 characters').optional(),
+    allowed_hosts: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'extra Host names (no port) that mutating admin calls may be addressed to; loopback names and the admin address are always allowed',
+      ),
   })
   .strict();
 
@@ -337,6 +344,14 @@ function isValidHeaderValue(name: string, value: string): boolean {
   }
 }
 
+/** Whether two bind addresses can collide on one port (a wildcard covers its family; `::` is dual-stack). */
+function addressesOverlap(a: string, b: string): boolean {
+  if (a === b || a === '::' || b === '::') return true;
+  if (a === '0.0.0.0') return isIP(b) === 4;
+  if (b === '0.0.0.0') return isIP(a) === 4;
+  return false;
+}
+
 function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.RefinementCtx): void {
   const c = cfg as unknown as ConfigSpec;
   const issue = (path: (string | number)[], message: string) =>
@@ -376,6 +391,15 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
       issue(['listeners', i, 'port'], `${key} is already used by listeners[${ports.get(key)}]`);
     ports.set(key, i);
   });
+  // The admin port binds first; sharing a listener's port fails `run` with a bare EADDRINUSE.
+  if (c.admin.port !== 0)
+    c.listeners.forEach((l, i) => {
+      if (l.port === c.admin.port && addressesOverlap(l.address, c.admin.address))
+        issue(
+          ['admin', 'port'],
+          `${c.admin.port} is also listeners[${i}].port ("${l.name}") on an overlapping address (admin.address ${c.admin.address}, listeners[${i}].address ${l.address}): use another port`,
+        );
+    });
 
   const ids = new Set<string>();
   c.experiments.forEach((e, i) => {

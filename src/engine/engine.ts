@@ -78,7 +78,7 @@ export class Engine {
     return this.table.killAll(cause, reason, by);
   }
 
-  arm(id: string, by: string): boolean {
+  arm(id: string, by: string): Promise<boolean> {
     return this.table.arm(id, by);
   }
 

@@ -59,6 +59,8 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   private readonly lifecycles = new Map<string, Lifecycle>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private persisted: PersistedState = { version: 1, experiments: {} };
+  /** Outcome of the latest queued write: each write carries the whole state, so the latest decides. */
+  private lastSave: Promise<Error | null> = Promise.resolve(null);
   private readonly store: StateStore;
   private readonly metrics: Metrics;
 
@@ -69,6 +71,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   }
 
   async init(): Promise<void> {
+    await this.store.prepare();
     this.persisted = await this.store.load();
   }
 
@@ -128,7 +131,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     this.setState(rt, rt.spec.dry_run ? 'dry_run' : 'running');
     if (!saved) {
       this.persisted.experiments[rt.id] = { state: 'running', reason: '', by: '', at: startedAt, startedAt };
-      void this.persist();
+      this.persist();
     }
     this.event({ type: 'started', experiment: rt.id });
     const durationMs = rt.spec.duration;
@@ -224,7 +227,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       ...(cause ? { cause } : {}),
       ...(life.startedAt ? { startedAt: life.startedAt } : {}),
     };
-    void this.persist();
+    this.persist();
     const ev: Omit<ExperimentEvent, 'at'> =
       state === 'killed'
         ? { type: 'killed', experiment: rt.id, cause: cause ?? 'manual', reason, by, evidence }
@@ -239,11 +242,30 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     });
   }
 
-  /** Re-arm a killed or expired experiment: explicit operator action, starts a fresh run. */
-  arm(id: string, by: string): boolean {
+  /**
+   * Re-arm a killed or expired experiment: explicit operator action, starts a fresh run. Fails closed:
+   * the state file is written first and the experiment only runs once that is durable (a kill record
+   * still on disk after an arm in memory is the safe way round; the reverse would not be).
+   * Returns false when the experiment is not armable; throws when the state could not be written.
+   */
+  async arm(id: string, by: string): Promise<boolean> {
+    const armable = (rt: ExperimentRuntime | undefined): rt is ExperimentRuntime =>
+      rt !== undefined && !rt.assigning && rt.spec.enabled;
+    if (!armable(this.runtimes.get(id))) return false;
+    const startedAt = new Date().toISOString();
+    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt } as const;
+    const next = structuredClone(this.persisted);
+    next.experiments[id] = { ...entry };
+    const saved = this.store.save(next);
+    this.lastSave = saved.then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
+    await saved;
+    // Re-checked after the write: a reload or a concurrent arm may have come first.
     const rt = this.runtimes.get(id);
-    if (!rt || rt.assigning || !rt.spec.enabled) return false;
-    delete this.persisted.experiments[id];
+    if (!armable(rt)) return false;
+    this.persisted.experiments[id] = { ...entry };
     // Same runtime object (the routing plan references it), fresh counts and evidence.
     rt.resetRun(newAnalyzer(rt.spec));
     const life = this.lifecycle(id);
@@ -307,12 +329,12 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     this.emit('event', ev);
   }
 
-  private async persist(): Promise<void> {
-    try {
-      await this.store.save(structuredClone(this.persisted));
-    } catch {
-      // Logged by the store; the in-memory kill stays in force.
-    }
+  private persist(): void {
+    // Failures are logged by the store; an in-memory kill stays in force either way.
+    this.lastSave = this.store.save(structuredClone(this.persisted)).then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
   }
 
   async flush(): Promise<void> {
@@ -324,6 +346,17 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     const out: HeldTarget[] = [];
     for (const rt of this.runtimes.values()) for (const t of rt.held) out.push(t);
     return out;
+  }
+
+  /**
+   * Waits for the queued writes; the error of the latest one if it failed (the state on disk is not
+   * the state in memory). `retry` writes once more after a failure (an operator repeating a kill).
+   */
+  async persistError(retry = false): Promise<Error | null> {
+    const err = await this.lastSave;
+    if (err === null || !retry) return err;
+    this.persist();
+    return this.lastSave;
   }
 
   /** Shutting down: start no new faults (not persisted: a restart resumes) and release held ones. */

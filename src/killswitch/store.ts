@@ -3,9 +3,14 @@
  * old one (atomic on POSIX), so a crash mid-write leaves the previous state, never a torn file.
  * Writes are serialised; the hot path never waits for them.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FaultlineError } from '../errors.js';
 import { log } from '../telemetry/log.js';
+
+/** Temp files of interrupted writes: `experiments.json.<pid>.tmp` (any pid, a previous process's too). */
+const STALE_TMP = /^experiments\.json\..+\.tmp$/;
+const PROBE_FILE = '.faultline-probe';
 
 export interface PersistedExperiment {
   state: 'running' | 'killed' | 'expired';
@@ -31,6 +36,30 @@ export class StateStore {
   constructor(dir: string) {
     this.dir = dir;
     this.file = join(dir, 'experiments.json');
+  }
+
+  /**
+   * Proves `state_dir` takes a durable write the way `save` does it (write, fsync, rename, fsync the
+   * directory) and removes temp files left by interrupted writes. A kill that cannot be persisted
+   * would be undone by the next restart, so a store that cannot be written refuses to start.
+   */
+  async prepare(): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true });
+      for (const name of await readdir(this.dir))
+        if (STALE_TMP.test(name)) {
+          await unlink(join(this.dir, name));
+          log('info', 'removed a stale kill-switch temp file', { file: join(this.dir, name) });
+        }
+      const probe = join(this.dir, PROBE_FILE);
+      await this.writeDurably(`${probe}.${process.pid}.tmp`, probe, 'probe\n');
+      await unlink(probe);
+    } catch (err) {
+      throw new FaultlineError(
+        'FL_STATE_UNWRITABLE',
+        `state_dir: ${this.dir} is not writable (${(err as Error).message}); killed experiments could not be kept across restarts, so Faultline does not start`,
+      );
+    }
   }
 
   async load(): Promise<PersistedState> {
@@ -59,6 +88,16 @@ export class StateStore {
   private async write(text: string): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
+    try {
+      await this.writeDurably(tmp, this.file, text);
+    } catch (err) {
+      // A half-written temp file is garbage; the next start removes it if this cannot.
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async writeDurably(tmp: string, file: string, text: string): Promise<void> {
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(text);
@@ -66,7 +105,7 @@ export class StateStore {
     } finally {
       await fh.close();
     }
-    await rename(tmp, this.file);
+    await rename(tmp, file);
     // fsync the directory so the rename itself survives a power cut.
     const dh = await open(this.dir, 'r');
     try {

@@ -174,8 +174,7 @@ export class Listener implements ExchangeHost {
   exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void {
     this.inFlight--;
     const exp = ex.exp;
-    if (exp !== null)
-      this.engine.record(ex, this.spec.name, outcome, ex.statusClass, ex.grpcCode, latencyMs);
+    if (exp !== null) this.engine.record(ex, this.spec.name, outcome, ex.statusClass, ex.grpcCode, latencyMs);
     // The global guard watches real failures: faults injected on purpose here do not count.
     if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT && !ex.injected) {
       const failed = outcome === OUTCOME_ERROR || outcome === OUTCOME_TIMEOUT || outcome === OUTCOME_RESET;

@@ -359,6 +359,7 @@ describe('kill and arm one experiment', () => {
     expect(await aborted(fl.url())).toBeGreaterThan(0);
     const k = await fetch(`${fl.admin}/experiments/e1/kill`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ reason: 'before the reload' }),
     });
     expect(k.status).toBe(200);
@@ -368,7 +369,10 @@ describe('kill and arm one experiment', () => {
     };
     cfg.experiments[0]!.split.percent = 45;
     await writeFile(fl.configFile, stringify(cfg));
-    const reload = await fetch(`${fl.admin}/config/reload`, { method: 'POST' });
+    const reload = await fetch(`${fl.admin}/config/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(reload.status, await reload.clone().text()).toBe(200);
 
     const v = await view(fl.admin);
@@ -382,7 +386,14 @@ describe('kill and arm one experiment', () => {
       expect(r.headers['x-faultline-arm']).toBeUndefined();
     }
 
-    expect((await fetch(`${fl.admin}/experiments/e1/arm`, { method: 'POST' })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${fl.admin}/experiments/e1/arm`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).status,
+    ).toBe(200);
     expect((await view(fl.admin)).state).toBe('running');
     expect(await aborted(fl.url())).toBeGreaterThan(0);
   });

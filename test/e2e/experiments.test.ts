@@ -409,7 +409,7 @@ describe('split and faults through the proxy', () => {
     const t0 = performance.now();
     const pending = Promise.all(Array.from({ length: 20 }, () => get(fl.url())));
     await new Promise((r) => setTimeout(r, 200));
-    await fetch(`${fl.admin}/kill`, { method: 'POST' });
+    await fetch(`${fl.admin}/kill`, { method: 'POST', headers: { 'content-type': 'application/json' } });
     const rs = await pending;
     expect(performance.now() - t0).toBeLessThan(5000);
     expect(rs.every((r) => r.status === 200 && r.body === 'slow upstream')).toBe(true);
@@ -507,6 +507,7 @@ describe('manual kill switch, persistence, reload', () => {
     expect(before.some((r) => r.status === 503)).toBe(true);
     const k = await fetch(`${fl.admin}/experiments/e1/kill`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ reason: 'pager went off' }),
     });
     expect(k.status).toBe(200);
@@ -519,8 +520,22 @@ describe('manual kill switch, persistence, reload', () => {
     };
     expect(view.state).toBe('killed');
     expect(view.ended).toMatchObject({ reason: 'pager went off', cause: 'manual' });
-    expect((await fetch(`${fl.admin}/experiments/e1/kill`, { method: 'POST' })).status).toBe(409);
-    expect((await fetch(`${fl.admin}/experiments/e1/arm`, { method: 'POST' })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${fl.admin}/experiments/e1/kill`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).status,
+    ).toBe(409);
+    expect(
+      (
+        await fetch(`${fl.admin}/experiments/e1/arm`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).status,
+    ).toBe(200);
     const rearmed = await Promise.all(Array.from({ length: 40 }, () => get(fl.url())));
     expect(rearmed.some((r) => r.status === 503)).toBe(true);
     const m = await scrape(fl.admin);
@@ -537,7 +552,11 @@ describe('manual kill switch, persistence, reload', () => {
     const t0 = performance.now();
     const pending = Promise.all(Array.from({ length: 20 }, () => get(fl.url())));
     await new Promise((r) => setTimeout(r, 300));
-    await fetch(`${fl.admin}/kill`, { method: 'POST', body: '{"reason":"stop"}' });
+    await fetch(`${fl.admin}/kill`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"reason":"stop"}',
+    });
     const rs = await pending;
     expect(performance.now() - t0).toBeLessThan(5000);
     expect(rs.every((r) => r.status === 200)).toBe(true);
@@ -670,7 +689,7 @@ describe('manual kill switch, persistence, reload', () => {
     expect((await fetch(`${fl.admin}/experiments`)).status).toBe(200);
     const ok = await fetch(`${fl.admin}/kill`, {
       method: 'POST',
-      headers: { authorization: 'Bearer a-very-long-admin-token' },
+      headers: { authorization: 'Bearer a-very-long-admin-token', 'content-type': 'application/json' },
     });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { killed: string[] }).killed).toEqual(['e1']);

@@ -342,7 +342,11 @@ describe('guardrails and the automatic kill switch', () => {
       experiments: [{ id: 'x', hypothesis: 'h', split: { percent: 1 }, fault: { kind: 'reset' } }],
     });
     cleanup.push(() => fl.stop());
-    await fetch(`${fl.admin}/experiments/x/kill`, { method: 'POST', body: '{"reason":"drill"}' });
+    await fetch(`${fl.admin}/experiments/x/kill`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"reason":"drill"}',
+    });
     // Stopping right after the kill (as `experiment run` does) still lets the retry go out.
     await fl.stop();
     expect(got.length).toBe(1);
@@ -445,7 +449,11 @@ describe('guardrails and the automatic kill switch', () => {
         },
       ],
     });
-    await fetch(`${fl.admin}/experiments/x/kill`, { method: 'POST', body: '{"reason":"by hand"}' });
+    await fetch(`${fl.admin}/experiments/x/kill`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"reason":"by hand"}',
+    });
     const p = runCli(['report', 'x', '--admin', fl.admin]);
     expect(await p.exited).toBe(0);
     expect(p.stdout()).toMatch(/# Experiment `x`: ABORTED/);
