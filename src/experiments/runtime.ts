@@ -9,6 +9,7 @@ import type { Fault } from '../faults/fault.js';
 import { compileFault } from '../faults/registry.js';
 import { BUCKETS, bucketOf, fnv1a, stickyHash } from '../split/hash.js';
 import { compileMatcher, type Matcher } from '../split/match.js';
+import { assignmentMembers } from '../split/baggage.js';
 import { rawCookie, rawHeader } from '../proxy/raw-headers.js';
 import { STATUS_CLASSES, type Metrics } from '../telemetry/metrics.js';
 import type { Exchange } from '../proxy/exchange.js';
@@ -61,6 +62,8 @@ export class ExperimentRuntime {
   readonly injectedMark: string;
   /** x-faultline-arm values by arm ([none, canary, control]); none is never sent. */
   readonly armMarks: readonly (string | null)[];
+  /** Baggage members carrying the assignment, by arm ([none, canary, control]): built once, not per request. */
+  readonly baggageMembers: readonly [string, string, string];
   readonly maxActiveFaults: number;
   /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
   readonly faultBuckets: number;
@@ -118,6 +121,7 @@ export class ExperimentRuntime {
     this.injectHere = spec.inject === 'here';
     this.injectedMark = `${spec.id}; fault=${spec.fault.kind}`;
     this.armMarks = [null, `${spec.id}; group=canary`, `${spec.id}; group=control`];
+    this.baggageMembers = assignmentMembers(spec.id);
     this.maxActiveFaults = spec.max_active_faults ?? Number.POSITIVE_INFINITY;
     this.faultBuckets = Math.round((spec.fault.percent * BUCKETS) / 100);
     this.excludeInjected = spec.exclude_injected;

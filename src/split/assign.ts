@@ -1,19 +1,14 @@
 /**
  * The per-request decision: which experiment (if any) a request takes part in, in which arm, and whether
- * the fault starts at this hop. Untrusted listeners strip incoming `faultline.*` baggage so no client
- * can choose its own arm; trusted listeners honour an incoming assignment instead of drawing.
+ * the fault starts at this hop. Untrusted listeners strip incoming `faultline.*` baggage (any spelling:
+ * see baggage.ts) so no client can choose its own arm; trusted listeners honour an incoming assignment
+ * instead of drawing.
  */
-import {
-  ARM_CANARY,
-  ARM_CONTROL,
-  GROUP_NAMES,
-  type Arm,
-  type ExperimentRuntime,
-} from '../experiments/runtime.js';
+import { ARM_CANARY, ARM_CONTROL, type Arm, type ExperimentRuntime } from '../experiments/runtime.js';
 import type { Exchange } from '../proxy/exchange.js';
 import { rawHeaderJoined } from '../proxy/raw-headers.js';
 import { matchesRequest } from './match.js';
-import { mentionsFaultline, readAssignment, rewriteBaggage } from './baggage.js';
+import { assignmentFits, joinBaggage, mentionsFaultline, readAssignment, stripFaultline } from './baggage.js';
 
 export function assign(ex: Exchange): void {
   const raw = ex.req.rawHeaders;
@@ -24,12 +19,17 @@ export function assign(ex: Exchange): void {
     honourIncoming(ex, baggage as string);
     return;
   }
+  // The client's baggage as it will be forwarded: forged faultline members (any spelling) removed.
+  const rest = baggage === undefined ? '' : tagged ? stripFaultline(baggage) : baggage;
   const candidates = ex.route.experiments;
   for (let i = 0; i < candidates.length; i++) {
     const exp = candidates[i] as ExperimentRuntime;
     if (!exp.assigning || !matchesRequest(exp.matcher, ex.req.method ?? '', ex.req.url ?? '', raw)) continue;
     // First match in config order owns the request, whatever its draw: every experiment's slice stays
     // exactly its percent of the requests it matches, and effects never mix.
+    // No room for the assignment in the baggage: no arm, not counted (checked before the draw, so both
+    // arms lose the same requests).
+    if (!assignmentFits(exp.baggageMembers, rest)) break;
     const arm = exp.draw(raw);
     if (arm === 0) break;
     ex.exp = exp;
@@ -38,11 +38,11 @@ export function assign(ex: Exchange): void {
     ex.sessionKey = exp.lastKeyHash;
     ex.runId = exp.runId;
     exp.assigned[arm]! += 1;
-    ex.baggageOut = rewriteBaggage(baggage, { experimentId: exp.id, group: GROUP_NAMES[arm] as 'canary' });
+    ex.baggageOut = joinBaggage(exp.baggageMembers[arm], rest);
     if (arm === ARM_CANARY && exp.injectHere) considerInjecting(ex, exp);
     return;
   }
-  if (tagged) ex.baggageOut = rewriteBaggage(baggage, null);
+  if (tagged) ex.baggageOut = rest;
 }
 
 /** A trusted hop: the arm was drawn upstream; inject here if the experiment injects downstream. */
