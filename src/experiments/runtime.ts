@@ -23,6 +23,7 @@ import {
   type Outcome,
 } from '../core/vocab.js';
 import { releaseHold, type HeldTarget } from '../engine/hold.js';
+import { assignmentMembers } from '../split/baggage.js';
 import type { ExperimentAnalyzer } from '../stats/analyzer.js';
 
 export type ExperimentState = 'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
@@ -74,6 +75,8 @@ export class ExperimentRuntime {
   readonly injectedMark: string;
   /** x-faultline-arm values by arm ([none, canary, control]); none is never sent. */
   readonly armMarks: readonly (string | null)[];
+  /** Baggage members carrying the assignment, by arm ([none, canary, control]): built once, not per request. */
+  readonly baggageMembers: readonly [string, string, string];
   readonly maxActiveFaults: number;
   /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
   readonly faultBuckets: number;
@@ -132,6 +135,7 @@ export class ExperimentRuntime {
     this.injectAt = spec.inject_at ? new Set(spec.inject_at) : null;
     this.injectedMark = `${spec.id}; fault=${spec.fault.kind}`;
     this.armMarks = [null, `${spec.id}; group=canary`, `${spec.id}; group=control`];
+    this.baggageMembers = assignmentMembers(spec.id);
     this.maxActiveFaults = spec.max_active_faults ?? Number.POSITIVE_INFINITY;
     this.faultBuckets = Math.round((spec.fault.percent * BUCKETS) / 100);
     this.excludeInjected = spec.exclude_injected;

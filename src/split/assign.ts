@@ -1,15 +1,16 @@
 /**
  * The per-request decision: which experiment (if any) a request takes part in, in which arm, and whether
- * the fault starts at this hop. Untrusted points strip incoming `faultline.*` baggage so no client can
- * choose its own arm; trusted points honour an incoming assignment instead of drawing. Written into the
- * host's own per-request object (an Assignment), so the untouched path allocates nothing.
+ * the fault starts at this hop. Untrusted points strip incoming `faultline.*` baggage (any spelling: see
+ * baggage.ts) so no client can choose its own arm; trusted points honour an incoming assignment instead
+ * of drawing. Written into the host's own per-request object (an Assignment), so the untouched path
+ * allocates nothing.
  */
-import { ARM_CANARY, ARM_CONTROL, GROUP_NAMES, type Arm } from '../core/vocab.js';
+import { ARM_CANARY, ARM_CONTROL, type Arm } from '../core/vocab.js';
 import { rawHeaderJoined } from '../core/raw-headers.js';
 import type { Assignment, RequestView } from '../engine/target.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { matchesRequest } from './match.js';
-import { mentionsFaultline, readAssignment, rewriteBaggage } from './baggage.js';
+import { assignmentFits, joinBaggage, mentionsFaultline, readAssignment, stripFaultline } from './baggage.js';
 
 /** Where a request is decided: a proxy listener, or an in-process point. */
 export interface DecidePoint {
@@ -34,11 +35,16 @@ export function assign(
     honourIncoming(point, baggage as string, slot);
     return;
   }
+  // The client's baggage as it will be forwarded: forged faultline members (any spelling) removed.
+  const rest = baggage === undefined ? '' : tagged ? stripFaultline(baggage) : baggage;
   for (let i = 0; i < candidates.length; i++) {
     const exp = candidates[i] as ExperimentRuntime;
     if (!exp.assigning || !matchesRequest(exp.matcher, view.method, view.path, raw)) continue;
     // First match in config order owns the request, whatever its draw: every experiment's slice stays
     // exactly its percent of the requests it matches, and effects never mix.
+    // No room for the assignment in the baggage: no arm, not counted (checked before the draw, so both
+    // arms lose the same requests).
+    if (!assignmentFits(exp.baggageMembers, rest)) break;
     const arm = exp.draw(raw);
     if (arm === 0) break;
     slot.exp = exp;
@@ -47,14 +53,11 @@ export function assign(
     slot.sessionKey = exp.lastKeyHash;
     slot.runId = exp.runId;
     exp.assigned[arm]! += 1;
-    slot.baggageOut = rewriteBaggage(baggage, {
-      experimentId: exp.id,
-      group: GROUP_NAMES[arm] as 'canary',
-    });
+    slot.baggageOut = joinBaggage(exp.baggageMembers[arm], rest);
     if (arm === ARM_CANARY && exp.injectHere) considerInjecting(slot, exp);
     return;
   }
-  if (tagged) slot.baggageOut = rewriteBaggage(baggage, null);
+  if (tagged) slot.baggageOut = rest;
 }
 
 /** A trusted hop: the arm was drawn upstream; inject here if the experiment injects downstream. */
@@ -69,7 +72,8 @@ function honourIncoming(point: DecidePoint, baggage: string, slot: Assignment): 
 
 /**
  * Take over an assignment drawn at an earlier hop (baggage at a trusted point, or the caller's own
- * in-process context): observed there, injected here if the experiment injects downstream.
+ * in-process context): observed there, injected here if the experiment injects downstream (and names
+ * this hop in `inject_at`, when it names any).
  */
 export function inherit(
   point: DecidePoint,

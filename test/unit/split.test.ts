@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { ARM_CANARY, ARM_CONTROL, ExperimentRuntime } from '../../src/experiments/runtime.js';
-import { readAssignment, rewriteBaggage } from '../../src/split/baggage.js';
 import { BUCKETS, bucketOf, stickyHash, fnv1a } from '../../src/split/hash.js';
 import { compileMatcher, matchesRequest } from '../../src/split/match.js';
 import { ExperimentAnalyzer } from '../../src/stats/analyzer.js';
@@ -110,24 +109,5 @@ describe('matching', () => {
     expect(matchesRequest(m, 'POST', '/other', ['x-tenant', 'internal'])).toBe(false);
     expect(matchesRequest(m, 'POST', '/checkout', ['X-TENANT', 'external'])).toBe(false);
     expect(matchesRequest(m, 'POST', '/checkout', [])).toBe(false);
-  });
-});
-
-describe('baggage', () => {
-  it('writes the assignment and keeps other entries; reads it back', () => {
-    const out = rewriteBaggage('userId=alice,faultline.group=control', {
-      experimentId: 'exp-a',
-      group: 'canary',
-    });
-    expect(out).toContain('userId=alice');
-    expect(out).toContain('faultline.exp=exp-a');
-    expect(out).toContain('faultline.group=canary');
-    expect(out).not.toContain('faultline.group=control');
-    expect(readAssignment(out)).toEqual({ experimentId: 'exp-a', group: 'canary' });
-  });
-
-  it('strips faultline entries when there is no assignment', () => {
-    expect(rewriteBaggage('a=1,faultline.exp=x,faultline.group=canary', null)).toBe('a=1');
-    expect(readAssignment('faultline.exp=x,faultline.group=admin')).toBeNull();
   });
 });
