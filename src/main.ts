@@ -7,12 +7,14 @@ import { basename, dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
 import { adminGuardIssue, adminToken } from './config/admin-guard.js';
-import { compileListenerPlans, listenerBindingKey } from './config/compile.js';
+import type { AddressInfo } from 'node:net';
+import { compileListenerPlans, compilePointPlans, listenerBindingKey } from './config/compile.js';
 import { loadConfigFile } from './config/load.js';
 import type { ConfigSpec } from './config/schema.js';
 import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
+import type { PointPlan, PointRef } from './engine/point.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { StateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
@@ -29,6 +31,8 @@ export interface StartOptions {
   config?: ConfigSpec;
   /** Reload when the file changes. */
   watch?: boolean;
+  /** Start the admin listener now (default). In-process hosts start it on demand (listenAdmin). */
+  admin?: boolean;
 }
 
 export class Faultline implements AdminTarget {
@@ -36,6 +40,8 @@ export class Faultline implements AdminTarget {
   readonly table: ExperimentTable;
   readonly engine: Engine;
   readonly listeners = new Map<string, Listener>();
+  /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
+  readonly points = new Map<string, PointRef>();
   private readonly pools = new UpstreamPools();
   private admin: AdminServer | null = null;
   private config: ConfigSpec;
@@ -65,7 +71,7 @@ export class Faultline implements AdminTarget {
     const config = opts.config ?? (await loadConfigFile(opts.configFile));
     const fl = new Faultline(opts.configFile, config);
     try {
-      await fl.boot();
+      await fl.boot(opts.admin ?? true);
     } catch (err) {
       await fl.stop(0);
       throw err;
@@ -74,7 +80,7 @@ export class Faultline implements AdminTarget {
     return fl;
   }
 
-  private async boot(): Promise<void> {
+  private async boot(startAdmin: boolean): Promise<void> {
     const cfg = this.config;
     const token = adminToken(cfg);
     const unguarded = adminGuardIssue(cfg);
@@ -84,13 +90,14 @@ export class Faultline implements AdminTarget {
     this.setWebhook(cfg.webhook);
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
+    this.swapPoints(compilePointPlans(cfg, experiments));
     this.table.activate(experiments);
     this.admin = new AdminServer(this, {
       token,
       address: cfg.admin.address,
       allowedHosts: cfg.admin.allowed_hosts,
     });
-    this.adminPort = (await this.admin.listen(cfg.admin.port, cfg.admin.address)).port;
+    if (startAdmin) await this.listenAdmin();
     for (const spec of cfg.listeners) {
       const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.engine);
       this.listeners.set(spec.name, listener);
@@ -111,6 +118,27 @@ export class Faultline implements AdminTarget {
       admin: `${cfg.admin.address}:${this.adminPort}`,
       experiments: cfg.experiments.map((e) => e.id),
     });
+  }
+
+  /** Starts the admin listener (config's admin.address and admin.port unless given). */
+  async listenAdmin(
+    port = this.config.admin.port,
+    address = this.config.admin.address,
+  ): Promise<AddressInfo> {
+    const addr = await (this.admin as AdminServer).listen(port, address);
+    this.adminPort = addr.port;
+    return addr;
+  }
+
+  /** Points keep their ref across reloads; one dropped from the config decides nothing any more. */
+  private swapPoints(plans: Map<string, PointPlan>): void {
+    for (const [name, plan] of plans) {
+      const ref = this.points.get(name);
+      if (ref) ref.plan = plan;
+      else this.points.set(name, { plan });
+    }
+    for (const [name, ref] of this.points)
+      if (!plans.has(name)) ref.plan = { ...ref.plan, candidates: [], trustAssignment: false };
   }
 
   isReady(): boolean {
@@ -143,6 +171,7 @@ export class Faultline implements AdminTarget {
       const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
       // Swap: plans first (requests read them), then the experiment set.
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
+      this.swapPoints(compilePointPlans(cfg, experiments));
       this.table.activate(experiments);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
