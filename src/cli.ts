@@ -2,15 +2,18 @@
  * faultline run --config FILE          start the proxy (SIGHUP or a file change reloads; SIGTERM drains)
  * faultline validate FILE              check a config file without starting
  * faultline demo                       demo upstream + sample experiment + light load (npm start)
- * faultline status|kill [ID]|arm ID|report ID   talk to a running instance's admin port
+ * faultline status|kill ID|kill --all|arm ID|report ID   talk to a running instance's admin port
  * faultline experiment run ...         run one experiment as a CI gate (exit 0 held, 1 refuted, 2 inconclusive)
  * faultline load ...                   open-loop load generator with a per-arm report
  * faultline schema                     print the config's JSON Schema
+ * Every command parses its arguments with src/cli/args.ts: --help/-h, unknown flags exit 2.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { adminCommand } from './cli/admin-client.js';
+import { EXIT_USAGE, parseCommand, usageError } from './cli/args.js';
 import { demoCommand } from './cli/demo.js';
-import { experimentRunCommand } from './cli/experiment-run.js';
+import { experimentRunCommand, EXPERIMENT_RUN_USAGE } from './cli/experiment-run.js';
 import { adminGuardIssue } from './config/admin-guard.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
@@ -20,19 +23,45 @@ import { runLoadCommand } from './load/command.js';
 import { Faultline } from './main.js';
 import { log } from './telemetry/log.js';
 
-const USAGE = `usage: faultline <command> [options]
+const USAGE = `usage: faultline <command> [options]      (faultline <command> --help for its options)
   run --config FILE [--no-watch]     start Faultline
   validate FILE                      check a config file and exit (0 valid, 1 invalid)
   demo [--no-load] [--rate N]        run the embedded demo (ports 8080, 8081, 9000, 9002, admin 9901)
-  status [ID]                        experiments and their arms (admin API)
-  kill [ID] [--reason TEXT]          kill one experiment, or every experiment without ID
+  status [ID] [--json]               experiments and their arms (admin API)
+  kill ID [--reason TEXT]            kill one running experiment
+  kill --all [--reason TEXT]         kill every running experiment
   arm ID                             re-arm a killed or expired experiment
   report ID [--json]                 the experiment's report (markdown, or JSON)
-  experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE]
-  load --target URL --rate R --duration D [...]   (faultline load --help)
+  experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json]
+  load --target URL --rate R --duration D [...]
   schema                             print the config JSON Schema
+  --version                          print the version
 admin commands use --admin URL (default $FAULTLINE_ADMIN_URL or http://127.0.0.1:9901) and
-$FAULTLINE_ADMIN_TOKEN for authorization.`;
+$FAULTLINE_ADMIN_TOKEN for authorization. A usage error (unknown flag, missing argument) exits 2.`;
+
+const RUN_USAGE = `usage: faultline run --config FILE [--no-watch]
+  start Faultline; SIGHUP, a change of FILE or POST /config/reload reloads it; SIGTERM/SIGINT drain
+  -c, --config FILE   the config file (YAML, or JSON if it ends in .json)
+  --no-watch          do not reload when the file changes (SIGHUP and POST /config/reload still do)
+  -h, --help          show this help`;
+
+const VALIDATE_USAGE = `usage: faultline validate FILE
+  check a config file and exit: 0 valid (warnings on stderr), 1 invalid (every bad field listed)
+  -h, --help          show this help`;
+
+const SCHEMA_USAGE = `usage: faultline schema
+  print the config's JSON Schema (config/faultline.schema.json is this output)
+  -h, --help          show this help`;
+
+const EXPERIMENT_USAGE = `usage: faultline experiment run --config FILE --experiment ID [--duration D] [--load URL,RATE] [--json]
+  (faultline experiment run --help for details)`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -50,36 +79,52 @@ export async function main(argv: string[]): Promise<number> {
       return adminCommand(cmd, rest);
     case 'experiment':
       if (rest[0] === 'run') return experimentRunCommand(rest.slice(1));
-      process.stderr.write('usage: faultline experiment run --config FILE --experiment ID --duration D\n');
-      return 3;
+      if (rest[0] === '--help' || rest[0] === '-h') {
+        process.stdout.write(`${EXPERIMENT_RUN_USAGE}\n`);
+        return 0;
+      }
+      return usageError(
+        'experiment',
+        EXPERIMENT_USAGE,
+        rest[0] === undefined ? 'missing subcommand' : `unknown subcommand '${rest[0]}'`,
+      );
     case 'load':
       return runLoadCommand(rest);
-    case 'schema':
+    case 'schema': {
+      const parsed = parseCommand('schema', SCHEMA_USAGE, rest, {}, 0);
+      if (typeof parsed === 'number') return parsed;
       process.stdout.write(JSON.stringify(configJsonSchema(), null, 2) + '\n');
       return 0;
-    case undefined:
+    }
+    case '--version':
+    case 'version':
+      process.stdout.write(`faultline ${version()}\n`);
+      return 0;
     case '-h':
     case '--help':
     case 'help':
       process.stdout.write(USAGE + '\n');
-      return cmd === undefined ? 3 : 0;
+      return 0;
+    case undefined:
+      process.stderr.write(USAGE + '\n');
+      return EXIT_USAGE;
     default:
-      process.stderr.write(`faultline: unknown command "${cmd}"\n${USAGE}\n`);
-      return 3;
+      process.stderr.write(`faultline: unknown command '${cmd}'\n${USAGE}\n`);
+      return EXIT_USAGE;
   }
-}
-
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 async function validateCommand(args: string[]): Promise<number> {
-  const file = args.find((a) => !a.startsWith('-')) ?? flag(args, '--config');
-  if (!file) {
-    process.stderr.write('usage: faultline validate FILE\n');
-    return 3;
-  }
+  const parsed = parseCommand(
+    'validate',
+    VALIDATE_USAGE,
+    args,
+    { config: { type: 'string', short: 'c' } },
+    1,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const file = parsed.positionals[0] ?? parsed.string('config');
+  if (!file) return usageError('validate', VALIDATE_USAGE, 'missing FILE');
   try {
     const cfg = await loadConfigFile(file);
     // What `run` would refuse although the file itself is valid (it depends on the environment).
@@ -97,15 +142,20 @@ async function validateCommand(args: string[]): Promise<number> {
 }
 
 async function runCommand(args: string[]): Promise<number> {
-  const file = flag(args, '--config') ?? flag(args, '-c');
-  if (!file) {
-    process.stderr.write('usage: faultline run --config FILE\n');
-    return 3;
-  }
+  const parsed = parseCommand(
+    'run',
+    RUN_USAGE,
+    args,
+    { config: { type: 'string', short: 'c' }, 'no-watch': { type: 'boolean' } },
+    0,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const file = parsed.string('config');
+  if (!file) return usageError('run', RUN_USAGE, 'missing --config FILE');
   const signals = handleSignals();
   let fl: Faultline;
   try {
-    fl = await Faultline.start({ configFile: resolve(file), watch: !args.includes('--no-watch') });
+    fl = await Faultline.start({ configFile: resolve(file), watch: !parsed.flag('no-watch') });
   } catch (err) {
     if (err instanceof ConfigError) log('error', 'invalid config', { file: err.file, issues: err.issues });
     else log('error', 'cannot start', { error: (err as Error).message });

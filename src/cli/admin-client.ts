@@ -1,23 +1,7 @@
 /** `faultline status|kill|arm|report`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
 import { reportMarkdown, type ExperimentReport, type ExperimentView } from '../experiments/report.js';
-
-function opt(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-function positional(args: string[]): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a.startsWith('--')) {
-      if (a !== '--json') i++;
-      continue;
-    }
-    return a;
-  }
-  return undefined;
-}
+import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
   base: string,
@@ -43,13 +27,57 @@ export async function adminCall(
   return { status: res.statusCode, json };
 }
 
-export async function adminCommand(
-  cmd: 'status' | 'kill' | 'arm' | 'report',
-  args: string[],
-): Promise<number> {
-  const base = opt(args, '--admin') ?? process.env['FAULTLINE_ADMIN_URL'] ?? 'http://127.0.0.1:9901';
-  const id = positional(args);
-  const json = args.includes('--json');
+type AdminCommand = 'status' | 'kill' | 'arm' | 'report';
+
+const ADMIN_OPTIONS = `  --admin URL    admin API base (default $FAULTLINE_ADMIN_URL, else http://127.0.0.1:9901);
+                 $FAULTLINE_ADMIN_TOKEN is sent as the bearer token
+  -h, --help     show this help`;
+
+export const ADMIN_USAGE: Record<AdminCommand, string> = {
+  status: `usage: faultline status [ID] [--json] [--admin URL]
+  every experiment as a table (--json: the admin's JSON), or one experiment's JSON
+${ADMIN_OPTIONS}`,
+  kill: `usage: faultline kill ID [--reason TEXT] [--admin URL]
+       faultline kill --all [--reason TEXT] [--admin URL]
+  kill one running experiment, or with --all every running experiment (409 if ID is not running)
+  --reason TEXT  recorded with the kill (default "killed from the CLI")
+${ADMIN_OPTIONS}`,
+  arm: `usage: faultline arm ID [--admin URL]
+  re-arm a killed or expired experiment (a fresh run: new counts and evidence)
+${ADMIN_OPTIONS}`,
+  report: `usage: faultline report ID [--json] [--admin URL]
+  the experiment's report as markdown (--json: as JSON)
+${ADMIN_OPTIONS}`,
+};
+
+const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
+  status: { admin: { type: 'string' }, json: { type: 'boolean' } },
+  kill: { admin: { type: 'string' }, reason: { type: 'string' }, all: { type: 'boolean' } },
+  arm: { admin: { type: 'string' } },
+  report: { admin: { type: 'string' }, json: { type: 'boolean' } },
+};
+
+export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<number> {
+  const usage = ADMIN_USAGE[cmd];
+  const parsed = parseCommand(cmd, usage, args, ADMIN_FLAGS[cmd], 1);
+  if (typeof parsed === 'number') return parsed;
+  const base = parsed.string('admin') ?? process.env['FAULTLINE_ADMIN_URL'] ?? 'http://127.0.0.1:9901';
+  const id = parsed.positionals[0];
+  const json = parsed.flag('json');
+  if ((cmd === 'arm' || cmd === 'report') && id === undefined)
+    return usageError(cmd, usage, 'missing experiment ID');
+  if (cmd === 'kill') {
+    // "No ID" must never mean "everything": killing every experiment is asked for by name.
+    if (id === undefined && !parsed.flag('all'))
+      return usageError(cmd, usage, 'give an experiment ID, or --all to kill every running experiment');
+    if (id !== undefined && parsed.flag('all'))
+      return usageError(cmd, usage, 'give an ID or --all, not both');
+  }
+  try {
+    new URL(base);
+  } catch {
+    return usageError(cmd, usage, `--admin: not a URL: '${base}'`, EXIT_USAGE);
+  }
   try {
     let r: { status: number; json: unknown };
     switch (cmd) {
@@ -57,7 +85,7 @@ export async function adminCommand(
         r = await adminCall(base, 'GET', id ? `/experiments/${encodeURIComponent(id)}` : '/experiments');
         break;
       case 'kill': {
-        const reason = opt(args, '--reason') ?? 'killed from the CLI';
+        const reason = parsed.string('reason') ?? 'killed from the CLI';
         const by = `cli:${process.env['USER'] ?? 'operator'}`;
         r = await adminCall(base, 'POST', id ? `/experiments/${encodeURIComponent(id)}/kill` : '/kill', {
           reason,
@@ -66,14 +94,12 @@ export async function adminCommand(
         break;
       }
       case 'arm':
-        if (!id) return usage('faultline arm ID');
-        r = await adminCall(base, 'POST', `/experiments/${encodeURIComponent(id)}/arm`, {
+        r = await adminCall(base, 'POST', `/experiments/${encodeURIComponent(id ?? '')}/arm`, {
           by: `cli:${process.env['USER'] ?? 'operator'}`,
         });
         break;
       case 'report':
-        if (!id) return usage('faultline report ID [--json]');
-        r = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id)}/report`);
+        r = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/report`);
         if (r.status === 200 && !json) {
           process.stdout.write(reportMarkdown(r.json as ExperimentReport));
           return 0;
@@ -81,8 +107,19 @@ export async function adminCommand(
         break;
     }
     if (r.status >= 400) {
-      const e = (r.json as { error?: { message?: string } }).error;
+      const e = (r.json as { error?: { code?: string; message?: string } }).error;
       process.stderr.write(`faultline ${cmd}: ${r.status} ${e?.message ?? JSON.stringify(r.json)}\n`);
+      // Killing an experiment that already ended (e.g. the kill switch tripped first) is a 409: say
+      // what to do next instead of leaving the operator at an error.
+      if (
+        cmd === 'kill' &&
+        id !== undefined &&
+        e?.code === 'not_running' &&
+        /\b(killed|expired)\b/.test(e.message ?? '')
+      )
+        process.stderr.write(
+          `  it is no longer running: \`faultline report ${id}\` shows why it ended; \`faultline arm ${id}\` starts a fresh run\n`,
+        );
       return 1;
     }
     if (cmd === 'status' && !id && !json)
@@ -93,11 +130,6 @@ export async function adminCommand(
     process.stderr.write(`faultline ${cmd}: cannot reach admin API at ${base}: ${(err as Error).message}\n`);
     return 3;
   }
-}
-
-function usage(text: string): number {
-  process.stderr.write(`usage: ${text}\n`);
-  return 3;
 }
 
 function statusTable(body: { experiments: ExperimentView[] }): string {

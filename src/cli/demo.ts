@@ -9,12 +9,31 @@ import { startDependency, startService } from '../demo/services.js';
 import { LoadGenerator } from '../load/generator.js';
 import { Faultline } from '../main.js';
 import { handleSignals } from '../cli.js';
+import { parseCommand, usageError } from './args.js';
 
 export const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
 
+export const DEMO_USAGE = `usage: faultline demo [--no-load] [--rate N]
+  the embedded demo: the auth dependency (:9002), the checkout service (:9000), Faultline with
+  config/demo.yaml (ingress :8080, egress :8081, admin :9901) and N req/s of load into the ingress;
+  the sample experiment is refuted on purpose and the kill switch trips. Ctrl-C stops everything.
+  --rate N     load in requests per second (default 100; 0 = no load)
+  --no-load    start no load (send your own to http://127.0.0.1:8080/checkout)
+  -h, --help   show this help`;
+
 export async function demoCommand(args: string[]): Promise<number> {
-  const rateArg = args.indexOf('--rate');
-  const rate = rateArg >= 0 ? Number(args[rateArg + 1]) : 100;
+  const parsed = parseCommand(
+    'demo',
+    DEMO_USAGE,
+    args,
+    { rate: { type: 'string' }, 'no-load': { type: 'boolean' } },
+    0,
+  );
+  if (typeof parsed === 'number') return parsed;
+  const rateText = parsed.string('rate');
+  const rate = rateText === undefined ? 100 : Number(rateText);
+  if (rateText !== undefined && !(Number.isFinite(rate) && rate >= 0))
+    return usageError('demo', DEMO_USAGE, `--rate: expected a number >= 0; got '${rateText}'`);
   const signals = handleSignals();
   const dependency = await startDependency(9002);
   const service = await startService({
@@ -37,7 +56,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     if (!rt.assigning && (await fl.table.arm(rt.id, 'demo')))
       process.stdout.write(`re-armed ${rt.id} from an earlier run\n`);
   let load: LoadGenerator | null = null;
-  if (!args.includes('--no-load') && rate > 0) {
+  if (!parsed.flag('no-load') && rate > 0) {
     load = new LoadGenerator({
       target: new URL('http://127.0.0.1:8080/checkout'),
       ratePerS: rate,

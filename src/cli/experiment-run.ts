@@ -9,25 +9,44 @@ import { parseDuration } from '../config/schema.js';
 import { experimentReport, reportMarkdown } from '../experiments/report.js';
 import { LoadGenerator } from '../load/generator.js';
 import { Faultline } from '../main.js';
+import { parseCommand, usageError, type OptionSpecs } from './args.js';
 
 const EXIT = { held: 0, refuted: 1, inconclusive: 2, error: 3 } as const;
 
-function opt(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
+export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FILE --experiment ID [--duration D] [--load URL,RATE] [--json]
+  chaos as a CI gate: starts Faultline from FILE with only experiment ID (re-armed), optionally drives
+  load, waits for a kill or the duration, prints the report
+  -c, --config FILE     the config file
+  --experiment ID       the experiment to run (required)
+  --duration D          how long at most: 90s, 2m, ms (default 2m)
+  --load URL,RATE       open-loop load of RATE req/s to URL while it runs
+  --json                print the report as JSON instead of markdown
+  -h, --help            show this help
+exit codes: 0 held, 1 refuted, 2 inconclusive, 3 error, aborted or a usage error (2 means inconclusive here)`;
+
+const FLAGS: OptionSpecs = {
+  config: { type: 'string', short: 'c' },
+  experiment: { type: 'string' },
+  duration: { type: 'string' },
+  load: { type: 'string' },
+  json: { type: 'boolean' },
+};
 
 export async function experimentRunCommand(args: string[]): Promise<number> {
-  const file = opt(args, '--config');
-  const id = opt(args, '--experiment');
-  const durationText = opt(args, '--duration') ?? '2m';
-  const loadSpec = opt(args, '--load');
-  if (!file || !id) {
-    process.stderr.write(
-      'usage: faultline experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json]\n',
+  // Usage errors exit 3 here, not 2: a CI gate must not read a typo as "inconclusive".
+  const parsed = parseCommand('experiment run', EXPERIMENT_RUN_USAGE, args, FLAGS, 0, EXIT.error);
+  if (typeof parsed === 'number') return parsed;
+  const file = parsed.string('config');
+  const id = parsed.string('experiment');
+  const durationText = parsed.string('duration') ?? '2m';
+  const loadSpec = parsed.string('load');
+  if (!file || !id)
+    return usageError(
+      'experiment run',
+      EXPERIMENT_RUN_USAGE,
+      `missing ${file ? '--experiment ID' : '--config FILE'}`,
+      EXIT.error,
     );
-    return EXIT.error;
-  }
   let durationMs: number;
   let load: { url: URL; rate: number } | null = null;
   try {
@@ -94,9 +113,7 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
   const report = rt ? experimentReport(rt, table.lifecycleOf(id)) : null;
   await fl.stop(1000);
   if (!report) return EXIT.error;
-  process.stdout.write(
-    args.includes('--json') ? JSON.stringify(report, null, 2) + '\n' : reportMarkdown(report),
-  );
+  process.stdout.write(parsed.flag('json') ? JSON.stringify(report, null, 2) + '\n' : reportMarkdown(report));
   switch (report.verdict) {
     case 'held':
       return EXIT.held;

@@ -1,4 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { parseCommandArgs, UsageError, type OptionSpecs } from '../cli/args.js';
+
+export { UsageError };
 
 /** Parsed `faultline load` options; flag names map 1:1 to fields. */
 export interface LoadOptions {
@@ -12,10 +15,6 @@ export interface LoadOptions {
   readonly admin: URL | undefined;
   readonly experiment: string | undefined;
   readonly json: boolean;
-}
-
-export class UsageError extends Error {
-  readonly code = 'FL_LOAD_USAGE';
 }
 
 export const USAGE = `usage: faultline load --target URL --rate R --duration D [options]
@@ -40,7 +39,7 @@ without it, control is shown from the admin's counts (--admin).
   --json                print the report as JSON on stdout
   -h, --help            show this help
 
-exit codes: 0 done, 1 no request succeeded, 3 bad arguments, 4 the experiment was killed during the run`;
+exit codes: 0 done, 1 no request succeeded, 2 bad arguments, 4 the experiment was killed during the run`;
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
 
@@ -75,96 +74,66 @@ function parsePositive(flag: string, text: string, integer: boolean): number {
   return n;
 }
 
+const FLAGS: OptionSpecs = {
+  target: { type: 'string' },
+  rate: { type: 'string' },
+  duration: { type: 'string' },
+  concurrency: { type: 'string' },
+  method: { type: 'string' },
+  body: { type: 'string' },
+  header: { type: 'string', multiple: true },
+  admin: { type: 'string' },
+  experiment: { type: 'string' },
+  json: { type: 'boolean' },
+};
+
 /** Returns null for --help. Throws UsageError naming the flag and the rule it broke. */
 export function parseLoadArgs(argv: readonly string[]): LoadOptions | null {
-  let target: URL | undefined;
-  let ratePerS: number | undefined;
-  let durationMs: number | undefined;
-  let concurrency = 64;
-  let method: string | undefined;
-  let body: Buffer | undefined;
-  const headers: Record<string, string> = {};
-  let admin: URL | undefined;
-  let experiment: string | undefined;
-  let json = false;
+  const args = parseCommandArgs(argv, FLAGS, 0);
+  if (args === null) return null;
+  const text = (name: string) => args.string(name);
 
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    if (arg === '-h' || arg === '--help') return null;
-    if (arg === '--json') {
-      json = true;
-      continue;
-    }
-    // Accept both `--flag value` and `--flag=value`.
-    let flag = arg;
-    let value: string | undefined;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      flag = arg.slice(0, eq);
-      value = arg.slice(eq + 1);
-    }
-    const known = [
-      '--target',
-      '--rate',
-      '--duration',
-      '--concurrency',
-      '--method',
-      '--body',
-      '--header',
-      '--admin',
-      '--experiment',
-    ];
-    if (!known.includes(flag)) throw new UsageError(`unknown argument '${arg}'`);
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined) throw new UsageError(`${flag}: missing value`);
-    }
-    switch (flag) {
-      case '--target':
-        target = parseUrl(flag, value);
-        break;
-      case '--rate':
-        ratePerS = parsePositive(flag, value, false);
-        break;
-      case '--duration':
-        durationMs = parseDurationMs(value);
-        break;
-      case '--concurrency':
-        concurrency = parsePositive(flag, value, true);
-        break;
-      case '--method':
-        if (!/^[A-Za-z]+$/.test(value)) throw new UsageError(`--method: not a method name: '${value}'`);
-        method = value.toUpperCase();
-        break;
-      case '--body':
-        if (value.startsWith('@')) {
-          try {
-            body = readFileSync(value.slice(1));
-          } catch (err) {
-            throw new UsageError(`--body: cannot read '${value.slice(1)}': ${(err as Error).message}`);
-          }
-        } else {
-          body = Buffer.from(value);
-        }
-        break;
-      case '--header': {
-        const colon = value.indexOf(':');
-        const name = colon > 0 ? value.slice(0, colon).trim().toLowerCase() : '';
-        if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
-          throw new UsageError(`--header: expected 'name: value'; got '${value}'`);
-        }
-        headers[name] = value.slice(colon + 1).trim();
-        break;
+  let v = text('target');
+  const target = v === undefined ? undefined : parseUrl('--target', v);
+  v = text('rate');
+  const ratePerS = v === undefined ? undefined : parsePositive('--rate', v, false);
+  v = text('duration');
+  const durationMs = v === undefined ? undefined : parseDurationMs(v);
+  v = text('concurrency');
+  const concurrency = v === undefined ? 64 : parsePositive('--concurrency', v, true);
+  let method: string | undefined;
+  v = text('method');
+  if (v !== undefined) {
+    if (!/^[A-Za-z]+$/.test(v)) throw new UsageError(`--method: not a method name: '${v}'`);
+    method = v.toUpperCase();
+  }
+  let body: Buffer | undefined;
+  v = text('body');
+  if (v !== undefined) {
+    if (v.startsWith('@')) {
+      try {
+        body = readFileSync(v.slice(1));
+      } catch (err) {
+        throw new UsageError(`--body: cannot read '${v.slice(1)}': ${(err as Error).message}`);
       }
-      case '--admin':
-        admin = parseUrl(flag, value);
-        break;
-      case '--experiment':
-        if (value.length === 0) throw new UsageError('--experiment: must not be empty');
-        experiment = value;
-        break;
+    } else {
+      body = Buffer.from(v);
     }
   }
+  const headers: Record<string, string> = {};
+  for (const h of args.strings('header')) {
+    const colon = h.indexOf(':');
+    const name = colon > 0 ? h.slice(0, colon).trim().toLowerCase() : '';
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+      throw new UsageError(`--header: expected 'name: value'; got '${h}'`);
+    }
+    headers[name] = h.slice(colon + 1).trim();
+  }
+  v = text('admin');
+  const admin = v === undefined ? undefined : parseUrl('--admin', v);
+  const experiment = text('experiment');
+  if (experiment === '') throw new UsageError('--experiment: must not be empty');
+  const json = args.flag('json');
   if (!target) throw new UsageError('--target is required');
   if (ratePerS === undefined) throw new UsageError('--rate is required');
   if (durationMs === undefined) throw new UsageError('--duration is required');

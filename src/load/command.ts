@@ -1,3 +1,4 @@
+import { EXIT_USAGE } from '../cli/args.js';
 import { USAGE, UsageError, parseLoadArgs } from './args.js';
 import type { LoadOptions } from './args.js';
 import { LoadGenerator } from './generator.js';
@@ -8,7 +9,7 @@ import type { AdminTrack } from './report.js';
 
 export const EXIT_OK = 0;
 export const EXIT_NO_SUCCESS = 1;
-export const EXIT_USAGE = 3;
+export { EXIT_USAGE };
 export const EXIT_KILLED = 4;
 
 export interface LoadIo {

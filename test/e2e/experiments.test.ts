@@ -569,7 +569,7 @@ describe('manual kill switch, persistence, reload', () => {
       exp({ id: 'e2', match: { listener: 'ingress', route: 'api', path_prefix: '/two' } }),
     ]);
     const fl = await startFaultline(cfg);
-    const cli = runCli(['kill', '--admin', fl.admin, '--reason', 'incident 42']);
+    const cli = runCli(['kill', '--all', '--admin', fl.admin, '--reason', 'incident 42']);
     expect(await cli.exited).toBe(0);
     expect(cli.stdout()).toContain('e1');
     const after = await Promise.all(Array.from({ length: 100 }, () => get(fl.url())));

@@ -362,7 +362,7 @@ describe('load argument parsing', () => {
       ['--target', 'http://x', '--rate', '1', '--duration'],
     ]) {
       const err = sink();
-      expect(await runLoadCommand(argv, { stdout: sink(), stderr: err, progressMs: 0 })).toBe(3);
+      expect(await runLoadCommand(argv, { stdout: sink(), stderr: err, progressMs: 0 })).toBe(2);
       expect(err.text()).toMatch(/usage: faultline load/);
     }
   });
