@@ -108,7 +108,7 @@ describe('in-process mode', () => {
     const dispatcher = new Agent().compose(fl.undiciInterceptor('dep'));
     cleanups.push(() => dispatcher.close());
     const app = await listen(
-      fl.inbound('checkout', (req, res) => {
+      fl.inbound('checkout', (_req, res) => {
         void (async () => {
           const dep = await request(`${dependency.url}/price`, { dispatcher });
           const body = await dep.body.text();
@@ -144,7 +144,7 @@ describe('in-process mode', () => {
     const dispatcher = new Agent().compose(fl.undiciInterceptor('dep'));
     cleanups.push(() => dispatcher.close());
     const app = await listen(
-      fl.inbound('checkout', (req, res) => {
+      fl.inbound('checkout', (_req, res) => {
         void (async () => {
           let price = 'cached-price';
           try {
@@ -194,7 +194,7 @@ describe('in-process mode', () => {
     const client = echoClient(grpcUpstream.address, { interceptors: [fl.grpcInterceptor('ledger')] });
     cleanups.push(async () => client.close());
     const app = await listen(
-      fl.inbound('checkout', (req, res) => {
+      fl.inbound('checkout', (_req, res) => {
         void unary(client, { message: 'hi' }).then(({ status }) => {
           res.writeHead(200, { 'x-grpc-code': String(status.code) });
           res.end(status.details);
@@ -249,7 +249,7 @@ describe('in-process mode', () => {
     const dispatcher: Dispatcher = new Agent().compose(fl.undiciInterceptor('dep'));
     cleanups.push(() => dispatcher.close());
     const app = await listen(
-      fl.inbound('checkout', (req, res) => {
+      fl.inbound('checkout', (_req, res) => {
         void (async () => {
           const dep = await request(`${egress.url('egress')}/price`, { dispatcher });
           await dep.body.text();
