@@ -108,7 +108,7 @@ const listener = z
       .max(10_000)
       .default(64)
       .describe(
-        'HTTP/2: requests one client connection may have in flight at once (its share of the upstream pools); more are refused with RST_STREAM REFUSED_STREAM',
+        'HTTP/2: requests one client connection may have forwarded at once (its share of the upstream pools); its further streams wait, in order, without an upstream connection',
       ),
     stream_idle_timeout_ms: z
       .number()

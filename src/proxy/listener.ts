@@ -85,17 +85,20 @@ class ProxyH2Request extends Http2ServerRequest implements UploadState {
 type UploadingRequest = (IncomingMessage | Http2ServerRequest) & UploadState;
 
 /**
- * Requests one HTTP/2 client connection has in flight. Why a per-connection cap on top of
- * SETTINGS_MAX_CONCURRENT_STREAMS: the stream limit bounds memory, but every in-flight request may hold
- * an upstream connection (HTTP/1.1 upstreams: one request per connection) for as long as its client
- * keeps it open, so one connection with `max_concurrent_streams` (128) stalled streams could take a
- * whole default pool (128) from every other client. The cap (default 64, half a default pool) keeps a
- * single connection below a pool's size; streams over it get REFUSED_STREAM, which clients may retry
- * safely. Many connections are bounded by `max_connections`, and stalled ones by the idle, request and
- * upload-rate timeouts.
+ * Requests one HTTP/2 client connection has forwarded and not finished. Why a per-connection cap on top
+ * of SETTINGS_MAX_CONCURRENT_STREAMS: the stream limit bounds memory, but every forwarded request may
+ * hold an upstream connection (HTTP/1.1 upstreams: one request per connection) for as long as its
+ * client keeps it open, so one connection with `max_concurrent_streams` (128) stalled streams could
+ * take a whole default pool (128) from every other client. Streams over the cap (default 64, half a
+ * default pool) wait here, in order, without an upstream slot, until one of the connection's own
+ * requests finishes. They are queued rather than refused because one connection often carries many
+ * users (a gRPC channel, an ingress proxy or another Faultline in front), and clients do not all retry
+ * REFUSED_STREAM. Many connections are bounded by `max_connections`; stalled streams by the idle,
+ * request and upload-rate timeouts.
  */
 class ConnShare {
   inFlight = 0;
+  readonly queue: Exchange[] = [];
   constructor(readonly listener: Listener) {}
 }
 
@@ -301,15 +304,8 @@ export class Listener implements ExchangeHost {
     const isH2 =
       this.h2Mode === H2_ALWAYS ||
       (this.h2Mode === H2_BY_ALPN && (req as Http2ServerRequest).stream !== undefined);
-    let share: ConnShare | undefined;
     if (isH2) {
       const stream = (req as Http2ServerRequest).stream;
-      share = (stream.session as SharedSession | undefined)?.[kShare];
-      if (share !== undefined && share.inFlight >= this.limits.maxInflightPerConnection) {
-        this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'stream_refused' });
-        stream.close(h2constants.NGHTTP2_REFUSED_STREAM);
-        return;
-      }
       stream.setTimeout(this.limits.streamIdleTimeoutMs);
       stream.on('timeout', onStreamIdle);
       if (headBytes(req.rawHeaders) > MAX_HEADER_BYTES) {
@@ -348,10 +344,6 @@ export class Listener implements ExchangeHost {
     res.exchange = ex;
     res.on('close', onClientResponseClose);
     this.inFlight++;
-    if (share !== undefined) {
-      share.inFlight++;
-      (res as unknown as ProxyH2Response).share = share;
-    }
     // A small body is read in full before an upstream connection is taken, so a client that uploads
     // slowly holds only its own socket, never a pool slot (nginx's request buffering, in memory).
     // gRPC streams are never buffered; GET and HEAD rarely carry a body and are not even looked at.
@@ -366,7 +358,39 @@ export class Listener implements ExchangeHost {
         }
       }
     }
+    this.admit(ex);
+  }
+
+  /** HTTP/2: within the connection's share (see ConnShare) dispatch now, else wait in its queue. */
+  admit(ex: Exchange): void {
+    if (ex.isH2) {
+      const session = (ex.req as Http2ServerRequest).stream.session as SharedSession | undefined;
+      const share = session?.[kShare];
+      if (share !== undefined) {
+        if (share.inFlight >= this.limits.maxInflightPerConnection) {
+          share.queue.push(ex);
+          return;
+        }
+        share.inFlight++;
+        (ex.res as unknown as ProxyH2Response).share = share;
+      }
+    }
     this.dispatch(ex);
+  }
+
+  /** A request of this connection finished: start the next ones waiting for its share. */
+  private admitQueued(share: ConnShare): void {
+    while (share.queue.length > 0 && share.inFlight < this.limits.maxInflightPerConnection) {
+      const next = share.queue.shift() as Exchange;
+      if (next.done) continue; // the client left while it waited
+      share.inFlight++;
+      (next.res as unknown as ProxyH2Response).share = share;
+      try {
+        this.dispatch(next);
+      } catch (err) {
+        this.requestFailed(next.req, next.res, err);
+      }
+    }
   }
 
   /** Assignment, then the fault or the upstream leg. */
@@ -462,9 +486,11 @@ export class Listener implements ExchangeHost {
     this.inFlight--;
     if (ex.isH2) {
       const res = ex.res as unknown as ProxyH2Response;
-      if (res.share !== null) {
-        res.share.inFlight--;
+      const share = res.share;
+      if (share !== null) {
         res.share = null;
+        share.inFlight--;
+        if (share.queue.length > 0) this.admitQueued(share);
       }
     }
     const exp = ex.exp;
@@ -645,7 +671,7 @@ function onBufferEnd(this: UploadingRequest): void {
   ex.body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
   const listener = ex.host as Listener;
   try {
-    listener.dispatch(ex);
+    listener.admit(ex);
   } catch (err) {
     listener.requestFailed(ex.req, ex.res, err);
   }
