@@ -202,7 +202,7 @@ export class Listener implements ExchangeHost {
           maxHeaderSize: MAX_HEADER_BYTES,
           // A backstop for the whole request (Node checks it every 30 s); the upload checks here are finer.
           requestTimeout: limits.requestTimeoutMs,
-          headersTimeout: 30_000,
+          headersTimeout: Math.min(30_000, limits.requestTimeoutMs),
           keepAliveTimeout: 65_000,
         },
         onRequest,
@@ -243,6 +243,7 @@ export class Listener implements ExchangeHost {
       // HTTP/1.1 over TLS goes through Node's http1 code, which reads these from the server.
       const h1 = server as unknown as http.Server;
       h1.maxHeadersCount = MAX_HEADER_LINES + 1;
+      h1.headersTimeout = Math.min(h1.headersTimeout || 60_000, limits.requestTimeoutMs);
       h1.requestTimeout = limits.requestTimeoutMs;
       server.on('clientError', onClientError);
     }
@@ -458,7 +459,7 @@ export class Listener implements ExchangeHost {
     const l = this.limits;
     const req = ex.req as UploadingRequest;
     const now = performance.now();
-    if (now - ex.startMs >= l.requestTimeoutMs) return true;
+    if (now - ex.startMs >= l.requestTimeoutMs) return this.slowUpload();
     if (l.minUploadBytesPerS === 0) return false;
     // Measured over windows of at least the grace period, so a bursty but fast enough sender passes
     // and one that sent quickly and then stalled is caught in its next window.
@@ -467,7 +468,12 @@ export class Listener implements ExchangeHost {
     const slow = (req.bodyBytes - req.rateMarkBytes) * 1000 < l.minUploadBytesPerS * (now - since);
     req.rateMarkMs = now;
     req.rateMarkBytes = req.bodyBytes;
-    return slow;
+    return slow && this.slowUpload();
+  }
+
+  private slowUpload(): true {
+    this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'slow_upload' });
+    return true;
   }
 
   private connectionRefused(reason: 'max_connections' | 'accept_error', err: Error | null): void {

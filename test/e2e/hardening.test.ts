@@ -493,6 +493,7 @@ describe('item 3: slow uploads neither hold the upstream pool nor run forever', 
     expect(up.open()).toBe(0);
     const m = await scrape(fl.admin);
     expect(metricSum(m, 'faultline_upstream_errors_total')).toBe(0);
+    expect(metricSum(m, 'faultline_client_errors_total', { kind: 'slow_upload' })).toBe(1);
   });
 
   it('a fast enough streamed upload is forwarded whole; request_timeout_ms bounds one that is not done in time', async () => {
