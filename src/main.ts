@@ -20,7 +20,7 @@ import { StateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
-import { log } from './telemetry/log.js';
+import { log, LogLimiter } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
 import { WebhookNotifier } from './telemetry/webhook.js';
 
@@ -77,6 +77,8 @@ export class Faultline implements AdminTarget {
       throw err;
     }
     if (opts.watch) fl.watchFile();
+    installUncaughtErrorPolicy();
+    running.add(fl);
     return fl;
   }
 
@@ -99,7 +101,13 @@ export class Faultline implements AdminTarget {
     });
     if (startAdmin) await this.listenAdmin();
     for (const spec of cfg.listeners) {
-      const listener = new Listener(spec, plans.get(spec.name)!, this.metrics, this.engine);
+      const listener = new Listener(
+        spec,
+        plans.get(spec.name)!,
+        this.metrics,
+        this.engine,
+        cfg.listeners.length,
+      );
       this.listeners.set(spec.name, listener);
       const addr = await listener.listen();
       log('info', 'listener started', {
@@ -307,6 +315,7 @@ export class Faultline implements AdminTarget {
   /** Stop accepting, drain in-flight requests up to the deadline, close everything. */
   async stop(drainMs = this.config.drain_timeout_ms): Promise<void> {
     this.ready = false;
+    running.delete(this);
     this.watcher?.close();
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
@@ -319,6 +328,51 @@ export class Faultline implements AdminTarget {
     await this.admin?.close();
     await this.pools.destroyAll();
     log('info', 'faultline stopped');
+  }
+
+  /**
+   * An error no code path caught (a timer, an event handler, a rejected promise): counted, logged, and
+   * the process keeps serving, since one such error must not take every listener and the admin port
+   * down. What it may have left inconsistent is experiment state, so fault injection stops (every running
+   * experiment is killed, which persists, notifies and shows in /experiments); proxying goes on.
+   */
+  uncaughtError(kind: 'exception' | 'rejection', err: unknown): void {
+    this.metrics.uncaughtErrors.inc({ kind });
+    const killed = this.table.killAll(
+      'manual',
+      `internal error (uncaught ${kind}): ${(err as Error)?.message ?? String(err)}`,
+      'faultline:uncaught_error',
+    );
+    if (uncaughtLog.allow())
+      log('error', 'uncaught error; still serving, fault injection stopped', {
+        kind,
+        error: (err as Error)?.stack ?? String(err),
+        killed,
+        suppressed_since_last_line: uncaughtLog.takeSuppressed(),
+      });
+  }
+}
+
+/** Running instances (tests run several in one process); the uncaught-error policy reports to each. */
+const running = new Set<Faultline>();
+const uncaughtLog = new LogLimiter(10_000, 10);
+let policyInstalled = false;
+
+/** Installed once per process, by the first Faultline started (see Faultline.uncaughtError). */
+function installUncaughtErrorPolicy(): void {
+  if (policyInstalled) return;
+  policyInstalled = true;
+  process.on('uncaughtException', (err) => onUncaught('exception', err));
+  process.on('unhandledRejection', (reason) => onUncaught('rejection', reason));
+}
+
+function onUncaught(kind: 'exception' | 'rejection', err: unknown): void {
+  try {
+    if (running.size === 0)
+      log('error', 'uncaught error', { kind, error: (err as Error)?.stack ?? String(err) });
+    for (const fl of running) fl.uncaughtError(kind, err);
+  } catch {
+    // Reporting must not throw from the handler (that would end the process after all).
   }
 }
 

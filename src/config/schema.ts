@@ -85,6 +85,73 @@ const listener = z
       .optional()
       .describe('global guard: kill every experiment when the error rate of all traffic exceeds this'),
     routes: z.array(route).min(1, 'must list at least one route'),
+    // Resource limits (issue 11): one client must not take the process or an upstream pool down.
+    max_connections: z
+      .number()
+      .int()
+      .positive()
+      .max(1_000_000)
+      .optional()
+      .describe(
+        'client connections accepted at once; more are closed on accept and counted (default: 3/4 of the fd limit shared by the listeners, at most 10000)',
+      ),
+    max_concurrent_streams: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(128)
+      .describe(
+        'HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients; streams beyond it are refused',
+      ),
+    max_inflight_per_connection: z
+      .number()
+      .int()
+      .min(1)
+      .max(10_000)
+      .default(64)
+      .describe(
+        'HTTP/2: requests one client connection may have forwarded at once (its share of the upstream pools); its further streams wait, in order, without an upstream connection',
+      ),
+    stream_idle_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(3_600_000)
+      .default(300_000)
+      .describe('HTTP/2: a stream with no frames sent or received this long is reset'),
+    session_idle_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(3_600_000)
+      .default(120_000)
+      .describe(
+        'HTTP/2: a connection with no requests in flight and no activity this long is closed (GOAWAY)',
+      ),
+    request_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .max(3_600_000)
+      .default(300_000)
+      .describe('a request (head and body) still arriving after this long is answered 408'),
+    min_upload_bytes_per_s: z
+      .number()
+      .int()
+      .min(0)
+      .default(1024)
+      .describe('after upload_grace_ms, a request body arriving slower than this is answered 408 (0: off)'),
+    upload_grace_ms: z.number().int().min(0).max(3_600_000).default(10_000),
+    body_buffer_bytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(16 * 1024 * 1024)
+      .default(65_536)
+      .describe(
+        'request bodies with a Content-Length up to this size are read in full before an upstream connection is taken (0: always stream)',
+      ),
   })
   .strict();
 

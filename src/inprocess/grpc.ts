@@ -3,8 +3,8 @@
  * calls made while handling a request that takes part in an experiment inherit its arm, carry it on in
  * `baggage` metadata, and canary calls get the fault here: a status instead of the call (abort,
  * timeout at the caller's deadline, reset as CANCELLED) or a delay before it starts. The call object is
- * the interceptor's requester and listener and the FaultTarget (grpc-js allocates per call anyway; the
- * untouched path returns grpc-js's own call).
+ * the FaultTarget; grpc-js calls requester and listener methods detached, so each assigned call also
+ * gets small bound wrappers (grpc-js allocates per call anyway; the untouched path adds nothing).
  */
 import {
   InterceptingCall,
@@ -152,11 +152,7 @@ class GrpcCall implements HeldTarget, RequestView {
       ? (this.exp as ExperimentRuntime).fault.callerLeftDuringHold
       : OUTCOME_CLIENT_ABORT;
     this.finish(outcome, GRPC_CANCELLED);
-    this.listener?.onReceiveStatus({
-      code: GRPC_CANCELLED,
-      details: 'Cancelled on client',
-      metadata: new Metadata(),
-    });
+    this.deliver(GRPC_CANCELLED, 'Cancelled on client');
   }
 
   // ---- Listener (of the forwarded call) ------------------------------------------------------------
@@ -177,7 +173,13 @@ class GrpcCall implements HeldTarget, RequestView {
     const next = this.next;
     this.next = null;
     if (this.exp === null) return next(this.metadata as Metadata, this.listener as InterceptingListener);
-    next(this.metadata as Metadata, this as Listener);
+    next(
+      this.metadata as Metadata,
+      {
+        onReceiveStatus: (status: StatusObject, nextStatus: (s: StatusObject) => void) =>
+          this.onReceiveStatus(status, nextStatus),
+      } as Listener,
+    );
   }
 
   hold(ms: number): void {
@@ -191,18 +193,14 @@ class GrpcCall implements HeldTarget, RequestView {
   replyGrpcStatus(code: number, message: string): void {
     if (this.done) return;
     this.finish(grpcCodeOutcome(code), code);
-    this.listener?.onReceiveStatus({ code, details: message, metadata: new Metadata() });
+    this.deliver(code, message);
   }
 
   reset(outcome: Outcome): void {
     if (this.done) return;
     this.finish(outcome, GRPC_CANCELLED);
     // What a grpc-js client reports for a stream reset with CANCEL (the proxy's reset on HTTP/2).
-    this.listener?.onReceiveStatus({
-      code: GRPC_CANCELLED,
-      details: 'faultline: stream reset (injected fault)',
-      metadata: new Metadata(),
-    });
+    this.deliver(GRPC_CANCELLED, 'faultline: stream reset (injected fault)');
   }
 
   callerDeadlineMs(): number {
@@ -220,6 +218,15 @@ class GrpcCall implements HeldTarget, RequestView {
     this.replyGrpcStatus(GRPC_INTERNAL, 'faultline: response cut (injected fault)');
   }
 
+  /**
+   * The status of a call the fault answered, on a later tick: a real answer never arrives inside the
+   * caller's own start(), and grpc-js clients attach their 'status' listeners after it returns.
+   */
+  private deliver(code: number, details: string): void {
+    const listener = this.listener;
+    if (listener !== null) setImmediate(deliverStatus, listener, { code, details, metadata: new Metadata() });
+  }
+
   private finish(outcome: Outcome, grpcCode: number): void {
     this.done = true;
     cancelHold(this);
@@ -233,6 +240,10 @@ class GrpcCall implements HeldTarget, RequestView {
       performance.now() - this.startMs,
     );
   }
+}
+
+function deliverStatus(listener: InterceptingListener, status: StatusObject): void {
+  listener.onReceiveStatus(status);
 }
 
 const warned = new Set<string>();
@@ -251,6 +262,12 @@ export function grpcInterceptor(engine: Engine, ref: PointRef): Interceptor {
     // Untouched path: grpc-js's own call, nothing added.
     if (inherited === undefined && plan.candidates.length === 0) return nextCall(options) as InterceptingCall;
     const call = new GrpcCall(engine, plan, options, inherited);
-    return new InterceptingCall(nextCall(options), call as never);
+    // grpc-js calls requester methods detached from their object: one small bound requester per call.
+    return new InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => call.start(metadata, listener, next),
+      sendMessage: (message, next) => call.sendMessage(message, next),
+      halfClose: (next) => call.halfClose(next),
+      cancel: (next) => call.cancel(next),
+    });
   };
 }

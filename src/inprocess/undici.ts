@@ -195,7 +195,7 @@ class OutboundCall implements HeldTarget, RequestView, Handler, Dispatcher.Dispa
   reply(status: number, headers: Readonly<Record<string, string>>, body: string): void {
     if (this.done) return;
     const bytes = Buffer.from(body);
-    const out: Record<string, string | number> = { ...headers, 'content-length': bytes.length };
+    const out: Record<string, string | number> = { ...headers, 'content-length': String(bytes.length) };
     addMarks(this.plan, this, out);
     this.startInner();
     this.status = status;

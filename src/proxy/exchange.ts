@@ -43,6 +43,8 @@ export interface ExchangeHost {
   readonly proto: 'http' | 'https';
   /** Called once per exchange when its outcome is known (metrics done; analysis and guards next). */
   exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void;
+  /** True when a client still uploading is too slow (min rate, request timeout) to keep its upstream slot. */
+  uploadTooSlow(ex: Exchange): boolean;
 }
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -95,6 +97,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   private drainHooked = false;
   /** The client sends a request body (set by forward()). */
   private hasBody = false;
+  /** The whole request body when the listener read it before forwarding (small uploads), else null. */
+  body: Buffer | null = null;
 
   // Experiment state, set by assign().
   exp: ExperimentRuntime | null = null;
@@ -179,7 +183,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
         path: req.url as string,
         method: req.method as Dispatcher.HttpMethod,
         headers,
-        body: hasBody ? req : null,
+        body: hasBody ? (this.body ?? req) : null,
         // The exchange's own deadline covers the pool queue and connect too (undici's starts later
         // and ticks in 500 ms steps for timeouts of a second and more).
         headersTimeout: 0,
@@ -507,13 +511,30 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     // cannot answer before it has the body, so the deadline moves on by one period. An upstream that
     // stopped reading (the body is paused by backpressure) times out as usual.
     if (this.hasBody && !this.req.complete && this.req.readableFlowing !== false) {
-      this.startDeadline();
+      // ...as long as it keeps the listener's minimum upload rate and request timeout.
+      if (this.host.uploadTooSlow(this)) this.rejectSlowUpload();
+      else this.startDeadline();
       return;
     }
     this.countUpstreamError('upstream_timeout');
     this.status = replyError(this.res as ServerResponse, 'upstream_timeout', this.marks());
     this.finish(OUTCOME_TIMEOUT);
     this.controller?.abort(upstreamDeadlineError);
+  }
+
+  /**
+   * The client uploads too slowly: 408 (its fault, so a client abort, not an upstream error in the
+   * guards), free the upstream slot, and close an HTTP/1.1 connection (its body is not read further).
+   */
+  rejectSlowUpload(): void {
+    if (this.done) return;
+    const res = this.res as ServerResponse;
+    if (!this.isH2) res.shouldKeepAlive = false;
+    this.status = replyError(res, 'request_timeout', this.marks());
+    this.finish(OUTCOME_CLIENT_ABORT);
+    this.controller?.abort(slowUploadError);
+    // HTTP/2: RST_STREAM NO_ERROR once the 408 is out (RFC 9113 §8.1), so the client stops sending.
+    if (this.isH2) (this.req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_NO_ERROR);
   }
 
   private clearDeadline(): void {
@@ -628,6 +649,7 @@ const invalidResponseError = Object.assign(new Error('invalid upstream response'
 });
 const brokenResponseError = Object.assign(new Error('response cut by a fault'), { code: 'FL_RESPONSE_CUT' });
 const noTrailers: IncomingHttpHeaders = {};
+const slowUploadError = Object.assign(new Error('client upload too slow'), { code: 'FL_SLOW_UPLOAD' });
 const upstreamDeadlineError = Object.assign(new Error('upstream deadline passed'), {
   code: 'FL_UPSTREAM_DEADLINE',
 });

@@ -3,9 +3,15 @@
  * choosing h2 or http/1.1 (`tls`). It owns the socket and reads the current plan for each request.
  */
 import { readFileSync } from 'node:fs';
-import http, { type IncomingMessage } from 'node:http';
-import http2, { type Http2ServerRequest, type Http2Session } from 'node:http2';
+import http, { IncomingMessage } from 'node:http';
+import http2, {
+  constants as h2constants,
+  Http2ServerRequest,
+  type Http2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { ListenerSpec } from '../config/schema.js';
 import {
   ARM_CANARY,
@@ -17,7 +23,7 @@ import {
 } from '../core/vocab.js';
 import type { Engine } from '../engine/engine.js';
 import { ErrorRateWindow } from '../killswitch/guards.js';
-import { log } from '../telemetry/log.js';
+import { log, LogLimiter } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { Exchange, ProxyResponse, onClientResponseClose, type ExchangeHost } from './exchange.js';
 import { matchRoute, type ListenerPlan } from './plan.js';
@@ -27,10 +33,106 @@ import { replyError } from './reply.js';
 /** HTTP/2 compat responses that carry the exchange back-reference like ProxyResponse. */
 class ProxyH2Response extends http2.Http2ServerResponse {
   exchange: Exchange | null = null;
+  /** The client connection's share counter, while this request counts against it. */
+  share: ConnShare | null = null;
+}
+
+/**
+ * Upload accounting on Node's own request classes (set through the servers' options), so the rate of a
+ * body is known without a per-request listener or side table: the parser (HTTP/1.1) and the HTTP/2
+ * compat layer push every body chunk through `push`.
+ */
+interface UploadState {
+  bodyBytes: number;
+  /** Start of the current rate window (performance.now() ms; 0: the request's start) and bytes then. */
+  rateMarkMs: number;
+  rateMarkBytes: number;
+  /** While the body is read before forwarding: the exchange waiting for it, and the chunks so far. */
+  pending: Exchange | null;
+  chunks: Buffer[] | null;
+  uploadTimer: NodeJS.Timeout | null;
+}
+
+class ProxyRequest extends IncomingMessage implements UploadState {
+  bodyBytes = 0;
+  rateMarkMs = 0;
+  rateMarkBytes = 0;
+  pending: Exchange | null = null;
+  chunks: Buffer[] | null = null;
+  uploadTimer: NodeJS.Timeout | null = null;
+
+  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk !== null) this.bodyBytes += (chunk as Buffer).length;
+    return super.push(chunk, encoding);
+  }
+}
+
+class ProxyH2Request extends Http2ServerRequest implements UploadState {
+  bodyBytes = 0;
+  rateMarkMs = 0;
+  rateMarkBytes = 0;
+  pending: Exchange | null = null;
+  chunks: Buffer[] | null = null;
+  uploadTimer: NodeJS.Timeout | null = null;
+
+  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (chunk !== null) this.bodyBytes += (chunk as Buffer).length;
+    return super.push(chunk, encoding);
+  }
+}
+
+type UploadingRequest = (IncomingMessage | Http2ServerRequest) & UploadState;
+
+/**
+ * Requests one HTTP/2 client connection has forwarded and not finished. Why a per-connection cap on top
+ * of SETTINGS_MAX_CONCURRENT_STREAMS: the stream limit bounds memory, but every forwarded request may
+ * hold an upstream connection (HTTP/1.1 upstreams: one request per connection) for as long as its
+ * client keeps it open, so one connection with `max_concurrent_streams` (128) stalled streams could
+ * take a whole default pool (128) from every other client. Streams over the cap (default 64, half a
+ * default pool) wait here, in order, without an upstream slot, until one of the connection's own
+ * requests finishes. They are queued rather than refused because one connection often carries many
+ * users (a gRPC channel, an ingress proxy or another Faultline in front), and clients do not all retry
+ * REFUSED_STREAM. Many connections are bounded by `max_connections`; stalled streams by the idle,
+ * request and upload-rate timeouts.
+ */
+class ConnShare {
+  inFlight = 0;
+  readonly queue: Exchange[] = [];
+  constructor(readonly listener: Listener) {}
+}
+
+const kShare = Symbol('faultline.connShare');
+type SharedSession = Http2Session & { [kShare]?: ConnShare };
+
+/** The limits of a listener that a reload may change (read per request, swapped whole). */
+interface ListenerLimits {
+  readonly maxConnections: number;
+  readonly maxConcurrentStreams: number;
+  readonly maxInflightPerConnection: number;
+  readonly streamIdleTimeoutMs: number;
+  readonly sessionIdleTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly minUploadBytesPerS: number;
+  /** Grace before the rate applies, and the window it is measured over (at least 1 s). */
+  readonly uploadWindowMs: number;
+  readonly bodyBufferBytes: number;
 }
 
 /** Node's default, stated: larger request heads are answered 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
+/**
+ * Header lines a request may carry. Node keeps at most about `maxHeadersCount` lines and drops the rest
+ * silently (a Content-Length after the cut would be lost), so the servers keep one more than this and
+ * a request that reached it is answered 431, never forwarded truncated.
+ */
+const MAX_HEADER_LINES = 1000;
+/** How often a request body being read before forwarding is checked against the rate and timeout. */
+const UPLOAD_CHECK_MS = 1000;
+
+/** How the protocol of a request is known: fixed by the server that accepted it, or by ALPN (tls). */
+const H2_NEVER = 0;
+const H2_ALWAYS = 1;
+const H2_BY_ALPN = 2;
 
 /** http.Server, Http2Server and Http2SecureServer are all net.Servers underneath. */
 type AnyServer = NetServer;
@@ -45,47 +147,76 @@ export class Listener implements ExchangeHost {
   private readonly metrics: Metrics;
   private readonly engine: Engine;
   private guard: ErrorRateWindow | null;
+  limits: ListenerLimits;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
+  private readonly h2Mode: number;
+  private readonly listenerCount: number;
+  /** Refused connections and accept errors come in storms: logged a few per interval, all counted. */
+  private readonly refusedLog = new LogLimiter();
+  private readonly failedLog = new LogLimiter();
 
-  constructor(spec: ListenerSpec, plan: ListenerPlan, metrics: Metrics, engine: Engine) {
+  /** `listenerCount`: listeners in this process, which share the fd budget of the default max_connections. */
+  constructor(spec: ListenerSpec, plan: ListenerPlan, metrics: Metrics, engine: Engine, listenerCount = 1) {
     this.spec = spec;
     this.plan = plan;
     this.metrics = metrics;
     this.engine = engine;
     this.proto = spec.protocol === 'tls' ? 'https' : 'http';
+    this.h2Mode = spec.protocol === 'http1' ? H2_NEVER : spec.protocol === 'h2c' ? H2_ALWAYS : H2_BY_ALPN;
+    this.listenerCount = listenerCount;
+    this.limits = limitsOf(spec, listenerCount);
     this.guard = guardFor(spec);
     this.server = this.createServer();
     this.server.on('connection', (socket: Socket) => this.onConnection(socket));
+    this.server.maxConnections = this.limits.maxConnections;
+    // Node closes connections over maxConnections on accept and says so only through this event.
+    this.server.on('drop', () => this.connectionRefused('max_connections', null));
   }
 
   private createServer(): AnyServer {
-    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ProxyResponse) =>
-      this.onRequest(req, res);
+    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ProxyResponse) => {
+      // One request must never take the process down: whatever it throws is answered and counted here.
+      try {
+        this.onRequest(req, res);
+      } catch (err) {
+        this.requestFailed(req, res, err);
+      }
+    };
     const spec = this.spec;
+    const limits = this.limits;
+    const onClientError = (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket);
     if (spec.protocol === 'http1') {
       const server = http.createServer(
         {
+          // Typed as the base classes: the servers' generics would otherwise tie the response to it.
+          IncomingMessage: ProxyRequest as typeof IncomingMessage,
           ServerResponse: ProxyResponse,
           maxHeaderSize: MAX_HEADER_BYTES,
-          requestTimeout: 0,
-          headersTimeout: 30_000,
+          // A backstop for the whole request (Node checks it every 30 s); the upload checks here are finer.
+          requestTimeout: limits.requestTimeoutMs,
+          headersTimeout: Math.min(30_000, limits.requestTimeoutMs),
           keepAliveTimeout: 65_000,
         },
         onRequest,
       );
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
-        this.onClientError(err, socket),
-      );
+      server.maxHeadersCount = MAX_HEADER_LINES + 1;
+      server.on('clientError', onClientError);
       server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
         socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       });
       return server as unknown as AnyServer;
     }
     const h2Options = {
+      Http2ServerRequest: ProxyH2Request as typeof Http2ServerRequest,
       Http2ServerResponse: ProxyH2Response,
       maxSessionMemory: 64,
-      settings: { maxHeaderListSize: MAX_HEADER_BYTES * 4 },
+      // The header list may be larger than the 16 KiB head limit so that an oversized head gets a 431
+      // (onRequest measures it) rather than a bare stream reset.
+      settings: {
+        maxHeaderListSize: MAX_HEADER_BYTES * 4,
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+      },
     };
     const server =
       spec.protocol === 'h2c'
@@ -94,12 +225,21 @@ export class Listener implements ExchangeHost {
             {
               ...h2Options,
               allowHTTP1: true,
+              Http1IncomingMessage: ProxyRequest as typeof IncomingMessage,
               Http1ServerResponse: ProxyResponse,
               cert: readFileSync(spec.tls?.cert as string),
               key: readFileSync(spec.tls?.key as string),
             } as http2.SecureServerOptions,
             onRequest as never,
           );
+    if (spec.protocol === 'tls') {
+      // HTTP/1.1 over TLS goes through Node's http1 code, which reads these from the server.
+      const h1 = server as unknown as http.Server;
+      h1.maxHeadersCount = MAX_HEADER_LINES + 1;
+      h1.headersTimeout = Math.min(h1.headersTimeout || 60_000, limits.requestTimeoutMs);
+      h1.requestTimeout = limits.requestTimeoutMs;
+      server.on('clientError', onClientError);
+    }
     server.on('sessionError', () =>
       this.metrics.clientErrors.inc({ listener: spec.name, kind: 'h2_session' }),
     );
@@ -107,6 +247,9 @@ export class Listener implements ExchangeHost {
     server.on('session', (session: Http2Session) => {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
+      (session as SharedSession)[kShare] = new ConnShare(this);
+      session.setTimeout(this.limits.sessionIdleTimeoutMs);
+      session.on('timeout', onSessionIdle);
     });
     return server as unknown as AnyServer;
   }
@@ -123,22 +266,57 @@ export class Listener implements ExchangeHost {
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const kind = tooLarge ? 'header_too_large' : err.code === 'ECONNRESET' ? 'reset' : 'malformed';
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const kind = tooLarge
+      ? 'header_too_large'
+      : timedOut
+        ? 'request_timeout'
+        : err.code === 'ECONNRESET'
+          ? 'reset'
+          : 'malformed';
     this.metrics.clientErrors.inc({ listener: this.spec.name, kind });
-    if (!socket.writable || kind === 'reset') {
+    // A response already on its way cannot be followed by an error status: close instead.
+    const inProgress = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!socket.writable || kind === 'reset' || inProgress?.headersSent === true) {
       socket.destroy();
       return;
     }
     socket.end(
       tooLarge
         ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'
-        : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n',
+        : timedOut
+          ? 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'
+          : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n',
     );
   }
 
   private onRequest(req: IncomingMessage | Http2ServerRequest, res: ProxyResponse): void {
     const plan = this.plan;
     req.on('error', ignore);
+    // The protocol is the accepting server's (ALPN on tls), never the request line's version: an
+    // "HTTP/2.0" request line on an http1 port is an HTTP/1 message with a bad version.
+    const isH2 =
+      this.h2Mode === H2_ALWAYS ||
+      (this.h2Mode === H2_BY_ALPN && (req as Http2ServerRequest).stream !== undefined);
+    if (isH2) {
+      const stream = (req as Http2ServerRequest).stream;
+      stream.setTimeout(this.limits.streamIdleTimeoutMs);
+      stream.on('timeout', onStreamIdle);
+      if (headBytes(req.rawHeaders) > MAX_HEADER_BYTES) {
+        this.reject(res, 'header_too_large');
+        return;
+      }
+    } else {
+      const r = req as IncomingMessage;
+      if (r.httpVersionMajor !== 1 || r.httpVersionMinor > 1) {
+        this.reject(res, 'http_version');
+        return;
+      }
+      if (r.rawHeaders.length > 2 * MAX_HEADER_LINES) {
+        this.reject(res, 'header_too_large');
+        return;
+      }
+    }
     let url = req.url;
     if (typeof url !== 'string' || url.charCodeAt(0) !== 47 /* '/' */) {
       const originForm = originFormOf(url);
@@ -149,7 +327,6 @@ export class Listener implements ExchangeHost {
       }
       url = req.url = originForm;
     }
-    const isH2 = req.httpVersionMajor === 2;
     const host = plan.hostRouting ? rawHeader(req.rawHeaders, isH2 ? ':authority' : 'host') : undefined;
     const route = matchRoute(plan, url, host);
     if (route === null) {
@@ -161,18 +338,154 @@ export class Listener implements ExchangeHost {
     res.exchange = ex;
     res.on('close', onClientResponseClose);
     this.inFlight++;
+    // A small body is read in full before an upstream connection is taken, so a client that uploads
+    // slowly holds only its own socket, never a pool slot (nginx's request buffering, in memory).
+    // gRPC streams are never buffered; GET and HEAD rarely carry a body and are not even looked at.
+    const method = req.method;
+    if (this.limits.bodyBufferBytes > 0 && !ex.isGrpc && method !== 'GET' && method !== 'HEAD') {
+      const length = rawHeader(req.rawHeaders, 'content-length');
+      if (length !== undefined) {
+        const n = Number(length);
+        if (n > 0 && n <= this.limits.bodyBufferBytes && !req.complete) {
+          bufferBody(req as UploadingRequest, ex);
+          return;
+        }
+      }
+    }
+    this.admit(ex);
+  }
+
+  /** HTTP/2: within the connection's share (see ConnShare) dispatch now, else wait in its queue. */
+  admit(ex: Exchange): void {
+    if (ex.isH2) {
+      const session = (ex.req as Http2ServerRequest).stream.session as SharedSession | undefined;
+      const share = session?.[kShare];
+      if (share !== undefined) {
+        if (share.inFlight >= this.limits.maxInflightPerConnection) {
+          share.queue.push(ex);
+          return;
+        }
+        share.inFlight++;
+        (ex.res as unknown as ProxyH2Response).share = share;
+      }
+    }
+    this.dispatch(ex);
+  }
+
+  /** A request of this connection finished: start the next ones waiting for its share. */
+  private admitQueued(share: ConnShare): void {
+    while (share.queue.length > 0 && share.inFlight < this.limits.maxInflightPerConnection) {
+      const next = share.queue.shift() as Exchange;
+      if (next.done) continue; // the client left while it waited
+      share.inFlight++;
+      (next.res as unknown as ProxyH2Response).share = share;
+      try {
+        this.dispatch(next);
+      } catch (err) {
+        this.requestFailed(next.req, next.res, err);
+      }
+    }
+  }
+
+  /** Assignment, then the fault or the upstream leg. */
+  dispatch(ex: Exchange): void {
     if (
-      route.experiments.length > 0 ||
-      plan.trustAssignment ||
-      rawHeader(req.rawHeaders, 'baggage') !== undefined
+      ex.route.experiments.length > 0 ||
+      ex.plan.trustAssignment ||
+      rawHeader(ex.req.rawHeaders, 'baggage') !== undefined
     )
-      this.engine.decide(plan, route.experiments, ex, ex);
+      this.engine.decide(ex.plan, ex.route.experiments, ex, ex);
     if (ex.injectNow) this.engine.inject(ex);
     else ex.forward();
   }
 
+  /** A request refused before it became an exchange (bad version, oversized head). */
+  private reject(res: ProxyResponse, code: 'http_version' | 'header_too_large'): void {
+    this.metrics.clientErrors.inc({
+      listener: this.spec.name,
+      kind: code === 'http_version' ? 'bad_version' : 'header_too_large',
+    });
+    res.shouldKeepAlive = false;
+    replyError(res, code);
+  }
+
+  /**
+   * Something threw while handling one request: a bug, but one request's. Count it, log a few, answer
+   * 500 (or reset that request when its response is under way) and keep serving everyone else.
+   */
+  requestFailed(req: IncomingMessage | Http2ServerRequest, res: ProxyResponse, err: unknown): void {
+    this.metrics.uncaughtErrors.inc({ kind: 'request' });
+    if (this.failedLog.allow())
+      log('error', 'request handler failed; answered 500', {
+        listener: this.spec.name,
+        error: (err as Error)?.stack ?? String(err),
+        suppressed: this.failedLog.takeSuppressed(),
+      });
+    try {
+      const ex = res.exchange;
+      if (ex !== null && !ex.done) {
+        if (!res.headersSent) ex.status = 500;
+        ex.finish(OUTCOME_ERROR);
+        ex.controller?.abort(err as Error);
+      }
+      if (res.headersSent) {
+        if ((req as Http2ServerRequest).stream !== undefined)
+          (req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+        else res.destroy();
+        return;
+      }
+      res.shouldKeepAlive = false;
+      replyError(res, 'internal');
+    } catch {
+      res.destroy();
+    }
+  }
+
+  /** The upload rate and request timeout, for a request still sending its body (see UploadState). */
+  uploadTooSlow(ex: Exchange): boolean {
+    const l = this.limits;
+    const req = ex.req as UploadingRequest;
+    const now = performance.now();
+    if (now - ex.startMs >= l.requestTimeoutMs) return this.slowUpload();
+    if (l.minUploadBytesPerS === 0) return false;
+    // Measured over windows of at least the grace period, so a bursty but fast enough sender passes
+    // and one that sent quickly and then stalled is caught in its next window.
+    const since = req.rateMarkMs === 0 ? ex.startMs : req.rateMarkMs;
+    if (now - since < l.uploadWindowMs) return false;
+    const slow = (req.bodyBytes - req.rateMarkBytes) * 1000 < l.minUploadBytesPerS * (now - since);
+    req.rateMarkMs = now;
+    req.rateMarkBytes = req.bodyBytes;
+    return slow && this.slowUpload();
+  }
+
+  private slowUpload(): true {
+    this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'slow_upload' });
+    return true;
+  }
+
+  private connectionRefused(reason: 'max_connections' | 'accept_error', err: Error | null): void {
+    this.metrics.connectionsRefused.inc({ listener: this.spec.name, reason });
+    if (this.refusedLog.allow())
+      log('warn', 'connection refused', {
+        listener: this.spec.name,
+        reason,
+        ...(reason === 'max_connections' ? { max_connections: this.limits.maxConnections } : {}),
+        ...(err !== null ? { error: err.message } : {}),
+        suppressed_since_last_line: this.refusedLog.takeSuppressed(),
+      });
+  }
+
   exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void {
     this.inFlight--;
+    if (ex.isH2) {
+      const res = ex.res as unknown as ProxyH2Response;
+      const share = res.share;
+      if (share !== null) {
+        res.share = null;
+        share.inFlight--;
+        if (share.queue.length > 0) this.admitQueued(share);
+      }
+    }
     const exp = ex.exp;
     if (exp !== null) this.engine.record(ex, this.spec.name, outcome, ex.statusClass, ex.grpcCode, latencyMs);
     // The global guard watches real failures: faults injected on purpose here do not count.
@@ -207,6 +520,13 @@ export class Listener implements ExchangeHost {
   /** Swap in a new plan (reload): requests already running keep the snapshot they started with. */
   swapPlan(plan: ListenerPlan, spec: ListenerSpec): void {
     this.plan = plan;
+    const before = this.limits;
+    this.limits = limitsOf(spec, this.listenerCount);
+    this.server.maxConnections = this.limits.maxConnections;
+    if (this.limits.maxConcurrentStreams !== before.maxConcurrentStreams) {
+      const s = this.server as unknown as http2.Http2Server;
+      s.updateSettings?.({ maxConcurrentStreams: this.limits.maxConcurrentStreams });
+    }
     if (JSON.stringify(spec.max_error_rate) !== JSON.stringify(this.spec.max_error_rate))
       this.guard = guardFor(spec);
   }
@@ -219,9 +539,8 @@ export class Listener implements ExchangeHost {
         resolve();
       });
     });
-    this.server.on('error', (err: Error) =>
-      log('error', 'listener error', { listener: this.spec.name, error: err.message }),
-    );
+    // After listen, errors are failed accepts (EMFILE: out of file descriptors); libuv keeps listening.
+    this.server.on('error', (err: Error) => this.connectionRefused('accept_error', err));
     return this.server.address() as AddressInfo;
   }
 
@@ -259,6 +578,116 @@ function guardFor(spec: ListenerSpec): ErrorRateWindow | null {
 }
 
 function ignore(): void {}
+
+function limitsOf(spec: ListenerSpec, listenerCount: number): ListenerLimits {
+  return {
+    maxConnections: spec.max_connections ?? defaultMaxConnections(listenerCount),
+    maxConcurrentStreams: spec.max_concurrent_streams,
+    maxInflightPerConnection: spec.max_inflight_per_connection,
+    streamIdleTimeoutMs: spec.stream_idle_timeout_ms,
+    sessionIdleTimeoutMs: spec.session_idle_timeout_ms,
+    requestTimeoutMs: spec.request_timeout_ms,
+    minUploadBytesPerS: spec.min_upload_bytes_per_s,
+    uploadWindowMs: Math.max(1000, spec.upload_grace_ms),
+    bodyBufferBytes: spec.body_buffer_bytes,
+  };
+}
+
+let fdLimit: number | null | undefined;
+
+/** The soft RLIMIT_NOFILE (Node raises it to the hard limit at startup on Linux); null when unknown. */
+function openFileLimit(): number | null {
+  if (fdLimit !== undefined) return fdLimit;
+  fdLimit = null;
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m) fdLimit = Number(m[1]);
+  } catch {
+    // Not Linux: the fixed default below.
+  }
+  return fdLimit;
+}
+
+/**
+ * Without `max_connections`, the listeners share three quarters of the fd limit (the rest is for
+ * upstream pools, the admin port and files), at most 10,000 each: at the fd limit the process could
+ * not accept on the admin port or open upstream connections, and Node would say nothing.
+ */
+function defaultMaxConnections(listenerCount: number): number {
+  const limit = openFileLimit();
+  if (limit === null) return 10_000;
+  return Math.max(64, Math.min(10_000, Math.floor((limit * 0.75) / Math.max(1, listenerCount))));
+}
+
+/** Bytes of an HTTP/2 request head as HTTP/1.1 would carry it ("name: value\r\n" per field). */
+function headBytes(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i++) n += (raw[i] as string).length + 2;
+  return n;
+}
+
+function onStreamIdle(this: ServerHttp2Stream): void {
+  // The exchange sees the response close and aborts its upstream leg, freeing the pool slot.
+  if (!this.destroyed) this.close(h2constants.NGHTTP2_CANCEL);
+}
+
+function onSessionIdle(this: SharedSession): void {
+  const share = this[kShare];
+  if (this.closed || this.destroyed || share === undefined) return;
+  // Requests in flight (a long upstream, a held fault) are bounded by their own timeouts, not this one.
+  if (share.inFlight === 0) this.close();
+  else this.setTimeout(share.listener.limits.sessionIdleTimeoutMs);
+}
+
+/** Reads the body before forwarding (see onRequest), checking the upload rate once a second. */
+function bufferBody(req: UploadingRequest, ex: Exchange): void {
+  req.pending = ex;
+  req.chunks = [];
+  req.on('data', onBufferData);
+  req.on('end', onBufferEnd);
+  req.uploadTimer = setTimeout(onUploadCheck, UPLOAD_CHECK_MS, req);
+}
+
+function onBufferData(this: UploadingRequest, chunk: Buffer): void {
+  this.chunks?.push(chunk);
+}
+
+function onBufferEnd(this: UploadingRequest): void {
+  const ex = this.pending;
+  const chunks = this.chunks;
+  stopBuffering(this);
+  if (ex === null || chunks === null || ex.done) return;
+  ex.body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  const listener = ex.host as Listener;
+  try {
+    listener.admit(ex);
+  } catch (err) {
+    listener.requestFailed(ex.req, ex.res, err);
+  }
+}
+
+function onUploadCheck(req: UploadingRequest): void {
+  const ex = req.pending;
+  if (ex === null || ex.done) {
+    stopBuffering(req);
+    return;
+  }
+  if ((ex.host as Listener).uploadTooSlow(ex)) {
+    stopBuffering(req);
+    ex.rejectSlowUpload();
+    return;
+  }
+  req.uploadTimer?.refresh();
+}
+
+function stopBuffering(req: UploadingRequest): void {
+  if (req.uploadTimer !== null) clearTimeout(req.uploadTimer);
+  req.uploadTimer = null;
+  req.pending = null;
+  req.chunks = null;
+  req.off('data', onBufferData);
+  req.off('end', onBufferEnd);
+}
 
 /** RFC 9112 §3.2.2: a server must accept absolute-form targets; forward them in origin-form. */
 function originFormOf(target: string | undefined): string | null {

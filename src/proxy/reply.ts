@@ -9,7 +9,11 @@ export type ProxyErrorCode =
   | 'upstream_unreachable'
   | 'upstream_timeout'
   | 'upstream_reset'
-  | 'upstream_protocol';
+  | 'upstream_protocol'
+  | 'request_timeout'
+  | 'header_too_large'
+  | 'http_version'
+  | 'internal';
 
 const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
   no_route: [404, 'no route matches this request\n'],
@@ -19,6 +23,10 @@ const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
   upstream_timeout: [504, 'upstream did not answer in time\n'],
   upstream_reset: [502, 'upstream closed the connection before answering\n'],
   upstream_protocol: [502, 'upstream sent an invalid response\n'],
+  request_timeout: [408, 'request not received in time (too slow)\n'],
+  header_too_large: [431, 'request head too large (over 16 KiB or 1000 header lines)\n'],
+  http_version: [505, 'only HTTP/1.0 and HTTP/1.1 are served on this port\n'],
+  internal: [500, 'internal error\n'],
 };
 
 /**

@@ -58,6 +58,18 @@ export function createMetrics() {
       labelNames: ['listener', 'kind'],
       registers: r,
     }),
+    connectionsRefused: new Counter({
+      name: 'faultline_connections_refused_total',
+      help: 'Client connections closed on accept, by listener and reason (max_connections: the listener is full; accept_error: the OS refused, e.g. out of file descriptors).',
+      labelNames: ['listener', 'reason'],
+      registers: r,
+    }),
+    uncaughtErrors: new Counter({
+      name: 'faultline_uncaught_errors_total',
+      help: 'Errors no code path expected, by kind (request: thrown while handling one request, answered 500; exception, rejection: process-level). Any non-zero value is a bug.',
+      labelNames: ['kind'],
+      registers: r,
+    }),
     configReloads: new Counter({
       name: 'faultline_config_reloads_total',
       help: 'Config reload attempts by result (success, invalid).',
