@@ -13,6 +13,7 @@ import { resolve } from 'node:path';
 import { adminCommand } from './cli/admin-client.js';
 import { EXIT_USAGE, parseCommand, usageError } from './cli/args.js';
 import { demoCommand } from './cli/demo.js';
+import { handleSignals } from './cli/signals.js';
 import { experimentRunCommand, EXPERIMENT_RUN_USAGE } from './cli/experiment-run.js';
 import { adminGuardIssue } from './config/admin-guard.js';
 import { configJsonSchema } from './config/json-schema.js';
@@ -163,43 +164,4 @@ async function runCommand(args: string[]): Promise<number> {
     return 1;
   }
   return signals.serve(fl);
-}
-
-/**
- * Signal handling, installed before anything starts (a SIGHUP that arrives while Faultline boots must
- * not kill it): SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the config. `serve` resolves with the
- * exit code once a stop signal (also one received during the boot) has drained the instance.
- */
-export function handleSignals(): { serve(fl: Faultline): Promise<number> } {
-  let running: Faultline | null = null;
-  let pending: string | null = null;
-  let stopping = false;
-  let finish: (code: number) => void = () => undefined;
-  const exitCode = new Promise<number>((r) => (finish = r));
-  const stop = (signal: string) => {
-    if (running === null) {
-      pending = signal;
-      return;
-    }
-    if (stopping) return;
-    stopping = true;
-    log('info', 'signal received', { signal });
-    running.stop().then(
-      () => finish(0),
-      (err: unknown) => {
-        log('error', 'stop failed', { error: (err as Error).message });
-        finish(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void running?.reload());
-  return {
-    serve(fl: Faultline): Promise<number> {
-      running = fl;
-      if (pending !== null) stop(pending);
-      return exitCode;
-    },
-  };
 }

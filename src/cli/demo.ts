@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { startDependency, startService } from '../demo/services.js';
 import { LoadGenerator } from '../load/generator.js';
 import { Faultline } from '../main.js';
-import { handleSignals } from '../cli.js';
+import { handleSignals } from './signals.js';
 import { parseCommand, usageError } from './args.js';
 
 export const DEMO_CONFIG = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
