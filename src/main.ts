@@ -16,7 +16,7 @@ import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
-import { StateStore } from './killswitch/store.js';
+import { FileStateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
@@ -61,7 +61,7 @@ export class Faultline implements AdminTarget {
     this.configFile = configFile;
     this.config = config;
     this.metrics = createMetrics();
-    this.table = new ExperimentTable(new StateStore(config.state_dir), this.metrics);
+    this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics);
     this.engine = new Engine(this.table);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { HeldTarget } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
-import { StateStore, type PersistedState } from '../killswitch/store.js';
+import type { PersistedState, StateStore } from '../killswitch/store.js';
 import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';

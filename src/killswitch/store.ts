@@ -28,7 +28,22 @@ export interface PersistedState {
   experiments: Record<string, PersistedExperiment>;
 }
 
-export class StateStore {
+/**
+ * Where experiment states live. The engine needs only this; the file store below is the default, and a
+ * shared store (the fleet) implements the same four calls.
+ */
+export interface StateStore {
+  /** Proves the store takes durable writes; throws (refuse to start) when it cannot. */
+  prepare(): Promise<void>;
+  load(): Promise<PersistedState>;
+  /** Queue a write of `state`; resolves once it is durable, rejects when it could not be made so. */
+  save(state: PersistedState): Promise<void>;
+  /** Resolves when every queued write has finished. */
+  flush(): Promise<void>;
+}
+
+/** The default store: one JSON file in `state_dir`. */
+export class FileStateStore implements StateStore {
   readonly file: string;
   private readonly dir: string;
   private chain: Promise<void> = Promise.resolve();
