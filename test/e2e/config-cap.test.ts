@@ -88,7 +88,10 @@ describe('config size cap', () => {
     const replacement = f.text.replace(/experiments:[\s\S]*$/, 'experiments: []\n');
 
     await writeFile(f.file, oversize(replacement));
-    const r = await fetch(`${f.admin}/config/reload`, { method: 'POST' });
+    const r = await fetch(`${f.admin}/config/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(r.status).toBe(422);
     expect(await r.text()).toMatch(/over the 1048576-byte limit/);
     expect(await (await fetch(f.url)).text()).toBe('v1');
@@ -116,7 +119,14 @@ describe('config size cap', () => {
 
     // A file under the cap is still applied.
     await writeFile(f.file, replacement);
-    expect((await fetch(`${f.admin}/config/reload`, { method: 'POST' })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${f.admin}/config/reload`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).status,
+    ).toBe(200);
     expect(await ids()).toEqual([]);
   }, 60_000);
 
@@ -130,7 +140,10 @@ describe('config size cap', () => {
     let slow = `${f.text}x-keys:\n`;
     for (let i = 0; slow.length < DEFAULT_CONFIG_MAX_BYTES - 64; i++) slow += `  k${i}: v\n`;
     await writeFile(f.file, slow);
-    const reload = fetch(`${f.admin}/config/reload`, { method: 'POST' });
+    const reload = fetch(`${f.admin}/config/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
     const t0 = performance.now();
     let worst = 0;
     let served = 0;
