@@ -3,12 +3,14 @@
 // wrk on core 1. Each rep runs every variant once, order alternating; medians and ratios at the end.
 //   node bench/ab.mjs --variant base=dist-base --variant new=dist [--peer http-proxy] [--peer nginx]
 //        [--variant gc=dist@--max-semi-space-size=32] [--reps 5] [--duration 5] [--measure get128k,post128k,get10m,post10m,get1k] [--port 18700]
+//        [--scenario abort5]   (a scenario of bench/scenarios.mjs whose experiments every Faultline variant runs)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
 import { ROOT, faultlineConfig, nginxConfig, which } from './peers.mjs';
+import { SCENARIOS } from './scenarios.mjs';
 import { runWrk } from './wrk.mjs';
 
 const args = process.argv.slice(2);
@@ -40,6 +42,12 @@ const MEASURES = {
   post10m: { path: '/', connections: 4, method: 'POST', bodyBytes: 10 * 1024 * 1024 },
 };
 const measures = opt('measure', 'get128k,post128k').split(',');
+const scenarioId = opt('scenario', '');
+const scenario = scenarioId ? SCENARIOS.find((s) => s.id === scenarioId) : null;
+if (scenarioId && !scenario) {
+  console.error(`unknown --scenario ${scenarioId}; one of ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  process.exit(2);
+}
 const tmp = mkdtempSync(join(tmpdir(), 'fl-ab-'));
 const children = [];
 const core0 = ['taskset', '-c', '0'];
@@ -80,7 +88,15 @@ let port = basePort + 10;
 for (const v of variants) {
   const p = port++;
   const cfg = join(tmp, `${v.name}.yaml`);
-  writeFileSync(cfg, faultlineConfig({ port: p, adminPort: p + 40, upstreamPort: upPort }));
+  writeFileSync(
+    cfg,
+    faultlineConfig({
+      port: p,
+      adminPort: p + 40,
+      upstreamPort: upPort,
+      experiments: scenario?.experiments ?? [],
+    }),
+  );
   const nodeArgs = [...(extra ? extra.split(' ') : []), ...v.flags];
   const child = spawn(
     core0[0],

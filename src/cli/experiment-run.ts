@@ -18,7 +18,7 @@ export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FI
   load, waits for a kill or the duration, prints the report
   -c, --config FILE     the config file
   --experiment ID       the experiment to run (required)
-  --duration D          how long at most: 90s, 2m, ms (default 2m)
+  --duration D          how long at most: 90s, 2m, 500ms (default 2m)
   --load URL,RATE       open-loop load of RATE req/s to URL while it runs
   --json                print the report as JSON instead of markdown
   -h, --help            show this help

@@ -5,6 +5,7 @@
 import { validateHeaderValue } from 'node:http';
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseDurationMs } from '../core/duration.js';
 import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
 import { compileFault } from '../faults/registry.js';
@@ -29,7 +30,7 @@ const DURATION_MESSAGE = 'must be a duration like "500ms", "30s", "10m" or "2h",
 export const durationMs = z
   .union([z.number(), z.string()], { errorMap: () => ({ message: DURATION_MESSAGE }) })
   .transform((v, ctx) => {
-    const ms = typeof v === 'number' ? v : /^\d+(\.\d+)?(ms|s|m|h)$/.test(v) ? parseDuration(v) : NaN;
+    const ms = typeof v === 'number' ? v : parseDurationMs(v);
     if (!(ms > 0) || !Number.isFinite(ms)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: DURATION_MESSAGE });
       return z.NEVER;
@@ -42,11 +43,11 @@ export const durationMs = z
     return Math.round(ms);
   });
 
+/** The config's duration grammar is the shared one (src/core/duration.ts); throws on a bad value. */
 export function parseDuration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);
-  if (!m) throw new Error(`bad duration ${s}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
+  const ms = parseDurationMs(s);
+  if (Number.isNaN(ms)) throw new Error(`bad duration ${s}`);
+  return ms;
 }
 
 const route = z

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseCommandArgs, UsageError, type OptionSpecs } from '../cli/args.js';
+import { DURATION_HINT, parseDurationMs as parseDuration } from '../core/duration.js';
 
 export { UsageError };
 
@@ -27,7 +28,7 @@ without it, control is shown from the admin's counts (--admin).
 
   --target URL          http(s) URL to load (required)
   --rate R              requests per second, > 0 (required)
-  --duration D          run time: 10s, 500ms, 2m, or plain seconds (required)
+  --duration D          run time: 10s, 500ms, 2m, 1h (a unit is required)
   --concurrency C       max connections to the target (default: 64)
   --method M            HTTP method (default: GET, or POST when --body is given)
   --body STR|@file      request body, literally or read from a file
@@ -41,14 +42,10 @@ without it, control is shown from the admin's counts (--admin).
 
 exit codes: 0 done, 1 no request succeeded, 2 bad arguments, 4 the experiment was killed during the run`;
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
-
+/** --duration in the shared grammar (src/core/duration.ts): a unit is required. */
 export function parseDurationMs(text: string): number {
-  const m = DURATION_RE.exec(text.trim());
-  if (!m) throw new UsageError(`--duration: expected e.g. 10s, 500ms, 2m; got '${text}'`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const ms = unit === 'ms' ? n : unit === 'm' ? n * 60_000 : n * 1000;
+  const ms = parseDuration(text);
+  if (Number.isNaN(ms)) throw new UsageError(`--duration: expected ${DURATION_HINT}; got '${text}'`);
   if (!(ms > 0)) throw new UsageError(`--duration: must be > 0; got '${text}'`);
   return ms;
 }

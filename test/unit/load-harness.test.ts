@@ -395,7 +395,9 @@ describe('load argument parsing', () => {
     expect(o?.json).toBe(true);
     expect(parseLoadArgs(['--help'])).toBeNull();
     expect(parseDurationMs('2m')).toBe(120_000);
-    expect(parseDurationMs('1.5')).toBe(1500);
+    expect(parseDurationMs('1.5s')).toBe(1500);
+    // One grammar with the config: a bare number has no unit and is refused.
+    expect(() => parseDurationMs('1.5')).toThrow(/a duration like/);
   });
 });
 

@@ -1,0 +1,323 @@
+/**
+ * The one schema for Faultline's config (YAML or JSON, snake_case). The JSON Schema published in
+ * config/faultline.schema.json is generated from this file (`npm run schema`), and a test keeps it current.
+ */
+import { validateHeaderValue } from 'node:http';
+import { z } from 'zod';
+import { grpcStatusCode } from '../proxy/grpc-status.js';
+const name = z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 characters of letters, digits, "_", "." or "-"');
+const httpUrl = z.string().refine((s) => {
+    try {
+        const u = new URL(s);
+        return (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname === '/' && !u.search;
+    }
+    catch {
+        return false;
+    }
+}, 'must be an http(s) URL of an origin (scheme, host, optional port; no path)');
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const DURATION_MESSAGE = 'must be a duration like "500ms", "30s", "10m" or "2h", or a number of milliseconds';
+/** "250ms", "30s", "10m", "2h" or a number of milliseconds. */
+export const durationMs = z
+    .union([z.number(), z.string()], { errorMap: () => ({ message: DURATION_MESSAGE }) })
+    .transform((v, ctx) => {
+    const ms = typeof v === 'number' ? v : /^\d+(\.\d+)?(ms|s|m|h)$/.test(v) ? parseDuration(v) : NaN;
+    if (!(ms > 0) || !Number.isFinite(ms)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: DURATION_MESSAGE });
+        return z.NEVER;
+    }
+    if (ms > MAX_TIMER_MS) {
+        // Node's timers cannot wait longer; a longer delay would fire at once.
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must be at most 596h (24.8 days)' });
+        return z.NEVER;
+    }
+    return Math.round(ms);
+});
+export function parseDuration(s) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s);
+    if (!m)
+        throw new Error(`bad duration ${s}`);
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2]];
+    return Math.round(Number(m[1]) * unit);
+}
+const route = z
+    .object({
+    name,
+    path_prefix: z.string().startsWith('/', 'must start with "/"').default('/'),
+    host: z.string().min(1).optional().describe('match the Host header (without port), case-insensitive'),
+    upstream: httpUrl,
+    upstream_protocol: z.enum(['http1', 'h2c', 'h2']).default('http1'),
+    timeout_ms: z.number().int().positive().max(3_600_000).default(15_000),
+    max_connections: z.number().int().positive().max(10_000).default(128),
+})
+    .strict();
+const listener = z
+    .object({
+    name,
+    address: z.string().ip('must be an IP address').default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535),
+    protocol: z.enum(['http1', 'h2c', 'tls']).default('http1'),
+    tls: z
+        .object({ cert: z.string().min(1), key: z.string().min(1) })
+        .strict()
+        .optional(),
+    trust_assignment: z
+        .boolean()
+        .default(false)
+        .describe('honour incoming faultline.* baggage (egress hops); untrusted listeners strip it'),
+    max_error_rate: z
+        .object({
+        threshold: z.number().gt(0).max(1),
+        window_s: z.number().int().min(1).max(3600).default(60),
+        min_requests: z.number().int().min(1).default(100),
+    })
+        .strict()
+        .optional()
+        .describe('global guard: kill every experiment when the error rate of all traffic exceeds this'),
+    routes: z.array(route).min(1, 'must list at least one route'),
+})
+    .strict();
+const admin = z
+    .object({
+    address: z.string().ip('must be an IP address').default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(9901),
+    token: z.string().min(16, 'must be at least 16 characters').optional(),
+})
+    .strict();
+const grpcStatus = z
+    .union([z.number().int().min(0).max(16), z.string()])
+    .refine((v) => grpcStatusCode(v) !== undefined, 'must be a gRPC status name (e.g. UNAVAILABLE) or 0-16')
+    .transform((v) => grpcStatusCode(v));
+const distribution = z.discriminatedUnion('type', [
+    z.object({ type: z.literal('uniform'), min: z.number().min(0), max: z.number().min(0) }).strict(),
+    z.object({ type: z.literal('normal'), mean: z.number().min(0), stddev: z.number().min(0) }).strict(),
+    z
+        .object({ type: z.literal('lognormal'), median: z.number().positive(), p99: z.number().positive() })
+        .strict(),
+]);
+/** Share of canary requests that get the fault; the rest of the canary is judged on consequences. */
+const faultPercent = z
+    .number()
+    .gt(0)
+    .max(100)
+    .default(100)
+    .describe('percent of canary requests that get the fault (default 100)');
+const latencyFault = z
+    .object({
+    kind: z.literal('latency'),
+    percent: faultPercent,
+    ms: z.number().min(0).max(600_000).optional(),
+    distribution: distribution.optional(),
+    leg: z.enum(['request', 'response']).default('request'),
+})
+    .strict();
+const abortFault = z
+    .object({
+    kind: z.literal('abort'),
+    percent: faultPercent,
+    status: z.number().int().min(200).max(599).optional(),
+    grpc_status: grpcStatus.optional(),
+    message: z.string().max(1024).optional(),
+    body: z.string().max(65536).optional(),
+    headers: z.record(z.string()).optional(),
+})
+    .strict();
+const timeoutFault = z
+    .object({
+    kind: z.literal('timeout'),
+    percent: faultPercent,
+    ms: z.number().int().min(0).max(3_600_000).default(30_000),
+    hang: z.boolean().default(false),
+    max_hold_ms: z.number().int().positive().max(3_600_000).default(300_000),
+})
+    .strict();
+const resetFault = z.object({ kind: z.literal('reset'), percent: faultPercent }).strict();
+const fault = z.discriminatedUnion('kind', [latencyFault, abortFault, timeoutFault, resetFault]);
+const guardrail = z.discriminatedUnion('metric', [
+    z
+        .object({
+        metric: z.literal('error_rate'),
+        max_increase: z.number().min(0).max(1).default(0.01),
+        max_ratio: z.number().min(1).default(1.5),
+    })
+        .strict(),
+    z
+        .object({
+        metric: z.literal('timeout_rate'),
+        max_increase: z.number().min(0).max(1).default(0.005),
+        max_ratio: z.number().min(1).default(1.5),
+    })
+        .strict(),
+    z
+        .object({
+        metric: z.literal('latency'),
+        quantile: z.number().gt(0).lt(1).default(0.99),
+        max_ratio: z.number().min(1).default(1.2),
+        max_increase_ms: z.number().min(0).default(10),
+    })
+        .strict(),
+]);
+const sticky = z
+    .string()
+    .regex(/^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|cookie:[^\s;=]+|trace)$/, 'must be "header:NAME", "cookie:NAME" or "trace"');
+const experiment = z
+    .object({
+    id: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lowercase letters, digits, "_", "." or "-"'),
+    hypothesis: z.string().trim().min(1, 'must state the hypothesis the experiment tests'),
+    match: z
+        .object({
+        listener: name.optional(),
+        route: name.optional(),
+        methods: z
+            .array(z.string().regex(/^[A-Z]+$/, 'must be an upper-case HTTP method'))
+            .min(1)
+            .optional(),
+        path_prefix: z.string().startsWith('/', 'must start with "/"').optional(),
+        headers: z.record(z.string()).optional(),
+    })
+        .strict()
+        .default({}),
+    split: z
+        .object({
+        percent: z.number().gt(0).max(50),
+        allow_above_cap: z.boolean().default(false),
+        sticky: sticky.optional(),
+    })
+        .strict(),
+    fault,
+    inject: z.enum(['here', 'downstream']).default('here'),
+    duration: durationMs.optional(),
+    max_active_faults: z.number().int().positive().optional(),
+    dry_run: z.boolean().default(false),
+    enabled: z.boolean().default(true),
+    guardrails: z.array(guardrail).default([{ metric: 'error_rate' }, { metric: 'latency' }]),
+    confidence: z.number().gt(0.5).lt(1).default(0.99),
+    min_samples: z.number().int().min(1).default(100),
+    exclude_injected: z.boolean().default(true),
+    error_statuses: z
+        .array(z.number().int().min(100).max(599))
+        .optional()
+        .describe('HTTP statuses that count as errors (default: every 5xx)'),
+})
+    .strict();
+export const configSchema = z
+    .object({
+    listeners: z.array(listener).min(1, 'must list at least one listener'),
+    admin: admin.default({}),
+    state_dir: z.string().min(1).default('.faultline-state'),
+    drain_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
+    max_duration: durationMs
+        .optional()
+        .describe('global guard: this long after start, every running experiment is killed (cause duration)'),
+    access_log: z.boolean().default(false),
+    injected_header: z.boolean().default(true).describe('mark injected responses with x-faultline-injected'),
+    arm_header: z
+        .boolean()
+        .default(false)
+        .describe('mark responses of assigned requests with x-faultline-arm: <id>; group=canary|control (for load-test harnesses; reveals the control arm to clients)'),
+    webhook: z
+        .object({ url: httpUrl.or(z.string().url()), timeout_ms: z.number().int().positive().default(2000) })
+        .strict()
+        .optional(),
+    experiments: z.array(experiment).default([]),
+})
+    .strict()
+    .superRefine(crossFieldChecks);
+const SPLIT_CAP_PERCENT = 5;
+/** Framing and hop-by-hop fields: an injected response's own, never configurable (HTTP/2 rejects them). */
+const RESERVED_FAULT_HEADERS = /^(content-length|transfer-encoding|connection|keep-alive|te|trailer|upgrade|http2-settings|proxy-.*|x-faultline-injected)$/i;
+function isValidHeaderValue(name, value) {
+    try {
+        validateHeaderValue(name, value);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+function crossFieldChecks(cfg, ctx) {
+    const c = cfg;
+    const issue = (path, message) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+    const listenerNames = new Map();
+    c.listeners.forEach((l, i) => {
+        if (listenerNames.has(l.name))
+            issue(['listeners', i, 'name'], `duplicate listener name "${l.name}"`);
+        listenerNames.set(l.name, l);
+        if (l.protocol === 'tls' && !l.tls)
+            issue(['listeners', i, 'tls'], 'is required when protocol is "tls"');
+        if (l.protocol !== 'tls' && l.tls)
+            issue(['listeners', i, 'tls'], 'is only allowed with protocol "tls"');
+        const routeNames = new Set();
+        l.routes.forEach((r, j) => {
+            if (routeNames.has(r.name))
+                issue(['listeners', i, 'routes', j, 'name'], `duplicate route name "${r.name}"`);
+            routeNames.add(r.name);
+            const https = r.upstream.startsWith('https:');
+            if (r.upstream_protocol === 'h2' && !https)
+                issue(['listeners', i, 'routes', j, 'upstream_protocol'], '"h2" needs an https upstream');
+            if (r.upstream_protocol === 'h2c' && https)
+                issue(['listeners', i, 'routes', j, 'upstream_protocol'], '"h2c" needs an http upstream');
+        });
+    });
+    const ports = new Map();
+    c.listeners.forEach((l, i) => {
+        if (l.port === 0)
+            return;
+        const key = `${l.address}:${l.port}`;
+        if (ports.has(key))
+            issue(['listeners', i, 'port'], `${key} is already used by listeners[${ports.get(key)}]`);
+        ports.set(key, i);
+    });
+    const ids = new Set();
+    c.experiments.forEach((e, i) => {
+        const at = (...p) => ['experiments', i, ...p];
+        if (ids.has(e.id))
+            issue(at('id'), `duplicate experiment id "${e.id}"`);
+        ids.add(e.id);
+        if (e.split.percent > SPLIT_CAP_PERCENT && !e.split.allow_above_cap)
+            issue(at('split', 'percent'), `must be at most ${SPLIT_CAP_PERCENT} (set allow_above_cap: true to go higher)`);
+        for (const [value, path] of [
+            [e.split.percent, at('split', 'percent')],
+            [e.fault.percent, at('fault', 'percent')],
+        ])
+            if (Math.abs(value * 100 - Math.round(value * 100)) > 1e-9)
+                issue(path, 'must be a multiple of 0.01 (draws are made from 10,000 buckets)');
+        if (e.match.listener !== undefined) {
+            const l = listenerNames.get(e.match.listener);
+            if (!l)
+                issue(at('match', 'listener'), `no listener named "${e.match.listener}"`);
+            else if (e.match.route !== undefined && !l.routes.some((r) => r.name === e.match.route))
+                issue(at('match', 'route'), `listener "${l.name}" has no route named "${e.match.route}"`);
+        }
+        else if (e.match.route !== undefined &&
+            !c.listeners.some((l) => l.routes.some((r) => r.name === e.match.route)))
+            issue(at('match', 'route'), `no route named "${e.match.route}"`);
+        const f = e.fault;
+        if (f.kind === 'latency' && (f.ms === undefined) === (f.distribution === undefined))
+            issue(at('fault'), 'latency needs exactly one of "ms" or "distribution"');
+        if (f.kind === 'latency' && f.distribution?.type === 'uniform' && f.distribution.min > f.distribution.max)
+            issue(at('fault', 'distribution', 'max'), 'must be >= min');
+        if (f.kind === 'latency' &&
+            f.distribution?.type === 'lognormal' &&
+            f.distribution.p99 < f.distribution.median)
+            issue(at('fault', 'distribution', 'p99'), 'must be >= median');
+        if (f.kind === 'abort' && f.status === undefined && f.grpc_status === undefined)
+            issue(at('fault'), 'abort needs "status" (HTTP) and/or "grpc_status"');
+        if (f.kind === 'abort' && f.headers)
+            for (const [h, v] of Object.entries(f.headers)) {
+                if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(h))
+                    issue(at('fault', 'headers', h), 'is not a valid header name');
+                else if (RESERVED_FAULT_HEADERS.test(h))
+                    issue(at('fault', 'headers', h), 'is set by Faultline (framing or hop-by-hop) and cannot be configured');
+                else if (!isValidHeaderValue(h, v))
+                    issue(at('fault', 'headers', h), 'has a value with characters not allowed in a header');
+            }
+        if (f.kind === 'timeout' && f.hang && f.max_hold_ms < 1)
+            issue(at('fault', 'max_hold_ms'), 'must be positive');
+    });
+}
+//# sourceMappingURL=schema.js.map

@@ -1,0 +1,111 @@
+import { ARM_CANARY, ARM_CONTROL } from './runtime.js';
+export function experimentView(rt, life) {
+    const ended = life?.endedAt ? { cause: life.cause, reason: life.reason, by: life.by } : null;
+    return {
+        id: rt.id,
+        hypothesis: rt.spec.hypothesis,
+        state: rt.state,
+        inject: rt.spec.inject,
+        fault: rt.spec.fault,
+        split: { percent: rt.spec.split.percent, sticky: rt.spec.split.sticky ?? null },
+        started_at: life?.startedAt ?? null,
+        ends_at: life?.endsAt ?? null,
+        ended_at: life?.endedAt ?? null,
+        ended,
+        active_faults: rt.activeFaults,
+        arms: { canary: rt.armCounts(ARM_CANARY), control: rt.armCounts(ARM_CONTROL) },
+        hops: rt.hopCounts(),
+        assigned: { canary: rt.assigned[ARM_CANARY] ?? 0, control: rt.assigned[ARM_CONTROL] ?? 0 },
+    };
+}
+export function experimentReport(rt, life) {
+    const guardrails = rt.analyzer.states();
+    const [verdict, why] = judge(rt, life, guardrails);
+    return {
+        ...experimentView(rt, life),
+        verdict,
+        verdict_reason: why,
+        guardrails,
+        evidence: life?.evidence ?? null,
+        timeline: life?.timeline ?? [],
+    };
+}
+function judge(rt, life, g) {
+    const insufficient = g.filter((s) => s.status === 'insufficient_data').map((s) => s.metric);
+    switch (rt.state) {
+        case 'killed':
+            if (life?.cause === 'guardrail')
+                return ['refuted', `guardrail breached: ${life.reason ?? ''}`];
+            // Automatic guards: all traffic failing while the fault ran refutes the hypothesis; the global
+            // time limit judges the evidence so far, as the end of the experiment's own duration does.
+            if (life?.cause === 'global_error_rate')
+                return ['refuted', `global error-rate guard tripped: ${life.reason ?? ''}`];
+            if (life?.cause === 'duration')
+                return judgeEnded(insufficient, life.reason ?? 'global max_duration');
+            return [
+                'aborted',
+                `killed (${life?.cause ?? 'manual'}) by ${life?.by ?? 'operator'}: ${life?.reason ?? ''}`,
+            ];
+        case 'expired':
+            return judgeEnded(insufficient, 'ran its duration');
+        case 'disabled':
+            return ['disabled', 'experiment is disabled'];
+        default:
+            return [
+                'running',
+                insufficient.length > 0
+                    ? `collecting data (${insufficient.join(', ')})`
+                    : 'all guardrails holding so far',
+            ];
+    }
+}
+function judgeEnded(insufficient, how) {
+    if (insufficient.length > 0)
+        return ['inconclusive', `${how} without enough data for: ${insufficient.join(', ')}`];
+    return ['held', `${how}; every guardrail held with enough data`];
+}
+/** Markdown for `faultline report <id>`. */
+export function reportMarkdown(r) {
+    const pct = (n, d) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
+    const arm = (name, a) => `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
+    const lines = [
+        `# Experiment \`${r.id}\`: ${r.verdict.toUpperCase()}`,
+        '',
+        `**Hypothesis:** ${r.hypothesis}`,
+        '',
+        `**Verdict:** ${r.verdict} - ${r.verdict_reason}`,
+        '',
+        `State ${r.state}; fault \`${JSON.stringify(r.fault)}\` injected ${r.inject}; split ${r.split.percent}% canary + ${r.split.percent}% control${r.split.sticky ? ` (sticky ${r.split.sticky})` : ''}.`,
+        `Started ${r.started_at ?? '-'}; ${r.ended_at ? `ended ${r.ended_at}` : `ends ${r.ends_at ?? 'when stopped'}`}.`,
+        '',
+        '## Arms',
+        '',
+        '| group | requests | errors | timeouts | resets | injected |',
+        '|---|---|---|---|---|---|',
+        arm('canary', r.arms.canary),
+        arm('control', r.arms.control),
+        '',
+        'Per hop (the splitting hop observes; a trusted downstream hop injects):',
+        '',
+        '| hop | canary requests | canary injected | control requests |',
+        '|---|---|---|---|',
+        ...Object.entries(r.hops).map(([hop, h]) => `| ${hop} | ${h.canary.requests} | ${h.canary.injected} | ${h.control.requests} |`),
+        '',
+        '## Guardrails',
+        '',
+        '| metric | status | e-value | threshold | canary | control | detail |',
+        '|---|---|---|---|---|---|---|',
+        ...r.guardrails.map((g) => `| ${g.metric}${g.quantile !== undefined ? ` p${Number((g.quantile * 100).toPrecision(6))}` : ''} | ${g.status} | ${g.eValue.toPrecision(3)} | ${g.threshold.toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`),
+        '',
+        '## Timeline',
+        '',
+        ...r.timeline.map((e) => `- ${e.at} ${e.type}${e.reason ? `: ${e.reason}` : ''}${e.by ? ` (by ${e.by})` : ''}`),
+        '',
+    ];
+    return lines.join('\n');
+}
+function describeArm(a) {
+    const q = a.quantileMs !== undefined && Number.isFinite(a.quantileMs) ? `, q=${a.quantileMs.toFixed(1)}ms` : '';
+    return `${a.bad}/${a.samples} (${(a.rate * 100).toFixed(2)}%)${q}`;
+}
+//# sourceMappingURL=report.js.map

@@ -1,0 +1,123 @@
+/**
+ * Every Prometheus metric Faultline exports, in one list. Each Faultline instance owns a registry (tests
+ * run several in one process). Label children used on the hot path are resolved once and cached by
+ * index, so recording a request is a few array reads and additions.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
+export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'other'];
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'];
+/** Seconds; spans loopback proxying (sub-ms) to injected multi-second latency. */
+export const DURATION_BUCKETS_S = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+export function methodIndex(method) {
+    switch (method) {
+        case 'GET':
+            return 0;
+        case 'HEAD':
+            return 1;
+        case 'POST':
+            return 2;
+        case 'PUT':
+            return 3;
+        case 'DELETE':
+            return 4;
+        case 'PATCH':
+            return 5;
+        case 'OPTIONS':
+            return 6;
+        default:
+            return 7;
+    }
+}
+/** 0..4 for 1xx..5xx, 5 for "no HTTP status" (reset, client abort, upstream died mid-body). */
+export function statusClassIndex(status) {
+    return status >= 100 && status < 600 ? ((status / 100) | 0) - 1 : 5;
+}
+export function createMetrics() {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'faultline_' });
+    const r = [registry];
+    return {
+        registry,
+        // Updated on every request: hot families (see hot-metrics.ts), rendered by prom-client at scrape.
+        requests: new HotCounter(registry, 'faultline_requests_total', 'Requests handled, by listener, route, method and status class ("error": no HTTP status was sent).', ['listener', 'route', 'method', 'status_class']),
+        requestDuration: new HotHistogram(registry, 'faultline_request_duration_seconds', 'Time from request received to response finished, by listener and route.', ['listener', 'route'], DURATION_BUCKETS_S),
+        grpcResponses: new Counter({
+            name: 'faultline_grpc_responses_total',
+            help: 'gRPC calls by listener, route and final grpc-status name (from trailers or a trailers-only reply; "none": the stream ended without a status, e.g. reset or cancelled).',
+            labelNames: ['listener', 'route', 'grpc_code'],
+            registers: r,
+        }),
+        upstreamErrors: new Counter({
+            name: 'faultline_upstream_errors_total',
+            help: 'Upstream failures by route and kind (refused, unreachable, timeout, reset, protocol).',
+            labelNames: ['route', 'kind'],
+            registers: r,
+        }),
+        openConnections: new Gauge({
+            name: 'faultline_open_connections',
+            help: 'Client connections currently open, by listener.',
+            labelNames: ['listener'],
+            registers: r,
+        }),
+        clientErrors: new Counter({
+            name: 'faultline_client_errors_total',
+            help: 'Malformed client requests rejected before routing, by listener and kind.',
+            labelNames: ['listener', 'kind'],
+            registers: r,
+        }),
+        configReloads: new Counter({
+            name: 'faultline_config_reloads_total',
+            help: 'Config reload attempts by result (success, invalid).',
+            labelNames: ['result'],
+            registers: r,
+        }),
+        configValid: new Gauge({
+            name: 'faultline_config_last_reload_successful',
+            help: '1 when the last config reload succeeded, 0 when the running config is older than the file.',
+            registers: r,
+        }),
+        experimentRequests: new HotCounter(registry, 'faultline_experiment_requests_total', 'Requests in an experiment arm by outcome (ok, error, timeout, reset, client_abort), as seen at the listener.', ['experiment', 'group', 'outcome', 'listener']),
+        experimentResponses: new HotCounter(registry, 'faultline_experiment_responses_total', 'Responses in an experiment arm by status class ("error": no HTTP status, e.g. a reset), as seen at the listener.', ['experiment', 'group', 'status_class', 'listener']),
+        experimentDuration: new HotHistogram(registry, 'faultline_experiment_request_duration_seconds', 'Latency of requests in an experiment arm, as seen at the listener.', ['experiment', 'group', 'listener'], DURATION_BUCKETS_S),
+        faultsInjected: new Counter({
+            name: 'faultline_faults_injected_total',
+            help: 'Faults injected, by experiment and fault kind.',
+            labelNames: ['experiment', 'kind'],
+            registers: r,
+        }),
+        activeFaults: new Gauge({
+            name: 'faultline_active_faults',
+            help: 'Faults in progress (held latency or timeouts), by experiment.',
+            labelNames: ['experiment'],
+            registers: r,
+        }),
+        faultsOverflow: new Counter({
+            name: 'faultline_faults_overflow_total',
+            help: 'Canary requests passed through unfaulted because max_active_faults was reached.',
+            labelNames: ['experiment'],
+            registers: r,
+        }),
+        experimentState: new Gauge({
+            name: 'faultline_experiment_state',
+            help: '1 for the state each experiment is in (running, killed, expired, disabled, dry_run, pending).',
+            labelNames: ['experiment', 'state'],
+            registers: r,
+        }),
+        killSwitchTrips: new Counter({
+            name: 'faultline_kill_switch_trips_total',
+            help: 'Experiments killed, by experiment and reason (guardrail, global_error_rate, duration, manual).',
+            labelNames: ['experiment', 'reason'],
+            registers: r,
+        }),
+        guardrailEValue: new Gauge({
+            name: 'faultline_guardrail_e_value',
+            help: 'Current e-value of each guardrail (trips at 1/alpha_guardrail).',
+            labelNames: ['experiment', 'guardrail'],
+            registers: r,
+        }),
+    };
+}
+//# sourceMappingURL=metrics.js.map
