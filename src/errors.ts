@@ -1,7 +1,33 @@
-/** One error class per failure, each with a stable code (undici's habit). */
+/**
+ * Faultline's error codes, in one table (undici's `UND_ERR_*`, fastify's `FST_ERR_*` habit). Three
+ * families, each a stable string:
+ * - `FL_*` (this table): errors thrown to the operator or an embedding app, and the reasons the proxy
+ *   gives undici when it aborts an upstream request (never seen by clients);
+ * - proxy replies (`x-faultline-error`, src/proxy/reply.ts): what a client sees when Faultline answers;
+ * - admin API errors (`{"error": {"code"}}`, src/admin/server.ts).
+ * README "Error codes" lists all three; a test keeps it complete.
+ */
+export const FL_ERRORS = {
+  FL_CONFIG_INVALID: 'the config failed validation; every bad field is named with the rule it breaks',
+  FL_ADMIN_UNGUARDED: 'the admin listener is on a non-loopback address without a token',
+  FL_STATE_UNWRITABLE:
+    'state_dir cannot take a durable write (a kill would not survive a restart): not started',
+  FL_POINT_UNKNOWN: 'createFaultline: no in-process point of that name in the config',
+  FL_POINT_ROLE: 'createFaultline: the point exists but has the other role (inbound vs outbound)',
+  FL_USAGE: 'a command line the CLI cannot run (exit 2)',
+  FL_CLIENT_GONE: 'upstream request aborted: the client went away',
+  FL_BAD_RESPONSE: 'upstream request aborted: its response cannot be sent on (a header Node refuses)',
+  FL_RESPONSE_CUT: 'upstream request aborted: a truncate fault cut the response',
+  FL_SLOW_UPLOAD: 'upstream request aborted: the client uploaded below min_upload_bytes_per_s',
+  FL_UPSTREAM_DEADLINE: "upstream request aborted: the route's timeout_ms passed",
+} as const;
+
+export type FlErrorCode = keyof typeof FL_ERRORS;
+
+/** One error class per failure, each with a stable code from FL_ERRORS. */
 export class FaultlineError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+  readonly code: FlErrorCode;
+  constructor(code: FlErrorCode, message: string) {
     super(message);
     this.code = code;
     this.name = 'FaultlineError';

@@ -35,22 +35,24 @@ export interface AdminTarget {
 const MAX_BODY_BYTES = 64 * 1024;
 
 /** Stable codes of admin errors (the `error.code` field), one per failure. */
-export type AdminErrorCode =
-  | 'bad_path'
-  | 'bad_json'
-  | 'body_too_large'
-  | 'unauthorized'
-  | 'forbidden_host'
-  | 'forbidden_origin'
-  | 'unsupported_media_type'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'not_running'
-  | 'already_armed'
-  | 'disabled'
-  | 'state_not_persisted'
-  | 'config_invalid'
-  | 'internal';
+export const ADMIN_ERROR_CODES = [
+  'bad_path',
+  'bad_json',
+  'body_too_large',
+  'unauthorized',
+  'forbidden_host',
+  'forbidden_origin',
+  'unsupported_media_type',
+  'not_found',
+  'method_not_allowed',
+  'not_running',
+  'already_armed',
+  'disabled',
+  'state_not_persisted',
+  'config_invalid',
+  'internal',
+] as const;
+export type AdminErrorCode = (typeof ADMIN_ERROR_CODES)[number];
 
 export interface AdminOptions {
   token: string | undefined;

@@ -15,7 +15,8 @@ export type ProxyErrorCode =
   | 'http_version'
   | 'internal';
 
-const MESSAGES: Record<ProxyErrorCode, [number, string]> = {
+/** Status and body of each code (exported for the docs check). */
+export const MESSAGES: Readonly<Record<ProxyErrorCode, [number, string]>> = {
   no_route: [404, 'no route matches this request\n'],
   bad_request: [400, 'bad request\n'],
   upstream_refused: [502, 'upstream refused the connection\n'],
