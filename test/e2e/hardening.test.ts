@@ -500,7 +500,9 @@ describe('item 3: slow uploads neither hold the upstream pool nor run forever', 
     const fl = await start(
       proxyConfig(
         up.url,
-        { timeout_ms: 500 },
+        // A route deadline of 1 s (not less): the check that moves it on while the body still flows
+        // must not race a body paused for a moment on a loaded machine.
+        { timeout_ms: 1000 },
         { min_upload_bytes_per_s: 1024, upload_grace_ms: 1000, request_timeout_ms: 2500 },
       ),
     );
