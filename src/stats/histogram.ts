@@ -14,6 +14,10 @@ export class LogHistogram {
   readonly edges: Float64Array;
   readonly counts: Float64Array;
   total = 0;
+  /** Smallest, largest and sum of the values added (NaN-free: +Infinity / 0 / 0 while empty). */
+  min = Number.POSITIVE_INFINITY;
+  max = 0;
+  sum = 0;
   private readonly lnMin: number;
   private readonly lnGrowth: number;
 
@@ -46,6 +50,40 @@ export class LogHistogram {
     const b = this.bucketOf(v);
     this.counts[b] = (this.counts[b] ?? 0) + 1;
     this.total++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+  }
+
+  /** Adds another histogram's counts (built with the same options). */
+  merge(other: LogHistogram): void {
+    if (other.counts.length !== this.counts.length) throw new Error('LogHistogram.merge: different edges');
+    for (let i = 0; i < this.counts.length; i++)
+      this.counts[i] = (this.counts[i] ?? 0) + (other.counts[i] ?? 0);
+    this.total += other.total;
+    this.sum += other.sum;
+    if (other.min < this.min) this.min = other.min;
+    if (other.max > this.max) this.max = other.max;
+  }
+
+  /**
+   * Nearest-rank quantile for reports: the geometric middle of the bucket holding the ceil(p·total)-th
+   * smallest value (within half a bucket, 0.5 %), clamped to the observed min and max so small samples
+   * stay honest. NaN when empty.
+   */
+  quantileMid(p: number): number {
+    if (this.total <= 0) return NaN;
+    const target = Math.max(Math.ceil(p * this.total), 1);
+    let cum = 0;
+    const c = this.counts;
+    const e = this.edges;
+    for (let i = 0; i < c.length; i++) {
+      cum += c[i] ?? 0;
+      if (cum < target) continue;
+      const mid = i === 0 ? (e[0] ?? 0) : i >= e.length ? this.max : Math.sqrt((e[i - 1] ?? 0) * (e[i] ?? 0));
+      return Math.min(this.max, Math.max(this.min, mid));
+    }
+    return this.max;
   }
 
   /**
