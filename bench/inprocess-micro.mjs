@@ -64,7 +64,7 @@ function decideRecord(p) {
   return assigned;
 }
 
-const dispatch = fl.undiciInterceptor('dep')((_opts, _handler) => true);
+const dispatch = fl.undiciInterceptor('dep')(() => true);
 const opts = { method: 'GET', path: '/price', origin: 'http://127.0.0.1:1', headers: { accept: '*/*' } };
 function interceptorUntouched() {
   for (let i = 0; i < ops; i++) dispatch(opts, null);
