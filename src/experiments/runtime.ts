@@ -24,7 +24,7 @@ import {
 } from '../core/vocab.js';
 import { releaseHold, type HeldTarget } from '../engine/hold.js';
 import { assignmentMembers } from '../split/baggage.js';
-import type { ExperimentAnalyzer } from '../stats/analyzer.js';
+import { ExperimentAnalyzer, type AnalyzerConfig, type GuardrailSpec } from '../stats/analyzer.js';
 
 export type ExperimentState = 'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
 
@@ -81,6 +81,11 @@ export class ExperimentRuntime {
   /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
   readonly faultBuckets: number;
   readonly excludeInjected: boolean;
+  readonly enabled: boolean;
+  readonly dryRun: boolean;
+  /** The experiment's own duration, or undefined: it runs until stopped. */
+  readonly durationMs: number | undefined;
+  private readonly analyzerConfig: AnalyzerConfig;
   private readonly errorStatus: Uint8Array;
 
   state: ExperimentState = 'pending';
@@ -108,9 +113,19 @@ export class ExperimentRuntime {
   /** Incremented by each re-arm: outcomes of requests assigned in an earlier run are not judged. */
   runId = 0;
 
-  constructor(spec: ExperimentSpec, metrics: Metrics, analyzer: ExperimentAnalyzer) {
+  /** The compile step: everything below is read from `spec` (snake_case) here, and only here. */
+  constructor(spec: ExperimentSpec, metrics: Metrics, analyzer?: ExperimentAnalyzer) {
     this.id = spec.id;
-    this.analyzer = analyzer;
+    this.enabled = spec.enabled;
+    this.dryRun = spec.dry_run;
+    this.durationMs = spec.duration;
+    this.analyzerConfig = Object.freeze({
+      alpha: 1 - spec.confidence,
+      minSamples: spec.min_samples,
+      guardrails: Object.freeze(spec.guardrails.map(toGuardrailSpec)),
+      sticky: spec.split.sticky !== undefined,
+    });
+    this.analyzer = analyzer ?? this.newAnalyzer();
     this.spec = spec;
     this.specKey = JSON.stringify(spec);
     this.matcher = compileMatcher(spec.match);
@@ -147,6 +162,11 @@ export class ExperimentRuntime {
     this.injectedCounter = metrics.faultsInjected.labels(spec.id, spec.fault.kind);
     this.overflowCounter = metrics.faultsOverflow.labels(spec.id);
     this.activeGauge = metrics.activeFaults.labels(spec.id);
+  }
+
+  /** A fresh analyzer for a new run (the start, every re-arm). */
+  newAnalyzer(): ExperimentAnalyzer {
+    return new ExperimentAnalyzer(this.analyzerConfig);
   }
 
   setState(state: ExperimentState): void {
@@ -341,5 +361,20 @@ class HopRecorder {
     }
     status.inc();
     this.durations[arm]?.observe(latencyMs / 1000);
+  }
+}
+
+function toGuardrailSpec(g: ExperimentSpec['guardrails'][number]): GuardrailSpec {
+  switch (g.metric) {
+    case 'error_rate':
+    case 'timeout_rate':
+      return { metric: g.metric, maxIncrease: g.max_increase, maxRatio: g.max_ratio };
+    case 'latency':
+      return {
+        metric: 'latency',
+        quantile: g.quantile,
+        maxRatio: g.max_ratio,
+        maxIncreaseMs: g.max_increase_ms,
+      };
   }
 }

@@ -7,7 +7,6 @@ import { EventEmitter } from 'node:events';
 import type { HeldTarget } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import type { PersistedState, StateStore } from '../killswitch/store.js';
-import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import {
@@ -86,7 +85,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   }
 
   private create(spec: ExperimentSpec): ExperimentRuntime {
-    return new ExperimentRuntime(spec, this.metrics, newAnalyzer(spec));
+    return new ExperimentRuntime(spec, this.metrics);
   }
 
   /** Makes `next` the live set (called after the plan referencing it is swapped in). */
@@ -121,20 +120,20 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       this.setState(rt, saved.state);
       return;
     }
-    if (!rt.spec.enabled) {
+    if (!rt.enabled) {
       this.setState(rt, 'disabled');
       return;
     }
     const now = Date.now();
     const startedAt = saved?.startedAt ?? new Date(now).toISOString();
     life.startedAt = startedAt;
-    this.setState(rt, rt.spec.dry_run ? 'dry_run' : 'running');
+    this.setState(rt, rt.dryRun ? 'dry_run' : 'running');
     if (!saved) {
       this.persisted.experiments[rt.id] = { state: 'running', reason: '', by: '', at: startedAt, startedAt };
       this.persist();
     }
     this.event({ type: 'started', experiment: rt.id });
-    const durationMs = rt.spec.duration;
+    const durationMs = rt.durationMs;
     if (durationMs !== undefined) {
       const endsAt = Date.parse(startedAt) + durationMs;
       life.endsAt = new Date(endsAt).toISOString();
@@ -250,7 +249,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
    */
   async arm(id: string, by: string): Promise<boolean> {
     const armable = (rt: ExperimentRuntime | undefined): rt is ExperimentRuntime =>
-      rt !== undefined && !rt.assigning && rt.spec.enabled;
+      rt !== undefined && !rt.assigning && rt.enabled;
     if (!armable(this.runtimes.get(id))) return false;
     const startedAt = new Date().toISOString();
     const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt } as const;
@@ -267,7 +266,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     if (!armable(rt)) return false;
     this.persisted.experiments[id] = { ...entry };
     // Same runtime object (the routing plan references it), fresh counts and evidence.
-    rt.resetRun(newAnalyzer(rt.spec));
+    rt.resetRun(rt.newAnalyzer());
     const life = this.lifecycle(id);
     Object.assign(life, { endsAt: null, endedAt: null, cause: null, reason: null, by: null, evidence: null });
     this.event({ type: 'armed', experiment: id, by });
@@ -366,29 +365,5 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       rt.injecting = false;
       rt.releaseHeld();
     }
-  }
-}
-
-function newAnalyzer(spec: ExperimentSpec): ExperimentAnalyzer {
-  return new ExperimentAnalyzer({
-    alpha: 1 - spec.confidence,
-    minSamples: spec.min_samples,
-    guardrails: spec.guardrails.map(toGuardrailSpec),
-    sticky: spec.split.sticky !== undefined,
-  });
-}
-
-function toGuardrailSpec(g: ExperimentSpec['guardrails'][number]): GuardrailSpec {
-  switch (g.metric) {
-    case 'error_rate':
-    case 'timeout_rate':
-      return { metric: g.metric, maxIncrease: g.max_increase, maxRatio: g.max_ratio };
-    case 'latency':
-      return {
-        metric: 'latency',
-        quantile: g.quantile,
-        maxRatio: g.max_ratio,
-        maxIncreaseMs: g.max_increase_ms,
-      };
   }
 }
