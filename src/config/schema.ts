@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { parseDurationMs } from '../core/duration.js';
 import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
-import { compileFault } from '../faults/registry.js';
+import { compileFault, faultIssues } from '../faults/registry.js';
 
 const name = z
   .string()
@@ -514,19 +514,10 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
       });
     }
     const f = e.fault;
-    if (f.kind === 'latency' && (f.ms === undefined) === (f.distribution === undefined))
-      issue(at('fault'), 'latency needs exactly one of "ms" or "distribution"');
-    if (f.kind === 'latency' && f.distribution?.type === 'uniform' && f.distribution.min > f.distribution.max)
-      issue(at('fault', 'distribution', 'max'), 'must be >= min');
-    if (
-      f.kind === 'latency' &&
-      f.distribution?.type === 'lognormal' &&
-      f.distribution.p99 < f.distribution.median
-    )
-      issue(at('fault', 'distribution', 'p99'), 'must be >= median');
-    if (f.kind === 'abort' && f.status === undefined && f.grpc_status === undefined)
-      issue(at('fault'), 'abort needs "status" (HTTP) and/or "grpc_status"');
-    if (f.kind === 'abort' && f.headers)
+    // Rules between a fault's own fields live with the fault (src/faults/<kind>.ts, via the registry).
+    for (const i of faultIssues(f)) issue(at('fault', ...i.path), i.message);
+    // Response headers a fault writes (any kind that has them): valid, and never framing ones.
+    if ('headers' in f && f.headers)
       for (const [h, v] of Object.entries(f.headers)) {
         if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(h))
           issue(at('fault', 'headers', h), 'is not a valid header name');
@@ -538,7 +529,5 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         else if (!isValidHeaderValue(h, v))
           issue(at('fault', 'headers', h), 'has a value with characters not allowed in a header');
       }
-    if (f.kind === 'timeout' && f.hang && f.max_hold_ms < 1)
-      issue(at('fault', 'max_hold_ms'), 'must be positive');
   });
 }

@@ -1,5 +1,5 @@
 import { OUTCOME_CLIENT_ABORT } from '../core/vocab.js';
-import type { Fault, FaultSpecOf } from './fault.js';
+import type { Fault, FaultIssue, FaultSpecOf } from './fault.js';
 
 /**
  * Answer without contacting the upstream: an HTTP status, or for gRPC calls a trailers-only response
@@ -22,4 +22,10 @@ export function abortFault(spec: FaultSpecOf<'abort'>): Fault {
     },
     holdEnded: () => undefined,
   };
+}
+
+export function checkAbort(spec: FaultSpecOf<'abort'>): FaultIssue[] {
+  return spec.status === undefined && spec.grpc_status === undefined
+    ? [{ path: [], message: 'abort needs "status" (HTTP) and/or "grpc_status"' }]
+    : [];
 }

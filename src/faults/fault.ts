@@ -54,3 +54,9 @@ export interface Fault {
 export function actsOnResponse(f: Fault): boolean {
   return f.onResponseStart !== undefined || f.onResponseData !== undefined || f.onResponseEnd !== undefined;
 }
+
+/** A rule between a fault's own fields that the schema's field types cannot say (path under `fault`). */
+export interface FaultIssue {
+  path: string[];
+  message: string;
+}

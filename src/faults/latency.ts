@@ -1,6 +1,6 @@
 import { OUTCOME_CLIENT_ABORT } from '../core/vocab.js';
 import { compileDelay } from './distributions.js';
-import type { Fault, FaultSpecOf } from './fault.js';
+import type { Fault, FaultIssue, FaultSpecOf } from './fault.js';
 
 /** Delay before forwarding (request leg) or before returning the upstream's response (response leg). */
 export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
@@ -25,4 +25,16 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
     start: (t) => t.hold(sample()),
     holdEnded: (t) => t.forward(),
   };
+}
+
+export function checkLatency(spec: FaultSpecOf<'latency'>): FaultIssue[] {
+  const out: FaultIssue[] = [];
+  const d = spec.distribution;
+  if ((spec.ms === undefined) === (d === undefined))
+    out.push({ path: [], message: 'latency needs exactly one of "ms" or "distribution"' });
+  if (d?.type === 'uniform' && d.min > d.max)
+    out.push({ path: ['distribution', 'max'], message: 'must be >= min' });
+  if (d?.type === 'lognormal' && d.p99 < d.median)
+    out.push({ path: ['distribution', 'p99'], message: 'must be >= median' });
+  return out;
 }

@@ -1,5 +1,5 @@
 import { GRPC_DEADLINE_EXCEEDED, OUTCOME_TIMEOUT } from '../core/vocab.js';
-import type { Fault, FaultSpecOf } from './fault.js';
+import type { Fault, FaultIssue, FaultSpecOf } from './fault.js';
 
 const BODY = 'injected fault: upstream timeout\n';
 const HEADERS = { 'content-type': 'text/plain; charset=utf-8' };
@@ -27,4 +27,8 @@ export function timeoutFault(spec: FaultSpecOf<'timeout'>): Fault {
       else t.reply(504, HEADERS, BODY);
     },
   };
+}
+
+export function checkTimeout(spec: FaultSpecOf<'timeout'>): FaultIssue[] {
+  return spec.hang && spec.max_hold_ms < 1 ? [{ path: ['max_hold_ms'], message: 'must be positive' }] : [];
 }
