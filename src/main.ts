@@ -15,6 +15,7 @@ import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
+import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experiments/journal.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { FileStateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
@@ -39,6 +40,9 @@ export class Faultline implements AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
   readonly engine: Engine;
+  /** Finished runs (state_dir/runs.jsonl). */
+  readonly journal: RunJournal;
+  private configRevision: string;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -63,6 +67,9 @@ export class Faultline implements AdminTarget {
     this.metrics = createMetrics();
     this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics);
     this.engine = new Engine(this.table);
+    this.journal = new FileRunJournal(config.state_dir, config.journal.keep_runs);
+    this.configRevision = shortHash(JSON.stringify(config));
+    recordRuns(this.table, this.journal, () => this.configRevision);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
@@ -89,6 +96,7 @@ export class Faultline implements AdminTarget {
     if (unguarded !== null)
       throw new FaultlineError('FL_ADMIN_UNGUARDED', `${unguarded.path}: ${unguarded.reason}`);
     await this.table.init();
+    await this.journal.prepare();
     this.setWebhook(cfg.webhook);
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
@@ -183,6 +191,7 @@ export class Faultline implements AdminTarget {
       this.table.activate(experiments);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
+      this.configRevision = shortHash(JSON.stringify(cfg));
       const keep = new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool)));
       void this.pools.retain(keep, () => this.heldPools());
       this.status = {
@@ -325,6 +334,7 @@ export class Faultline implements AdminTarget {
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);
     await this.table.flush();
+    await this.journal.flush();
     await this.admin?.close();
     await this.pools.destroyAll();
     log('info', 'faultline stopped');

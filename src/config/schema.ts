@@ -383,6 +383,21 @@ export const configSchema = z
       .strict()
       .optional(),
     experiments: z.array(experiment).default([]),
+    journal: z
+      .object({
+        keep_runs: z
+          .number()
+          .int()
+          .min(1)
+          .max(100_000)
+          .default(200)
+          .describe('runs kept per experiment in state_dir/runs.jsonl (older ones are compacted away)'),
+      })
+      .strict()
+      .default({})
+      .describe(
+        'the run journal: one record per finished run (faultline history, GET /experiments/{id}/runs)',
+      ),
   })
   .strict()
   .superRefine(crossFieldChecks);

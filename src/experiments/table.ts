@@ -36,6 +36,8 @@ export interface ExperimentEvent {
 export interface Lifecycle {
   state: ExperimentState;
   startedAt: string | null;
+  /** Who started the current run: "config", an operator (arm), a schedule. */
+  startedBy: string | null;
   endsAt: string | null;
   endedAt: string | null;
   cause: KillCause | null;
@@ -47,6 +49,7 @@ export interface Lifecycle {
 
 const STATE_NAMES: readonly ExperimentState[] = [
   'pending',
+  'scheduled',
   'running',
   'killed',
   'expired',
@@ -54,7 +57,16 @@ const STATE_NAMES: readonly ExperimentState[] = [
   'dry_run',
 ];
 
-export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> {
+/**
+ * `run_ended`: a run just ended (killed, expired, or replaced by a reload while running); the lifecycle
+ * holds its end. The run journal listens here.
+ */
+export interface TableEvents {
+  event: [ExperimentEvent];
+  run_ended: [ExperimentRuntime, Lifecycle];
+}
+
+export class ExperimentTable extends EventEmitter<TableEvents> {
   private runtimes = new Map<string, ExperimentRuntime>();
   private readonly lifecycles = new Map<string, Lifecycle>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -63,11 +75,18 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   private lastSave: Promise<Error | null> = Promise.resolve(null);
   private readonly store: StateStore;
   private readonly metrics: Metrics;
+  /** The clock of lifecycle times (tests of schedules inject one). */
+  readonly now: () => number;
 
-  constructor(store: StateStore, metrics: Metrics) {
+  constructor(store: StateStore, metrics: Metrics, now: () => number = Date.now) {
     super();
     this.store = store;
     this.metrics = metrics;
+    this.now = now;
+  }
+
+  private iso(): string {
+    return new Date(this.now()).toISOString();
   }
 
   async init(): Promise<void> {
@@ -93,8 +112,19 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   activate(next: Map<string, ExperimentRuntime>): void {
     for (const [id, rt] of this.runtimes) {
       if (next.get(id) === rt) continue;
+      const wasRunning = rt.assigning;
       // Replaced or removed: stop it so held faults do not outlive their definition.
       rt.setState('disabled');
+      if (wasRunning) {
+        const life = this.lifecycle(id);
+        Object.assign(life, {
+          endedAt: this.iso(),
+          cause: null,
+          reason: next.has(id) ? 'its spec changed' : 'removed from the config',
+          by: 'config',
+        });
+        this.emit('run_ended', rt, life);
+      }
       rt.releaseHeld();
       this.clearTimer(id);
       if (!next.has(id)) {
@@ -111,6 +141,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   private start(rt: ExperimentRuntime): void {
     const saved = this.persisted.experiments[rt.id];
     const life = this.lifecycle(rt.id);
+    life.startedBy = saved?.startedBy ?? 'config';
     if (saved && (saved.state === 'killed' || saved.state === 'expired')) {
       life.startedAt = saved.startedAt ?? null;
       life.endedAt = saved.at;
@@ -125,7 +156,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       this.setState(rt, 'disabled');
       return;
     }
-    const now = Date.now();
+    const now = this.now();
     const startedAt = saved?.startedAt ?? new Date(now).toISOString();
     life.startedAt = startedAt;
     this.setState(rt, rt.spec.dry_run ? 'dry_run' : 'running');
@@ -159,6 +190,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       life = {
         state: 'pending',
         startedAt: null,
+        startedBy: null,
         endsAt: null,
         endedAt: null,
         cause: null,
@@ -216,7 +248,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     rt.releaseHeld();
     this.clearTimer(rt.id);
     const life = this.lifecycle(rt.id);
-    const at = new Date().toISOString();
+    const at = this.iso();
     Object.assign(life, { endedAt: at, cause, reason, by, evidence });
     this.persisted.experiments[rt.id] = {
       state,
@@ -226,8 +258,10 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       evidence,
       ...(cause ? { cause } : {}),
       ...(life.startedAt ? { startedAt: life.startedAt } : {}),
+      ...(life.startedBy ? { startedBy: life.startedBy } : {}),
     };
     this.persist();
+    this.emit('run_ended', rt, life);
     const ev: Omit<ExperimentEvent, 'at'> =
       state === 'killed'
         ? { type: 'killed', experiment: rt.id, cause: cause ?? 'manual', reason, by, evidence }
@@ -252,8 +286,8 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     const armable = (rt: ExperimentRuntime | undefined): rt is ExperimentRuntime =>
       rt !== undefined && !rt.assigning && rt.spec.enabled;
     if (!armable(this.runtimes.get(id))) return false;
-    const startedAt = new Date().toISOString();
-    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt } as const;
+    const startedAt = this.iso();
+    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const;
     const next = structuredClone(this.persisted);
     next.experiments[id] = { ...entry };
     const saved = this.store.save(next);
@@ -304,7 +338,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       rt.stickyKind === null ? undefined : sessionKey,
     );
     if (breach !== null)
-      this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: new Date().toISOString() });
+      this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: this.iso() });
   }
 
   get(id: string): ExperimentRuntime | undefined {
@@ -324,7 +358,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   }
 
   private event(e: Omit<ExperimentEvent, 'at'>): void {
-    const ev: ExperimentEvent = { at: new Date().toISOString(), ...e };
+    const ev: ExperimentEvent = { at: this.iso(), ...e };
     if (ev.experiment) this.lifecycle(ev.experiment).timeline.push(ev);
     this.emit('event', ev);
   }
