@@ -71,7 +71,10 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
     const cfg = await loadConfigFile(resolve(file));
     const spec = cfg.experiments.find((e) => e.id === id);
     if (!spec) throw new Error(`${file}: no experiment "${id}"`);
-    cfg.experiments = [{ ...spec, enabled: true }];
+    // A CI run is one run now: the experiment's schedule, if any, does not apply here.
+    const now = { ...spec, enabled: true };
+    delete now.schedule;
+    cfg.experiments = [now];
     fl = await Faultline.start({ configFile: resolve(file), config: cfg });
   } catch (err) {
     process.stderr.write(`faultline experiment run: ${(err as Error).message}\n`);

@@ -20,6 +20,8 @@ export interface ExperimentView {
   split: { percent: number; sticky: string | null };
   started_at: string | null;
   ends_at: string | null;
+  /** Scheduled experiments: when the next window opens (null: paused, or not scheduled). */
+  next_start_at: string | null;
   ended_at: string | null;
   ended: { cause: string | null; reason: string | null; by: string | null } | null;
   active_faults: number;
@@ -50,6 +52,7 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     split: { percent: rt.spec.split.percent, sticky: rt.spec.split.sticky ?? null },
     started_at: life?.startedAt ?? null,
     ends_at: life?.endsAt ?? null,
+    next_start_at: life?.nextStartAt ?? null,
     ended_at: life?.endedAt ?? null,
     ended,
     active_faults: rt.activeFaults,

@@ -24,7 +24,16 @@ import {
 export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual';
 
 export interface ExperimentEvent {
-  type: 'started' | 'killed' | 'expired' | 'armed' | 'removed' | 'config_reloaded' | 'config_invalid';
+  type:
+    | 'started'
+    | 'killed'
+    | 'expired'
+    | 'armed'
+    | 'removed'
+    | 'config_reloaded'
+    | 'config_invalid'
+    | 'scheduled'
+    | 'schedule_paused';
   at: string;
   experiment?: string;
   cause?: KillCause;
@@ -39,6 +48,8 @@ export interface Lifecycle {
   /** Who started the current run: "config", an operator (arm), a schedule. */
   startedBy: string | null;
   endsAt: string | null;
+  /** Scheduled experiments: when the next window opens (null: paused, or not scheduled). */
+  nextStartAt: string | null;
   endedAt: string | null;
   cause: KillCause | null;
   reason: string | null;
@@ -142,6 +153,19 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     const saved = this.persisted.experiments[rt.id];
     const life = this.lifecycle(rt.id);
     life.startedBy = saved?.startedBy ?? 'config';
+    // A scheduled experiment waits for its window; a killed one stays killed (its schedule is paused
+    // until an operator arms it) and one that was running resumes (the scheduler ends it with its window).
+    if (
+      rt.spec.schedule !== undefined &&
+      rt.spec.enabled &&
+      saved?.state !== 'killed' &&
+      saved?.state !== 'running'
+    ) {
+      life.startedAt = saved?.startedAt ?? null;
+      life.endedAt = saved?.at ?? null;
+      this.setState(rt, 'scheduled');
+      return;
+    }
     if (saved && (saved.state === 'killed' || saved.state === 'expired')) {
       life.startedAt = saved.startedAt ?? null;
       life.endedAt = saved.at;
@@ -192,6 +216,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
         startedAt: null,
         startedBy: null,
         endsAt: null,
+        nextStartAt: null,
         endedAt: null,
         cause: null,
         reason: null,
@@ -287,7 +312,20 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
       rt !== undefined && !rt.assigning && rt.spec.enabled;
     if (!armable(this.runtimes.get(id))) return false;
     const startedAt = this.iso();
-    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const;
+    const scheduled = this.runtimes.get(id)?.spec.schedule !== undefined;
+    // Arming a scheduled experiment resumes its schedule: it waits for the next window, not runs now.
+    const entry = scheduled
+      ? ({
+          state: 'expired',
+          reason: `schedule resumed by ${by}`,
+          by,
+          at: startedAt,
+          // The last run's start stays: the rotation picks the member after the one that ran last.
+          ...(this.lifecycles.get(id)?.startedAt
+            ? { startedAt: this.lifecycles.get(id)?.startedAt as string }
+            : {}),
+        } as const)
+      : ({ state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const);
     const next = structuredClone(this.persisted);
     next.experiments[id] = { ...entry };
     const saved = this.store.save(next);
@@ -304,9 +342,70 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     rt.resetRun(newAnalyzer(rt.spec));
     const life = this.lifecycle(id);
     Object.assign(life, { endsAt: null, endedAt: null, cause: null, reason: null, by: null, evidence: null });
+    // A scheduled one waits (the scheduler hears `armed` and sets its next start).
+    if (scheduled) this.setState(rt, 'scheduled');
     this.event({ type: 'armed', experiment: id, by });
-    this.start(rt);
+    if (!scheduled) this.start(rt);
     return true;
+  }
+
+  /**
+   * Schedule hook: starts a fresh run of an experiment waiting in `scheduled` (durable first, as arm),
+   * ending at `endsAtMs` (the scheduler's timer ends it). False when it is not waiting.
+   */
+  async startRun(id: string, by: string, endsAtMs: number): Promise<boolean> {
+    if (this.runtimes.get(id)?.state !== 'scheduled') return false;
+    const startedAt = this.iso();
+    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const;
+    const next = structuredClone(this.persisted);
+    next.experiments[id] = { ...entry };
+    const saved = this.store.save(next);
+    this.lastSave = saved.then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
+    await saved;
+    const rt = this.runtimes.get(id);
+    if (rt?.state !== 'scheduled') return false;
+    this.persisted.experiments[id] = { ...entry };
+    rt.resetRun(newAnalyzer(rt.spec));
+    const life = this.lifecycle(id);
+    Object.assign(life, {
+      startedAt,
+      startedBy: by,
+      endsAt: new Date(endsAtMs).toISOString(),
+      nextStartAt: null,
+      endedAt: null,
+      cause: null,
+      reason: null,
+      by: null,
+      evidence: null,
+    });
+    this.setState(rt, rt.spec.dry_run ? 'dry_run' : 'running');
+    this.event({ type: 'started', experiment: id, by });
+    return true;
+  }
+
+  /** Schedule hook: an experiment between runs waits for `nextStartMs` (null: paused or none). */
+  toScheduled(id: string, nextStartMs: number | null): void {
+    const rt = this.runtimes.get(id);
+    if (!rt || rt.assigning || rt.state === 'killed' || rt.state === 'disabled') return;
+    const life = this.lifecycle(id);
+    const next = nextStartMs === null ? null : new Date(nextStartMs).toISOString();
+    if (rt.state === 'scheduled' && life.nextStartAt === next) return;
+    life.nextStartAt = next;
+    this.setState(rt, 'scheduled');
+    this.event({
+      type: 'scheduled',
+      experiment: id,
+      reason: next ? `next run at ${next}` : 'no window ahead',
+    });
+  }
+
+  /** Schedule hook: says in the event stream why a schedule will not start runs. */
+  schedulePaused(id: string, reason: string): void {
+    this.lifecycle(id).nextStartAt = null;
+    this.event({ type: 'schedule_paused', experiment: id, reason });
   }
 
   /**
