@@ -220,7 +220,11 @@ function statusTable(body: { experiments: ExperimentView[] }): string {
       e.state,
       `${c.requests} (err ${rate(c.error + c.timeout + c.reset, c.requests)})`,
       `${k.requests} (err ${rate(k.error + k.timeout + k.reset, k.requests)})`,
-      e.ended?.reason ?? '',
+      e.state === 'scheduled'
+        ? e.next_start_at
+          ? `next run ${e.next_start_at}`
+          : 'schedule paused'
+        : (e.ended?.reason ?? ''),
     ];
   });
   const head = ['EXPERIMENT', 'STATE', 'CANARY', 'CONTROL', 'REASON'];
