@@ -2,7 +2,7 @@
  * faultline run --config FILE          start the proxy (SIGHUP or a file change reloads; SIGTERM drains)
  * faultline validate FILE              check a config file without starting
  * faultline demo                       demo upstream + sample experiment + light load (npm start)
- * faultline status|kill ID|kill --all|arm ID|report ID   talk to a running instance's admin port
+ * faultline status|kill ID|kill --all|arm ID|report ID|history   talk to a running instance's admin port
  * faultline experiment run ...         run one experiment as a CI gate (exit 0 held, 1 refuted, 2 inconclusive)
  * faultline load ...                   open-loop load generator with a per-arm report
  * faultline schema                     print the config's JSON Schema
@@ -32,8 +32,9 @@ const USAGE = `usage: faultline <command> [options]      (faultline <command> --
   kill ID [--reason TEXT]            kill one running experiment
   kill --all [--reason TEXT]         kill every running experiment
   arm ID                             re-arm a killed or expired experiment
-  report ID [--json]                 the experiment's report (markdown, or JSON)
-  experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json]
+  report ID [--run N] [--json]       the experiment's report (markdown, or JSON); --run: a past run
+  history [ID] [--json]              the run journal: recorded runs and their verdicts
+  experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json] [--junit FILE]
   load --target URL --rate R --duration D [...]
   schema                             print the config JSON Schema
   --version                          print the version
@@ -77,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'kill':
     case 'arm':
     case 'report':
+    case 'history':
       return adminCommand(cmd, rest);
     case 'experiment':
       if (rest[0] === 'run') return experimentRunCommand(rest.slice(1));

@@ -15,6 +15,8 @@ import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
+import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experiments/journal.js';
+import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { FileStateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
@@ -33,12 +35,18 @@ export interface StartOptions {
   watch?: boolean;
   /** Start the admin listener now (default). In-process hosts start it on demand (listenAdmin). */
   admin?: boolean;
+  /** Clock of schedules and lifecycle times (tests inject one). */
+  clock?: Clock;
 }
 
 export class Faultline implements AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
   readonly engine: Engine;
+  /** Finished runs (state_dir/runs.jsonl). */
+  readonly journal: RunJournal;
+  private configRevision: string;
+  private readonly scheduler: Scheduler;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -57,19 +65,23 @@ export class Faultline implements AdminTarget {
   private reloadChain: Promise<unknown> = Promise.resolve();
   adminPort = 0;
 
-  private constructor(configFile: string, config: ConfigSpec) {
+  private constructor(configFile: string, config: ConfigSpec, clock: Clock) {
     this.configFile = configFile;
     this.config = config;
     this.metrics = createMetrics();
-    this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics);
+    this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics, () => clock.now());
     this.engine = new Engine(this.table);
+    this.journal = new FileRunJournal(config.state_dir, config.journal.keep_runs);
+    this.configRevision = shortHash(JSON.stringify(config));
+    recordRuns(this.table, this.journal, () => this.configRevision);
+    this.scheduler = new Scheduler(this.table, clock);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
 
   static async start(opts: StartOptions): Promise<Faultline> {
     const config = opts.config ?? (await loadConfigFile(opts.configFile));
-    const fl = new Faultline(opts.configFile, config);
+    const fl = new Faultline(opts.configFile, config, opts.clock ?? realClock);
     try {
       await fl.boot(opts.admin ?? true);
     } catch (err) {
@@ -89,11 +101,13 @@ export class Faultline implements AdminTarget {
     if (unguarded !== null)
       throw new FaultlineError('FL_ADMIN_UNGUARDED', `${unguarded.path}: ${unguarded.reason}`);
     await this.table.init();
+    await this.journal.prepare();
     this.setWebhook(cfg.webhook);
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
     this.table.activate(experiments);
+    this.scheduler.apply(cfg);
     this.admin = new AdminServer(this, {
       token,
       address: cfg.admin.address,
@@ -181,8 +195,10 @@ export class Faultline implements AdminTarget {
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
       this.swapPoints(compilePointPlans(cfg, experiments));
       this.table.activate(experiments);
+      this.scheduler.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
+      this.configRevision = shortHash(JSON.stringify(cfg));
       const keep = new Set([...plans.values()].flatMap((p) => p.routes.map((r) => r.pool)));
       void this.pools.retain(keep, () => this.heldPools());
       this.status = {
@@ -319,12 +335,14 @@ export class Faultline implements AdminTarget {
     this.watcher?.close();
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
+    this.scheduler.stop();
     this.table.stop();
     await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);
     await this.table.flush();
+    await this.journal.flush();
     await this.admin?.close();
     await this.pools.destroyAll();
     log('info', 'faultline stopped');

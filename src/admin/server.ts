@@ -1,7 +1,8 @@
 /**
  * The admin listener (separate port, loopback by default). Paths mirror the model:
  *   GET  /healthz  /ready  /metrics  /config  /events (server-sent events)
- *   GET  /experiments  /experiments/{id}  /experiments/{id}/report
+ *   GET  /experiments  /experiments/{id}  /experiments/{id}/report  /experiments/{id}/verdict
+ *   GET  /runs  /experiments/{id}/runs  /experiments/{id}/runs/{n}   (the run journal)
  *   POST /experiments/{id}/kill  /experiments/{id}/arm  /kill  /config/reload
  * Mutating calls need `authorization: Bearer <token>` when a token is configured, a JSON content type,
  * an allowed Host and no foreign Origin (a web page the operator visits must not drive them: CSRF,
@@ -11,7 +12,9 @@ import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { compareRuns, shortHash, type RunJournal } from '../experiments/journal.js';
 import { experimentReport, experimentView } from '../experiments/report.js';
+import { verdictDocument } from '../experiments/verdict.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
@@ -27,6 +30,7 @@ export interface ConfigStatus {
 export interface AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
+  readonly journal: RunJournal;
   isReady(): boolean;
   configStatus(): ConfigStatus;
   reload(): Promise<ConfigStatus>;
@@ -132,6 +136,21 @@ export class AdminServer {
       }
       if (parts.length === 1 && a === 'config') return sendJson(res, 200, t.configStatus());
       if (parts.length === 1 && a === 'events') return this.openStream(req, res);
+      if (parts.length === 1 && a === 'runs') return sendJson(res, 200, { runs: t.journal.runs() });
+      if (a === 'experiments' && id !== undefined && action === 'runs') {
+        // Runs outlive the experiment's definition: a removed experiment's history is still served.
+        const runs = t.journal.runs(id);
+        if (runs.length === 0 && !t.table.get(id))
+          return sendError(res, 404, 'not_found', `no experiment "${id}" and no recorded runs of it`);
+        if (parts.length === 3) return sendJson(res, 200, { experiment: id, runs });
+        const n = Number(parts[3]);
+        const i = runs.findIndex((r) => r.run === n);
+        if (parts.length === 4 && i >= 0) {
+          const rec = runs[i]!;
+          return sendJson(res, 200, { ...rec, history: compareRuns(rec, runs.slice(0, i)) });
+        }
+        return sendError(res, 404, 'not_found', `experiment "${id}" has no recorded run ${parts[3] ?? ''}`);
+      }
       if (a === 'experiments') {
         if (parts.length === 1)
           return sendJson(res, 200, {
@@ -140,8 +159,29 @@ export class AdminServer {
         const rt = id !== undefined ? t.table.get(id) : undefined;
         if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);
         if (parts.length === 2) return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
-        if (parts.length === 3 && action === 'report')
-          return sendJson(res, 200, experimentReport(rt, t.table.lifecycleOf(rt.id)));
+        if (parts.length === 3 && action === 'report') {
+          const report = experimentReport(rt, t.table.lifecycleOf(rt.id));
+          const runs = t.journal.runs(rt.id);
+          // A finished run is already the journal's newest record: compare with the runs before it.
+          const last = runs[runs.length - 1];
+          const done = last !== undefined && last.ended_at === report.ended_at;
+          const history = compareRuns(
+            { ...report, spec_revision: shortHash(rt.specKey) },
+            done ? runs.slice(0, -1) : runs,
+          );
+          return sendJson(res, 200, {
+            ...report,
+            run: done ? last.run : t.journal.nextRun(rt.id),
+            history,
+          });
+        }
+        if (parts.length === 3 && action === 'verdict') {
+          const doc = verdictDocument(rt, t.table.lifecycleOf(rt.id), t.journal.runs(rt.id));
+          // Argo Rollouts' web provider treats a non-2xx answer as a measurement error, not a
+          // failure: ?always_200=1 lets it read the score instead (Flagger wants the status).
+          const status = url.searchParams.get('always_200') === '1' ? 200 : doc.http_status;
+          return sendJson(res, status, doc);
+        }
       }
       return sendError(res, 404, 'not_found', `no such endpoint: GET ${url.pathname}`);
     }

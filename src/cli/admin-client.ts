@@ -1,6 +1,12 @@
-/** `faultline status|kill|arm|report`: thin clients of a running instance's admin API. */
+/** `faultline status|kill|arm|report|history`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
-import { reportMarkdown, type ExperimentReport, type ExperimentView } from '../experiments/report.js';
+import type { RunComparison, RunRecord } from '../experiments/journal.js';
+import {
+  reportMarkdown,
+  runReportMarkdown,
+  type ExperimentReport,
+  type ExperimentView,
+} from '../experiments/report.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -27,7 +33,7 @@ export async function adminCall(
   return { status: res.statusCode, json };
 }
 
-type AdminCommand = 'status' | 'kill' | 'arm' | 'report';
+type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history';
 
 const ADMIN_OPTIONS = `  --admin URL    admin API base (default $FAULTLINE_ADMIN_URL, else http://127.0.0.1:9901);
                  $FAULTLINE_ADMIN_TOKEN is sent as the bearer token
@@ -45,8 +51,13 @@ ${ADMIN_OPTIONS}`,
   arm: `usage: faultline arm ID [--admin URL]
   re-arm a killed or expired experiment (a fresh run: new counts and evidence)
 ${ADMIN_OPTIONS}`,
-  report: `usage: faultline report ID [--json] [--admin URL]
-  the experiment's report as markdown (--json: as JSON)
+  report: `usage: faultline report ID [--run N] [--json] [--admin URL]
+  the experiment's report as markdown (--json: as JSON), compared with its previous runs
+  --run N        the report of recorded run N (see faultline history ID) instead of the current one
+${ADMIN_OPTIONS}`,
+  history: `usage: faultline history [ID] [--json] [--admin URL]
+  the run journal: every recorded run (of experiment ID), oldest first, with its verdict
+  --json         the records as JSON
 ${ADMIN_OPTIONS}`,
 };
 
@@ -54,7 +65,8 @@ const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
   status: { admin: { type: 'string' }, json: { type: 'boolean' } },
   kill: { admin: { type: 'string' }, reason: { type: 'string' }, all: { type: 'boolean' } },
   arm: { admin: { type: 'string' } },
-  report: { admin: { type: 'string' }, json: { type: 'boolean' } },
+  report: { admin: { type: 'string' }, json: { type: 'boolean' }, run: { type: 'string' } },
+  history: { admin: { type: 'string' }, json: { type: 'boolean' } },
 };
 
 export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<number> {
@@ -66,6 +78,9 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
   const json = parsed.flag('json');
   if ((cmd === 'arm' || cmd === 'report') && id === undefined)
     return usageError(cmd, usage, 'missing experiment ID');
+  const runText = parsed.string('run');
+  if (runText !== undefined && !/^[1-9][0-9]{0,9}$/.test(runText))
+    return usageError(cmd, usage, `--run: not a run number: '${runText}'`);
   if (cmd === 'kill') {
     // "No ID" must never mean "everything": killing every experiment is asked for by name.
     if (id === undefined && !parsed.flag('all'))
@@ -99,9 +114,24 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
         });
         break;
       case 'report':
+        if (runText !== undefined) {
+          r = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/runs/${runText}`);
+          if (r.status === 200 && !json) {
+            process.stdout.write(runReportMarkdown(r.json as RunRecord & { history: RunComparison }));
+            return 0;
+          }
+          break;
+        }
         r = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/report`);
         if (r.status === 200 && !json) {
           process.stdout.write(reportMarkdown(r.json as ExperimentReport));
+          return 0;
+        }
+        break;
+      case 'history':
+        r = await adminCall(base, 'GET', id ? `/experiments/${encodeURIComponent(id)}/runs` : '/runs');
+        if (r.status === 200 && !json) {
+          process.stdout.write(historyTable((r.json as { runs: RunRecord[] }).runs));
           return 0;
         }
         break;
@@ -132,6 +162,54 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
   }
 }
 
+function historyTable(runs: RunRecord[]): string {
+  if (runs.length === 0) return 'no recorded runs\n';
+  const rate = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(1)}%` : '-');
+  const bad = (a: RunRecord['arms']['canary']) => a.error + a.timeout + a.reset;
+  const rows = runs.map((r) => [
+    r.experiment,
+    String(r.run),
+    r.verdict,
+    r.started_at ?? '-',
+    r.ended_at,
+    r.started_by,
+    r.ended_by,
+    `${r.arms.canary.requests} (err ${rate(bad(r.arms.canary), r.arms.canary.requests)})`,
+    `${r.arms.control.requests} (err ${rate(bad(r.arms.control), r.arms.control.requests)})`,
+    r.reason,
+  ]);
+  return table(
+    [
+      'EXPERIMENT',
+      'RUN',
+      'VERDICT',
+      'STARTED',
+      'ENDED',
+      'STARTED_BY',
+      'ENDED_BY',
+      'CANARY',
+      'CONTROL',
+      'REASON',
+    ],
+    rows,
+  );
+}
+
+function table(head: string[], rows: string[][]): string {
+  const all = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return (
+    all
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
 function statusTable(body: { experiments: ExperimentView[] }): string {
   const rows = body.experiments.map((e) => {
     const c = e.arms.canary;
@@ -142,7 +220,11 @@ function statusTable(body: { experiments: ExperimentView[] }): string {
       e.state,
       `${c.requests} (err ${rate(c.error + c.timeout + c.reset, c.requests)})`,
       `${k.requests} (err ${rate(k.error + k.timeout + k.reset, k.requests)})`,
-      e.ended?.reason ?? '',
+      e.state === 'scheduled'
+        ? e.next_start_at
+          ? `next run ${e.next_start_at}`
+          : 'schedule paused'
+        : (e.ended?.reason ?? ''),
     ];
   });
   const head = ['EXPERIMENT', 'STATE', 'CANARY', 'CONTROL', 'REASON'];

@@ -3,6 +3,7 @@
  * previous run left it killed), optionally drives load, waits for a kill or the duration, prints the
  * report and exits 0 held, 1 refuted, 2 inconclusive, 3 error or aborted.
  */
+import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadConfigFile } from '../config/load.js';
 import { parseDuration } from '../config/schema.js';
@@ -10,10 +11,11 @@ import { experimentReport, reportMarkdown } from '../experiments/report.js';
 import { LoadGenerator } from '../load/generator.js';
 import { Faultline } from '../main.js';
 import { parseCommand, usageError, type OptionSpecs } from './args.js';
+import { junitXml } from './junit.js';
 
 const EXIT = { held: 0, refuted: 1, inconclusive: 2, error: 3 } as const;
 
-export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FILE --experiment ID [--duration D] [--load URL,RATE] [--json]
+export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FILE --experiment ID [--duration D] [--load URL,RATE] [--json] [--junit FILE]
   chaos as a CI gate: starts Faultline from FILE with only experiment ID (re-armed), optionally drives
   load, waits for a kill or the duration, prints the report
   -c, --config FILE     the config file
@@ -21,6 +23,7 @@ export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FI
   --duration D          how long at most: 90s, 2m, 500ms (default 2m)
   --load URL,RATE       open-loop load of RATE req/s to URL while it runs
   --json                print the report as JSON instead of markdown
+  --junit FILE          also write the result as JUnit XML (one test case per guardrail) for CI
   -h, --help            show this help
 exit codes: 0 held, 1 refuted, 2 inconclusive, 3 error, aborted or a usage error (2 means inconclusive here)`;
 
@@ -30,6 +33,7 @@ const FLAGS: OptionSpecs = {
   duration: { type: 'string' },
   load: { type: 'string' },
   json: { type: 'boolean' },
+  junit: { type: 'string' },
 };
 
 export async function experimentRunCommand(args: string[]): Promise<number> {
@@ -67,7 +71,10 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
     const cfg = await loadConfigFile(resolve(file));
     const spec = cfg.experiments.find((e) => e.id === id);
     if (!spec) throw new Error(`${file}: no experiment "${id}"`);
-    cfg.experiments = [{ ...spec, enabled: true }];
+    // A CI run is one run now: the experiment's schedule, if any, does not apply here.
+    const now = { ...spec, enabled: true };
+    delete now.schedule;
+    cfg.experiments = [now];
     fl = await Faultline.start({ configFile: resolve(file), config: cfg });
   } catch (err) {
     process.stderr.write(`faultline experiment run: ${(err as Error).message}\n`);
@@ -93,6 +100,7 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
       }
     });
   });
+  const startedMs = Date.now();
   const gen = load
     ? new LoadGenerator({
         target: load.url,
@@ -113,6 +121,17 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
   const report = rt ? experimentReport(rt, table.lifecycleOf(id)) : null;
   await fl.stop(1000);
   if (!report) return EXIT.error;
+  const junit = parsed.string('junit');
+  if (junit !== undefined) {
+    try {
+      await writeFile(junit, junitXml(report, (Date.now() - startedMs) / 1000));
+    } catch (err) {
+      process.stderr.write(
+        `faultline experiment run: cannot write --junit ${junit}: ${(err as Error).message}\n`,
+      );
+      return EXIT.error;
+    }
+  }
   process.stdout.write(parsed.flag('json') ? JSON.stringify(report, null, 2) + '\n' : reportMarkdown(report));
   switch (report.verdict) {
     case 'held':

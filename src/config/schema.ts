@@ -9,6 +9,7 @@ import { parseDurationMs } from '../core/duration.js';
 import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
 import { compileFault, faultIssues } from '../faults/registry.js';
+import { cronIssue } from '../experiments/cron.js';
 
 const name = z
   .string()
@@ -293,6 +294,35 @@ const sticky = z
     'must be "header:NAME", "cookie:NAME" or "trace"',
   );
 
+/** A cron expression (croner's dialect: 5 fields, or 6 with seconds) and an IANA time zone, checked here. */
+const cronText = z.string().superRefine((v, ctx) => {
+  const issue = cronIssue(v, undefined);
+  if (issue !== null) ctx.addIssue({ code: z.ZodIssueCode.custom, message: issue });
+});
+const timeZone = z.string().superRefine((v, ctx) => {
+  const issue = cronIssue('* * * * *', v);
+  if (issue !== null) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `unknown time zone "${v}"` });
+});
+
+const scheduleFields = {
+  cron: cronText.describe('when each window opens, e.g. "0 10 * * 1-5" (croner syntax)'),
+  for: durationMs.describe('how long each window lasts; a run never outlives its window'),
+  timezone: timeZone.default('UTC').describe('IANA time zone of the cron expression, e.g. Europe/Berlin'),
+};
+
+/** A named schedule (top-level `schedules`): the experiments naming it take turns, one run per window. */
+const namedSchedule = z
+  .object({
+    name,
+    ...scheduleFields,
+    order: z
+      .enum(['in_turn', 'random'])
+      .default('in_turn')
+      .describe('which experiment runs in a window: in config order, or a seeded random pick'),
+    seed: z.number().int().default(1).describe('seed of the random order (the same seed picks the same)'),
+  })
+  .strict();
+
 const experiment = z
   .object({
     id: z
@@ -332,6 +362,12 @@ const experiment = z
     max_active_faults: z.number().int().positive().optional(),
     dry_run: z.boolean().default(false),
     enabled: z.boolean().default(true),
+    schedule: z
+      .union([z.object(scheduleFields).strict(), name])
+      .optional()
+      .describe(
+        'run in windows: {cron, for, timezone}, or the name of a top-level schedule shared by experiments that take turns; between runs the experiment is "scheduled"',
+      ),
     guardrails: z.array(guardrail).default([{ metric: 'error_rate' }, { metric: 'latency' }]),
     confidence: z.number().gt(0.5).lt(1).default(0.99),
     min_samples: z.number().int().min(1).default(100),
@@ -384,6 +420,25 @@ export const configSchema = z
       .strict()
       .optional(),
     experiments: z.array(experiment).default([]),
+    schedules: z
+      .array(namedSchedule)
+      .default([])
+      .describe('named schedules; experiments that name one rotate through its windows'),
+    journal: z
+      .object({
+        keep_runs: z
+          .number()
+          .int()
+          .min(1)
+          .max(100_000)
+          .default(200)
+          .describe('runs kept per experiment in state_dir/runs.jsonl (older ones are compacted away)'),
+      })
+      .strict()
+      .default({})
+      .describe(
+        'the run journal: one record per finished run (faultline history, GET /experiments/{id}/runs)',
+      ),
   })
   .strict()
   .superRefine(crossFieldChecks);
@@ -469,9 +524,16 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         );
     });
 
+  const scheduleNames = new Set<string>();
+  c.schedules.forEach((s, i) => {
+    if (scheduleNames.has(s.name)) issue(['schedules', i, 'name'], `duplicate schedule name "${s.name}"`);
+    scheduleNames.add(s.name);
+  });
   const ids = new Set<string>();
   c.experiments.forEach((e, i) => {
     const at = (...p: (string | number)[]) => ['experiments', i, ...p];
+    if (typeof e.schedule === 'string' && !scheduleNames.has(e.schedule))
+      issue(at('schedule'), `no schedule named "${e.schedule}" in schedules`);
     if (ids.has(e.id)) issue(at('id'), `duplicate experiment id "${e.id}"`);
     ids.add(e.id);
     if (e.split.percent > SPLIT_CAP_PERCENT && !e.split.allow_above_cap)

@@ -5,6 +5,7 @@
  * judge as their causes do: the error-rate guard refutes, the global max_duration ends like a duration.
  */
 import type { GuardrailState } from '../stats/analyzer.js';
+import type { RunComparison, RunRecord } from './journal.js';
 import { ARM_CANARY, ARM_CONTROL, type ArmCounts, type ExperimentRuntime } from './runtime.js';
 import type { ExperimentEvent, Lifecycle } from './table.js';
 
@@ -19,6 +20,8 @@ export interface ExperimentView {
   split: { percent: number; sticky: string | null };
   started_at: string | null;
   ends_at: string | null;
+  /** Scheduled experiments: when the next window opens (null: paused, or not scheduled). */
+  next_start_at: string | null;
   ended_at: string | null;
   ended: { cause: string | null; reason: string | null; by: string | null } | null;
   active_faults: number;
@@ -49,6 +52,7 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     split: { percent: rt.spec.split.percent, sticky: rt.spec.split.sticky ?? null },
     started_at: life?.startedAt ?? null,
     ends_at: life?.endsAt ?? null,
+    next_start_at: life?.nextStartAt ?? null,
     ended_at: life?.endedAt ?? null,
     ended,
     active_faults: rt.activeFaults,
@@ -105,8 +109,8 @@ function judgeEnded(insufficient: string[], how: string): [Verdict, string] {
   return ['held', `${how}; every guardrail held with enough data`];
 }
 
-/** Markdown for `faultline report <id>`. */
-export function reportMarkdown(r: ExperimentReport): string {
+/** Markdown for `faultline report <id>` (the admin adds `run` and `history` from the journal). */
+export function reportMarkdown(r: ExperimentReport & { run?: number; history?: RunComparison }): string {
   const pct = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
   const arm = (name: string, a: ArmCounts) =>
     `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
@@ -117,6 +121,7 @@ export function reportMarkdown(r: ExperimentReport): string {
     '',
     `**Verdict:** ${r.verdict} - ${r.verdict_reason}`,
     '',
+    ...historyLines(r.run, r.history),
     `State ${r.state}; fault \`${JSON.stringify(r.fault)}\` injected ${r.inject}; split ${r.split.percent}% canary + ${r.split.percent}% control${r.split.sticky ? ` (sticky ${r.split.sticky})` : ''}.`,
     `Started ${r.started_at ?? '-'}; ${r.ended_at ? `ended ${r.ended_at}` : `ends ${r.ends_at ?? 'when stopped'}`}.`,
     '',
@@ -152,6 +157,48 @@ export function reportMarkdown(r: ExperimentReport): string {
     '',
   ];
   return lines.join('\n');
+}
+
+function historyLines(run: number | undefined, h: RunComparison | undefined): string[] {
+  if (h === undefined) return [];
+  const flag = h.regression ? '**REGRESSION:** ' : h.changed ? '**Changed:** ' : '';
+  const prev = h.previous.map((p) => `#${p.run} ${p.verdict}`).join(', ');
+  return [`**Run ${run ?? '?'} vs. history:** ${flag}${h.summary}${prev ? ` (previous: ${prev})` : ''}`, ''];
+}
+
+/** Markdown for `faultline report <id> --run N`: a recorded run and how it compares with the ones before. */
+export function runReportMarkdown(r: RunRecord & { history: RunComparison }): string {
+  const pct = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
+  const arm = (name: string, a: ArmCounts) =>
+    `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
+  return [
+    `# Experiment \`${r.experiment}\`, run ${r.run}: ${r.verdict.toUpperCase()}`,
+    '',
+    `**Hypothesis:** ${r.hypothesis}`,
+    '',
+    `**Verdict:** ${r.verdict} - ${r.verdict_reason}`,
+    '',
+    ...historyLines(r.run, r.history),
+    `Started ${r.started_at ?? '-'} by ${r.started_by}; ended ${r.ended_at} by ${r.ended_by} (${r.state}${r.cause ? `, ${r.cause}` : ''}: ${r.reason}).`,
+    `Fault \`${JSON.stringify(r.fault)}\`; split ${r.split_percent}%; config revision ${r.config_revision}, spec revision ${r.spec_revision}; replicas ${r.replicas}.`,
+    '',
+    '## Arms',
+    '',
+    '| group | requests | errors | timeouts | resets | injected |',
+    '|---|---|---|---|---|---|',
+    arm('canary', r.arms.canary),
+    arm('control', r.arms.control),
+    '',
+    '## Guardrails',
+    '',
+    '| metric | status | e-value | threshold | canary | control | detail |',
+    '|---|---|---|---|---|---|---|',
+    ...r.guardrails.map(
+      (g) =>
+        `| ${g.metric}${g.quantile !== undefined ? ` p${Number((g.quantile * 100).toPrecision(6))}` : ''} | ${g.status} | ${Number(g.eValue).toPrecision(3)} | ${Number(g.threshold).toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
+    ),
+    '',
+  ].join('\n');
 }
 
 function describeArm(a: GuardrailState['canary']): string {

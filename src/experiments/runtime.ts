@@ -26,7 +26,9 @@ import { releaseHold, type HeldTarget } from '../engine/hold.js';
 import { assignmentMembers } from '../split/baggage.js';
 import { ExperimentAnalyzer, type AnalyzerConfig, type GuardrailSpec } from '../stats/analyzer.js';
 
-export type ExperimentState = 'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
+/** `scheduled`: waiting for its schedule's next window (assigns nothing, like pending). */
+export type ExperimentState =
+  'pending' | 'scheduled' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
 
 export {
   ARM_NONE,

@@ -23,7 +23,16 @@ import {
 export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual';
 
 export interface ExperimentEvent {
-  type: 'started' | 'killed' | 'expired' | 'armed' | 'removed' | 'config_reloaded' | 'config_invalid';
+  type:
+    | 'started'
+    | 'killed'
+    | 'expired'
+    | 'armed'
+    | 'removed'
+    | 'config_reloaded'
+    | 'config_invalid'
+    | 'scheduled'
+    | 'schedule_paused';
   at: string;
   experiment?: string;
   cause?: KillCause;
@@ -35,7 +44,11 @@ export interface ExperimentEvent {
 export interface Lifecycle {
   state: ExperimentState;
   startedAt: string | null;
+  /** Who started the current run: "config", an operator (arm), a schedule. */
+  startedBy: string | null;
   endsAt: string | null;
+  /** Scheduled experiments: when the next window opens (null: paused, or not scheduled). */
+  nextStartAt: string | null;
   endedAt: string | null;
   cause: KillCause | null;
   reason: string | null;
@@ -46,6 +59,7 @@ export interface Lifecycle {
 
 const STATE_NAMES: readonly ExperimentState[] = [
   'pending',
+  'scheduled',
   'running',
   'killed',
   'expired',
@@ -53,7 +67,16 @@ const STATE_NAMES: readonly ExperimentState[] = [
   'dry_run',
 ];
 
-export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> {
+/**
+ * `run_ended`: a run just ended (killed, expired, or replaced by a reload while running); the lifecycle
+ * holds its end. The run journal listens here.
+ */
+export interface TableEvents {
+  event: [ExperimentEvent];
+  run_ended: [ExperimentRuntime, Lifecycle];
+}
+
+export class ExperimentTable extends EventEmitter<TableEvents> {
   private runtimes = new Map<string, ExperimentRuntime>();
   private readonly lifecycles = new Map<string, Lifecycle>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
@@ -62,11 +85,18 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   private lastSave: Promise<Error | null> = Promise.resolve(null);
   private readonly store: StateStore;
   private readonly metrics: Metrics;
+  /** The clock of lifecycle times (tests of schedules inject one). */
+  readonly now: () => number;
 
-  constructor(store: StateStore, metrics: Metrics) {
+  constructor(store: StateStore, metrics: Metrics, now: () => number = Date.now) {
     super();
     this.store = store;
     this.metrics = metrics;
+    this.now = now;
+  }
+
+  private iso(): string {
+    return new Date(this.now()).toISOString();
   }
 
   async init(): Promise<void> {
@@ -92,8 +122,19 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   activate(next: Map<string, ExperimentRuntime>): void {
     for (const [id, rt] of this.runtimes) {
       if (next.get(id) === rt) continue;
+      const wasRunning = rt.assigning;
       // Replaced or removed: stop it so held faults do not outlive their definition.
       rt.setState('disabled');
+      if (wasRunning) {
+        const life = this.lifecycle(id);
+        Object.assign(life, {
+          endedAt: this.iso(),
+          cause: null,
+          reason: next.has(id) ? 'its spec changed' : 'removed from the config',
+          by: 'config',
+        });
+        this.emit('run_ended', rt, life);
+      }
       rt.releaseHeld();
       this.clearTimer(id);
       if (!next.has(id)) {
@@ -110,6 +151,20 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   private start(rt: ExperimentRuntime): void {
     const saved = this.persisted.experiments[rt.id];
     const life = this.lifecycle(rt.id);
+    life.startedBy = saved?.startedBy ?? 'config';
+    // A scheduled experiment waits for its window; a killed one stays killed (its schedule is paused
+    // until an operator arms it) and one that was running resumes (the scheduler ends it with its window).
+    if (
+      rt.spec.schedule !== undefined &&
+      rt.enabled &&
+      saved?.state !== 'killed' &&
+      saved?.state !== 'running'
+    ) {
+      life.startedAt = saved?.startedAt ?? null;
+      life.endedAt = saved?.at ?? null;
+      this.setState(rt, 'scheduled');
+      return;
+    }
     if (saved && (saved.state === 'killed' || saved.state === 'expired')) {
       life.startedAt = saved.startedAt ?? null;
       life.endedAt = saved.at;
@@ -124,7 +179,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       this.setState(rt, 'disabled');
       return;
     }
-    const now = Date.now();
+    const now = this.now();
     const startedAt = saved?.startedAt ?? new Date(now).toISOString();
     life.startedAt = startedAt;
     this.setState(rt, rt.dryRun ? 'dry_run' : 'running');
@@ -158,7 +213,9 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       life = {
         state: 'pending',
         startedAt: null,
+        startedBy: null,
         endsAt: null,
+        nextStartAt: null,
         endedAt: null,
         cause: null,
         reason: null,
@@ -215,7 +272,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     rt.releaseHeld();
     this.clearTimer(rt.id);
     const life = this.lifecycle(rt.id);
-    const at = new Date().toISOString();
+    const at = this.iso();
     Object.assign(life, { endedAt: at, cause, reason, by, evidence });
     this.persisted.experiments[rt.id] = {
       state,
@@ -225,8 +282,10 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       evidence,
       ...(cause ? { cause } : {}),
       ...(life.startedAt ? { startedAt: life.startedAt } : {}),
+      ...(life.startedBy ? { startedBy: life.startedBy } : {}),
     };
     this.persist();
+    this.emit('run_ended', rt, life);
     const ev: Omit<ExperimentEvent, 'at'> =
       state === 'killed'
         ? { type: 'killed', experiment: rt.id, cause: cause ?? 'manual', reason, by, evidence }
@@ -251,8 +310,21 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     const armable = (rt: ExperimentRuntime | undefined): rt is ExperimentRuntime =>
       rt !== undefined && !rt.assigning && rt.enabled;
     if (!armable(this.runtimes.get(id))) return false;
-    const startedAt = new Date().toISOString();
-    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt } as const;
+    const startedAt = this.iso();
+    const scheduled = this.runtimes.get(id)?.spec.schedule !== undefined;
+    // Arming a scheduled experiment resumes its schedule: it waits for the next window, not runs now.
+    const entry = scheduled
+      ? ({
+          state: 'expired',
+          reason: `schedule resumed by ${by}`,
+          by,
+          at: startedAt,
+          // The last run's start stays: the rotation picks the member after the one that ran last.
+          ...(this.lifecycles.get(id)?.startedAt
+            ? { startedAt: this.lifecycles.get(id)?.startedAt as string }
+            : {}),
+        } as const)
+      : ({ state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const);
     const next = structuredClone(this.persisted);
     next.experiments[id] = { ...entry };
     const saved = this.store.save(next);
@@ -269,9 +341,70 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     rt.resetRun(rt.newAnalyzer());
     const life = this.lifecycle(id);
     Object.assign(life, { endsAt: null, endedAt: null, cause: null, reason: null, by: null, evidence: null });
+    // A scheduled one waits (the scheduler hears `armed` and sets its next start).
+    if (scheduled) this.setState(rt, 'scheduled');
     this.event({ type: 'armed', experiment: id, by });
-    this.start(rt);
+    if (!scheduled) this.start(rt);
     return true;
+  }
+
+  /**
+   * Schedule hook: starts a fresh run of an experiment waiting in `scheduled` (durable first, as arm),
+   * ending at `endsAtMs` (the scheduler's timer ends it). False when it is not waiting.
+   */
+  async startRun(id: string, by: string, endsAtMs: number): Promise<boolean> {
+    if (this.runtimes.get(id)?.state !== 'scheduled') return false;
+    const startedAt = this.iso();
+    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const;
+    const next = structuredClone(this.persisted);
+    next.experiments[id] = { ...entry };
+    const saved = this.store.save(next);
+    this.lastSave = saved.then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
+    await saved;
+    const rt = this.runtimes.get(id);
+    if (rt?.state !== 'scheduled') return false;
+    this.persisted.experiments[id] = { ...entry };
+    rt.resetRun(rt.newAnalyzer());
+    const life = this.lifecycle(id);
+    Object.assign(life, {
+      startedAt,
+      startedBy: by,
+      endsAt: new Date(endsAtMs).toISOString(),
+      nextStartAt: null,
+      endedAt: null,
+      cause: null,
+      reason: null,
+      by: null,
+      evidence: null,
+    });
+    this.setState(rt, rt.dryRun ? 'dry_run' : 'running');
+    this.event({ type: 'started', experiment: id, by });
+    return true;
+  }
+
+  /** Schedule hook: an experiment between runs waits for `nextStartMs` (null: paused or none). */
+  toScheduled(id: string, nextStartMs: number | null): void {
+    const rt = this.runtimes.get(id);
+    if (!rt || rt.assigning || rt.state === 'killed' || rt.state === 'disabled') return;
+    const life = this.lifecycle(id);
+    const next = nextStartMs === null ? null : new Date(nextStartMs).toISOString();
+    if (rt.state === 'scheduled' && life.nextStartAt === next) return;
+    life.nextStartAt = next;
+    this.setState(rt, 'scheduled');
+    this.event({
+      type: 'scheduled',
+      experiment: id,
+      reason: next ? `next run at ${next}` : 'no window ahead',
+    });
+  }
+
+  /** Schedule hook: says in the event stream why a schedule will not start runs. */
+  schedulePaused(id: string, reason: string): void {
+    this.lifecycle(id).nextStartAt = null;
+    this.event({ type: 'schedule_paused', experiment: id, reason });
   }
 
   /**
@@ -303,7 +436,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       rt.stickyKind === null ? undefined : sessionKey,
     );
     if (breach !== null)
-      this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: new Date().toISOString() });
+      this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: this.iso() });
   }
 
   get(id: string): ExperimentRuntime | undefined {
@@ -323,7 +456,7 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   }
 
   private event(e: Omit<ExperimentEvent, 'at'>): void {
-    const ev: ExperimentEvent = { at: new Date().toISOString(), ...e };
+    const ev: ExperimentEvent = { at: this.iso(), ...e };
     if (ev.experiment) this.lifecycle(ev.experiment).timeline.push(ev);
     this.emit('event', ev);
   }

@@ -21,6 +21,8 @@ export interface PersistedExperiment {
   at: string;
   evidence?: unknown;
   startedAt?: string;
+  /** Who started the run (config, an operator, a schedule): the run journal records it. */
+  startedBy?: string;
 }
 
 export interface PersistedState {

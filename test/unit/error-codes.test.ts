@@ -6,7 +6,8 @@ import { FL_ERRORS } from '../../src/errors.js';
 import { MESSAGES } from '../../src/proxy/reply.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-const section = readme.slice(readme.indexOf('## Error codes'), readme.indexOf('## Metrics'));
+const start = readme.indexOf('## Error codes');
+const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
 
 describe('error codes', () => {
   it('the README lists every proxy reply code with its status', () => {
