@@ -209,7 +209,7 @@ ${line.includes('fault') ? '' : '    fault: { kind: abort, status: 503 }\n'}`;
   });
 
   it('every shipped config file is valid', async () => {
-    for (const f of ['demo.yaml', 'minimal.yaml', 'docker.yaml'])
+    for (const f of ['demo.yaml', 'minimal.yaml', 'docker.yaml', 'inprocess.yaml'])
       await loadConfigFile(new URL(`../../config/${f}`, import.meta.url).pathname);
   });
 
