@@ -7,7 +7,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
-import { validateConfig } from '../../src/config/load.js';
+import { readFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { loadConfigFile, validateConfig } from '../../src/config/load.js';
 import { EnvoyStandIn, headerMap, rawClient, setHeaders, type Resp } from '../helpers/envoy.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { metricSum, scrape } from '../helpers/servers.js';
@@ -353,5 +355,28 @@ describe('ext_proc config validation', () => {
     expect(check({ kind: 'latency', ms: 500 })).toThrow(/longer than ext_proc.max_hold_ms \(150\)/);
     expect(check({ kind: 'latency', ms: 500 }, { envoy_fault_headers: true })).not.toThrow();
     expect(check({ kind: 'latency', ms: 100 })).not.toThrow();
+  });
+
+  it('examples/envoy: the Faultline config validates, the Envoy config is YAML with the filters in order', async () => {
+    const cfg = await loadConfigFile(
+      new URL('../../examples/envoy/faultline.yaml', import.meta.url).pathname,
+    );
+    expect(cfg.ext_proc?.port).toBe(9002);
+    const envoy = parse(
+      await readFile(new URL('../../examples/envoy/envoy.yaml', import.meta.url), 'utf8'),
+    ) as {
+      static_resources: {
+        listeners: {
+          filter_chains: { filters: { typed_config: { http_filters: { name: string }[] } }[] }[];
+        }[];
+      };
+    };
+    const filters =
+      envoy.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config.http_filters;
+    expect(filters.map((f) => f.name)).toEqual([
+      'envoy.filters.http.ext_proc',
+      'envoy.filters.http.fault',
+      'envoy.filters.http.router',
+    ]);
   });
 });
