@@ -288,8 +288,8 @@ const guardrail = z.discriminatedUnion('metric', [
 const sticky = z
   .string()
   .regex(
-    /^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|cookie:[^\s;=]+|trace)$/,
-    'must be "header:NAME", "cookie:NAME" or "trace"',
+    /^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|cookie:[^\s;=]+|trace|request_id)$/,
+    'must be "header:NAME", "cookie:NAME", "trace" or "request_id" (x-request-id)',
   );
 
 const experiment = z
