@@ -19,7 +19,7 @@ module.exports = {
       severity: 'error',
       comment: 'The engine and its modules are protocol-neutral: hosts (src/proxy, src/inprocess) use them, never the reverse.',
       from: { path: CORE },
-      to: { path: '^src/(proxy|inprocess|admin|cli|load|demo)/' },
+      to: { path: '^src/(proxy|inprocess|extproc|admin|cli|load|demo)/' },
     },
     {
       name: 'core-not-node-http',

@@ -6,6 +6,7 @@
  * faultline experiment run ...         run one experiment as a CI gate (exit 0 held, 1 refuted, 2 inconclusive)
  * faultline load ...                   open-loop load generator with a per-arm report
  * faultline schema                     print the config's JSON Schema
+ * faultline import istio|envoy FILE     convert Istio / Envoy fault configs into experiments
  * Every command parses its arguments with src/cli/args.ts: --help/-h, unknown flags exit 2.
  */
 import { readFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import { EXIT_USAGE, parseCommand, usageError } from './cli/args.js';
 import { demoCommand } from './cli/demo.js';
 import { handleSignals } from './cli/signals.js';
 import { experimentRunCommand, EXPERIMENT_RUN_USAGE } from './cli/experiment-run.js';
+import { importCommand } from './cli/import.js';
 import { adminGuardIssue } from './config/admin-guard.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
@@ -37,6 +39,7 @@ const USAGE = `usage: faultline <command> [options]      (faultline <command> --
   experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json] [--junit FILE]
   load --target URL --rate R --duration D [...]
   schema                             print the config JSON Schema
+  import istio|envoy FILE [--listener NAME]   Istio/Envoy fault config -> experiments (YAML)
   --version                          print the version
 admin commands use --admin URL (default $FAULTLINE_ADMIN_URL or http://127.0.0.1:9901) and
 $FAULTLINE_ADMIN_TOKEN for authorization. A usage error (unknown flag, missing argument) exits 2.`;
@@ -93,6 +96,8 @@ export async function main(argv: string[]): Promise<number> {
       );
     case 'load':
       return runLoadCommand(rest);
+    case 'import':
+      return importCommand(rest);
     case 'schema': {
       const parsed = parseCommand('schema', SCHEMA_USAGE, rest, {}, 0);
       if (typeof parsed === 'number') return parsed;

@@ -19,6 +19,8 @@ import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experi
 import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { FileStateStore } from './killswitch/store.js';
+import { compileExtProcPlan, extProcBindingKey, type ExtProcPlan } from './extproc/plan.js';
+import { ExtProcServer } from './extproc/server.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
@@ -50,6 +52,8 @@ export class Faultline implements AdminTarget {
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
+  /** Envoy's ext_proc host (config `ext_proc`), or null. */
+  extProc: ExtProcServer | null = null;
   private readonly pools = new UpstreamPools();
   private admin: AdminServer | null = null;
   private config: ConfigSpec;
@@ -131,6 +135,8 @@ export class Faultline implements AdminTarget {
         protocol: spec.protocol,
       });
     }
+    const xp = compileExtProcPlan(cfg, experiments);
+    if (xp !== null) await this.startExtProc(cfg, xp);
     this.metrics.configValid.set(1);
     this.startGlobalDeadline(cfg.max_duration);
     logWarnings(cfg);
@@ -140,6 +146,13 @@ export class Faultline implements AdminTarget {
       admin: `${cfg.admin.address}:${this.adminPort}`,
       experiments: cfg.experiments.map((e) => e.id),
     });
+  }
+
+  private async startExtProc(cfg: ConfigSpec, plan: ExtProcPlan): Promise<void> {
+    const spec = cfg.ext_proc!;
+    this.extProc = new ExtProcServer(this.engine, plan, this.metrics);
+    const addr = await this.extProc.listen(spec.address, spec.port);
+    log('info', 'ext_proc started', { ext_proc: spec.name, address: addr.address, port: addr.port });
   }
 
   /** Starts the admin listener (config's admin.address and admin.port unless given). */
@@ -172,6 +185,7 @@ export class Faultline implements AdminTarget {
   }
 
   port(listener: string): number {
+    if (this.extProc !== null && this.extProc.ref.plan.name === listener) return this.extProc.address().port;
     const l = this.listeners.get(listener);
     if (!l) throw new Error(`no listener ${listener}`);
     return l.address().port;
@@ -194,6 +208,8 @@ export class Faultline implements AdminTarget {
       // Swap: plans first (requests read them), then the experiment set.
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
       this.swapPoints(compilePointPlans(cfg, experiments));
+      const xp = compileExtProcPlan(cfg, experiments);
+      if (xp !== null) this.extProc?.swapPlan(xp);
       this.table.activate(experiments);
       this.scheduler.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
@@ -260,6 +276,8 @@ export class Faultline implements AdminTarget {
     });
     for (const name of before.keys())
       issues.push({ path: 'listeners', reason: `removing listener "${name}" needs a restart` });
+    if (extProcBindingKey(cfg) !== extProcBindingKey(this.config))
+      issues.push({ path: 'ext_proc', reason: 'adding, removing or rebinding ext_proc needs a restart' });
     if (cfg.state_dir !== this.config.state_dir)
       issues.push({ path: 'state_dir', reason: 'changing it needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
@@ -337,7 +355,10 @@ export class Faultline implements AdminTarget {
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.scheduler.stop();
     this.table.stop();
-    await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
+    await Promise.all([
+      ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
+      this.extProc?.close(drainMs),
+    ]);
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);

@@ -290,8 +290,8 @@ const guardrail = z.discriminatedUnion('metric', [
 const sticky = z
   .string()
   .regex(
-    /^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|cookie:[^\s;=]+|trace)$/,
-    'must be "header:NAME", "cookie:NAME" or "trace"',
+    /^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|cookie:[^\s;=]+|trace|request_id)$/,
+    'must be "header:NAME", "cookie:NAME", "trace" or "request_id" (x-request-id)',
   );
 
 /** A cron expression (croner's dialect: 5 fields, or 6 with seconds) and an IANA time zone, checked here. */
@@ -397,10 +397,50 @@ const point = z
   })
   .strict();
 
+/**
+ * Envoy's External Processing filter (ext_proc) as a host: a gRPC server Envoy calls once per HTTP
+ * request. Experiments name it in `match.listener`, as they name a listener.
+ */
+const extProc = z
+  .object({
+    name: name.default('envoy'),
+    address: z.string().ip('must be an IP address').default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535),
+    trust_assignment: z
+      .boolean()
+      .default(false)
+      .describe(
+        'honour incoming faultline.* baggage (Envoy behind another Faultline hop); untrusted: strip it',
+      ),
+    max_hold_ms: z
+      .number()
+      .int()
+      .min(1)
+      .max(60_000)
+      .default(150)
+      .describe(
+        "longest Faultline holds a request_headers reply to inject a delay: keep it below the filter's message_timeout (Envoy's default 200 ms)",
+      ),
+    envoy_fault_headers: z
+      .boolean()
+      .default(false)
+      .describe(
+        'delays (and timeouts) longer than max_hold_ms are handed to an Envoy fault filter after ext_proc through x-envoy-fault-delay-request / x-envoy-fault-abort-request headers (needs allow_envoy in the ext_proc mutation_rules)',
+      ),
+    header_value_field: z
+      .enum(['raw_value', 'value'])
+      .default('raw_value')
+      .describe(
+        'HeaderValue field of header mutations: raw_value for Envoy >= 1.27 (send_header_raw_value, the default), value for older Envoy',
+      ),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listeners: z.array(listener).default([]),
     points: z.array(point).default([]).describe('in-process points (createFaultline): inbound and outbound'),
+    ext_proc: extProc.optional().describe('Envoy ext_proc gRPC server (see README, "Envoy ext_proc")'),
     admin: admin.default({}),
     state_dir: z.string().min(1).default('.faultline-state'),
     drain_timeout_ms: z.number().int().min(0).max(600_000).default(10_000),
@@ -447,6 +487,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 export type ConfigSpec = z.output<typeof configSchema>;
 export type ListenerSpec = ConfigSpec['listeners'][number];
 export type PointSpec = ConfigSpec['points'][number];
+export type ExtProcSpec = NonNullable<ConfigSpec['ext_proc']>;
 export type RouteSpec = ListenerSpec['routes'][number];
 export type ExperimentSpec = ConfigSpec['experiments'][number];
 export type FaultSpec = ExperimentSpec['fault'];
@@ -498,14 +539,25 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         issue(['listeners', i, 'routes', j, 'upstream_protocol'], '"h2c" needs an http upstream');
     });
   });
-  if (c.listeners.length === 0 && c.points.length === 0)
-    issue(['listeners'], 'must list at least one listener (or, in-process, one point)');
+  if (c.listeners.length === 0 && c.points.length === 0 && c.ext_proc === undefined)
+    issue(['listeners'], 'must list at least one listener (or, in-process, one point; or ext_proc)');
   const pointRoles = new Map<string, 'inbound' | 'outbound'>();
   c.points.forEach((p, i) => {
     if (listenerNames.has(p.name) || pointRoles.has(p.name))
       issue(['points', i, 'name'], `"${p.name}" is already the name of a listener or point`);
     pointRoles.set(p.name, p.role);
   });
+  const xp = c.ext_proc;
+  if (xp !== undefined) {
+    if (listenerNames.has(xp.name) || pointRoles.has(xp.name))
+      issue(['ext_proc', 'name'], `"${xp.name}" is already the name of a listener or point`);
+    if (xp.port !== 0) {
+      if (c.listeners.some((l) => l.port === xp.port && addressesOverlap(l.address, xp.address)))
+        issue(['ext_proc', 'port'], `${xp.port} is also a listener's port on an overlapping address`);
+      if (c.admin.port === xp.port && addressesOverlap(c.admin.address, xp.address))
+        issue(['ext_proc', 'port'], `${xp.port} is also admin.port on an overlapping address`);
+    }
+  }
   const ports = new Map<string, number>();
   c.listeners.forEach((l, i) => {
     if (l.port === 0) return;
@@ -548,7 +600,18 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
       if (Math.abs(value * 100 - Math.round(value * 100)) > 1e-9)
         issue(path, 'must be a multiple of 0.01 (draws are made from 10,000 buckets)');
     const role = e.match.listener !== undefined ? pointRoles.get(e.match.listener) : undefined;
-    if (role !== undefined) {
+    if (xp !== undefined && e.match.listener === xp.name) {
+      if (e.match.route !== undefined)
+        issue(
+          at('match', 'route'),
+          `ext_proc "${xp.name}" has no routes (scope ext_proc per route in Envoy)`,
+        );
+      if (e.inject === 'here') {
+        const why = extProcCannotInject(e.fault, xp);
+        if (why !== null)
+          issue(at('fault'), `cannot be injected through Envoy ext_proc "${xp.name}": ${why}`);
+      }
+    } else if (role !== undefined) {
       if (e.match.route !== undefined)
         issue(at('match', 'route'), `point "${e.match.listener}" has no routes (routes belong to listeners)`);
       // Faults that act on the response's bytes need a host that carries them (a proxy listener or
@@ -571,7 +634,7 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
     if (e.inject_at !== undefined) {
       if (e.inject !== 'downstream') issue(at('inject_at'), 'needs inject: downstream');
       e.inject_at.forEach((n, j) => {
-        if (!listenerNames.has(n) && !pointRoles.has(n))
+        if (!listenerNames.has(n) && !pointRoles.has(n) && n !== xp?.name)
           issue(at('inject_at', j), `no listener or point named "${n}"`);
       });
     }
@@ -592,4 +655,20 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
           issue(at('fault', 'headers', h), 'has a value with characters not allowed in a header');
       }
   });
+}
+
+/**
+ * Why `f` cannot be injected through ext_proc, or null. Envoy carries the bytes, so faults that act on
+ * the response body are out of reach, and Envoy answers a request_headers message within its
+ * message_timeout: longer holds need Envoy's own fault filter (envoy_fault_headers).
+ */
+function extProcCannotInject(f: FaultSpec, xp: ExtProcSpec): string | null {
+  if (f.kind === 'throttle' || f.kind === 'truncate' || (f.kind === 'latency' && f.leg === 'response'))
+    return `${f.kind === 'latency' ? 'a response-leg latency' : f.kind} acts on the response bytes, which Envoy carries; inject it at a Faultline proxy listener or an outbound point`;
+  if (f.kind === 'reset') return 'ext_proc cannot reset a stream; use an abort (e.g. status 503)';
+  if (f.kind === 'timeout' && f.hang) return "a hang holds past Envoy's message_timeout; use hang: false";
+  const longest = f.kind === 'latency' ? f.ms : f.kind === 'timeout' ? f.ms : undefined;
+  if (longest !== undefined && longest > xp.max_hold_ms && !xp.envoy_fault_headers)
+    return `${longest} ms is longer than ext_proc.max_hold_ms (${xp.max_hold_ms}); set ext_proc.envoy_fault_headers: true and put Envoy's fault filter after ext_proc`;
+  return null;
 }

@@ -138,6 +138,10 @@ export class ExperimentRuntime {
     if (sticky === undefined) {
       this.stickyKind = null;
       this.stickyName = '';
+    } else if (sticky === 'request_id') {
+      // Envoy sets x-request-id and keeps it on retries: a retried canary request stays canary.
+      this.stickyKind = 'header';
+      this.stickyName = 'x-request-id';
     } else if (sticky === 'trace') {
       this.stickyKind = 'trace';
       this.stickyName = 'traceparent';

@@ -401,8 +401,18 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.controller?.abort(brokenResponseError);
   }
 
+  /**
+   * The caller's deadline: grpc-timeout, or Envoy's x-envoy-expected-rq-timeout-ms (the router timeout
+   * Envoy set for this request), whichever ends first; a timeout fault answers then, not later.
+   */
   callerDeadlineMs(): number {
-    return this.grpcDeadlineMs();
+    const grpc = this.grpcDeadlineMs();
+    const envoy = rawHeader(this.req.rawHeaders, 'x-envoy-expected-rq-timeout-ms');
+    if (envoy === undefined) return grpc;
+    const n = Number(envoy);
+    if (!Number.isInteger(n) || n <= 0) return grpc;
+    const left = Math.max(0, n - (performance.now() - this.startMs));
+    return grpc >= 0 && grpc < left ? grpc : left;
   }
 
   /** Answers with an injected HTTP response (FaultTarget). */

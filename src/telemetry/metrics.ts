@@ -70,6 +70,12 @@ export function createMetrics() {
       labelNames: ['kind'],
       registers: r,
     }),
+    extProcFailOpen: new Counter({
+      name: 'faultline_ext_proc_fail_open_total',
+      help: 'Envoy ext_proc messages answered CONTINUE (or the stream closed) because Faultline failed or did not know the message, by ext_proc name and reason (error, unknown_message).',
+      labelNames: ['listener', 'reason'],
+      registers: r,
+    }),
     configReloads: new Counter({
       name: 'faultline_config_reloads_total',
       help: 'Config reload attempts by result (success, invalid).',

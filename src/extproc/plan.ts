@@ -1,0 +1,50 @@
+/**
+ * The compiled plan of the ext_proc host: the candidates and settings one ProcessingRequest stream
+ * reads. Rebuilt on every config load; the server holds a ref and reads `plan` per stream, so a reload
+ * swaps it without touching streams in flight.
+ */
+import type { ConfigSpec } from '../config/schema.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
+import type { DecidePoint } from '../split/assign.js';
+
+export interface ExtProcPlan extends DecidePoint {
+  /** Experiments that name this ext_proc in match.listener, in config order. */
+  readonly candidates: readonly ExperimentRuntime[];
+  readonly maxHoldMs: number;
+  readonly envoyFaultHeaders: boolean;
+  /** Header mutations carry raw_value (Envoy >= 1.27) rather than value. */
+  readonly rawValue: boolean;
+  readonly injectedHeader: boolean;
+  readonly armHeader: boolean;
+}
+
+export interface ExtProcRef {
+  plan: ExtProcPlan;
+}
+
+export function compileExtProcPlan(
+  cfg: ConfigSpec,
+  experiments: ReadonlyMap<string, ExperimentRuntime>,
+): ExtProcPlan | null {
+  const x = cfg.ext_proc;
+  if (x === undefined) return null;
+  return Object.freeze({
+    name: x.name,
+    trustAssignment: x.trust_assignment,
+    experimentsById: experiments,
+    // Named explicitly, as points are: an experiment without match.listener is a proxy experiment
+    // and may carry faults (throttle, truncate) that ext_proc cannot inject.
+    candidates: Object.freeze([...experiments.values()].filter((e) => e.matcher.listener === x.name)),
+    maxHoldMs: x.max_hold_ms,
+    envoyFaultHeaders: x.envoy_fault_headers,
+    rawValue: x.header_value_field === 'raw_value',
+    injectedHeader: cfg.injected_header,
+    armHeader: cfg.arm_header,
+  });
+}
+
+/** Fields of ext_proc that a reload cannot change without rebinding its socket. */
+export function extProcBindingKey(cfg: ConfigSpec): string {
+  const x = cfg.ext_proc;
+  return x === undefined ? 'none' : JSON.stringify([x.name, x.address, x.port]);
+}

@@ -1,0 +1,582 @@
+/**
+ * The ext_proc host: Envoy's External Processing filter calls `ExternalProcessor/Process` with one
+ * bidi stream per HTTP request, and Envoy moves the bytes. Faultline decides on `request_headers`
+ * (CONTINUE, CONTINUE with the assignment's baggage, a held reply for a short delay, or an
+ * `immediate_response` for an abort) and records the outcome from `response_headers` /
+ * `response_trailers`. Fail-open throughout: a Faultline error answers CONTINUE, and nothing is held
+ * longer than `max_hold_ms` (below Envoy's message_timeout), so Envoy never waits on Faultline.
+ */
+import { performance } from 'node:perf_hooks';
+import type { AddressInfo } from 'node:net';
+import {
+  Server,
+  ServerCredentials,
+  type ServerDuplexStream,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import {
+  GRPC_STATUS_NAMES,
+  HEADER_ARM,
+  HEADER_INJECTED,
+  OUTCOME_CLIENT_ABORT,
+  OUTCOME_ERROR,
+  OUTCOME_OK,
+  OUTCOME_TIMEOUT,
+  STATUS_CLASS_NONE,
+  grpcCodeIndex,
+  grpcCodeOutcome,
+  grpcStatusClass,
+  statusClassIndex,
+  type Arm,
+  type Outcome,
+} from '../core/vocab.js';
+import { rawHeader } from '../core/raw-headers.js';
+import type { Engine } from '../engine/engine.js';
+import { cancelHold, startHold, type HeldTarget } from '../engine/hold.js';
+import type { RequestView } from '../engine/target.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
+import { log, LogLimiter } from '../telemetry/log.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { ExtProcPlan, ExtProcRef } from './plan.js';
+import {
+  extProcService,
+  OVERWRITE_IF_EXISTS_OR_ADD,
+  type HeaderMutation,
+  type HeaderValue,
+  type HeaderValueOption,
+  type HttpHeaders,
+  type HttpTrailers,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from './proto.js';
+
+type Stream = ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+// Envoy's header-controlled fault filter (HTTPFault.header_abort / header_delay), placed after ext_proc.
+export const ENVOY_FAULT_DELAY = 'x-envoy-fault-delay-request';
+export const ENVOY_FAULT_ABORT = 'x-envoy-fault-abort-request';
+export const ENVOY_FAULT_ABORT_GRPC = 'x-envoy-fault-abort-grpc-request';
+/** Envoy's deadline for the request (router timeout), set on requests it forwards. */
+const ENVOY_EXPECTED_TIMEOUT = 'x-envoy-expected-rq-timeout-ms';
+
+// Replies without mutations are constants: the untouched path serialises them and allocates nothing else.
+const CONTINUE: Readonly<Record<string, ProcessingResponse>> = {
+  request_headers: { request_headers: {} },
+  response_headers: { response_headers: {} },
+  request_body: { request_body: {} },
+  response_body: { response_body: {} },
+  request_trailers: { request_trailers: {} },
+  response_trailers: { response_trailers: {} },
+};
+const EMPTY: readonly string[] = [];
+const UNIT_MS: Readonly<Record<string, number>> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 0.001,
+  n: 0.000001,
+};
+
+/** Envoy's Grpc::Utility::grpcToHttpStatus: the HTTP status of a gRPC local reply (stats, logs). */
+const GRPC_TO_HTTP = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
+
+/** Envoy's Grpc::Utility::httpToGrpcStatus: what a gRPC caller sees of an HTTP-status local reply. */
+function httpToGrpcStatus(status: number): number {
+  switch (status) {
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
+}
+
+/** Back-reference from the grpc-js stream to its call: the stream's listeners are module functions. */
+const kCall = Symbol('faultline.extProcCall');
+type TrackedStream = Stream & { [kCall]: ExtProcCall };
+
+/** One HTTP request as Envoy reports it over one Process stream. */
+class ExtProcCall implements HeldTarget, RequestView {
+  // Assignment (written by the engine's decide)
+  exp: ExperimentRuntime | null = null;
+  arm: Arm = 0;
+  observe = false;
+  injectNow = false;
+  injected = false;
+  baggageOut: string | null = null;
+  sessionKey = 0;
+  runId = 0;
+  // FaultTarget
+  isGrpc = false;
+  faultData: unknown = null;
+  holdTimer: NodeJS.Timeout | null = null;
+  // RequestView
+  method = '';
+  path = '';
+  rawHeaders: readonly string[] = EMPTY;
+
+  readonly host: ExtProcServer;
+  readonly stream: Stream;
+  plan: ExtProcPlan | null = null;
+  startMs = 0;
+  /** Absolute (performance.now) deadline of the request, or -1. */
+  deadlineAt = -1;
+  /** The request_headers message has had its reply. */
+  requestAnswered = false;
+  /** A delay handed to Envoy's fault filter (x-envoy-fault-delay-request), or 0. */
+  envoyDelayMs = 0;
+  /** The reply to the message being handled went out (fail-open answers the rest). */
+  answered = true;
+  responseSeen = false;
+  status = 0;
+  grpcStatus = -1;
+  recorded = false;
+  closed = false;
+  asyncMode = false;
+
+  constructor(host: ExtProcServer, stream: Stream) {
+    this.host = host;
+    this.stream = stream;
+  }
+
+  send(msg: ProcessingResponse): void {
+    this.answered = true;
+    if (this.closed || this.asyncMode) return;
+    this.stream.write(msg);
+  }
+
+  message(req: ProcessingRequest): void {
+    this.answered = false;
+    this.asyncMode = req.async_mode === true;
+    const kind = req.request;
+    try {
+      switch (kind) {
+        case 'request_headers':
+          this.onRequestHeaders(req.request_headers ?? {});
+          break;
+        case 'response_headers':
+          this.onResponseHeaders(req.response_headers ?? {});
+          break;
+        case 'response_trailers':
+          this.onResponseTrailers(req.response_trailers ?? {});
+          break;
+        case undefined:
+          // Nothing Faultline knows (a newer Envoy's message kind, or no request at all): closing the
+          // stream cleanly tells Envoy to go on without this processor (external_processor.proto, 6).
+          this.answered = true;
+          this.host.failOpen('unknown_message', null);
+          this.end();
+          break;
+        default:
+          // Bodies and request trailers are not asked for (processing mode NONE/SKIP); answer anyway.
+          this.send(CONTINUE[kind] as ProcessingResponse);
+      }
+    } catch (err) {
+      this.host.failOpen('error', err);
+      if (kind === 'request_headers') {
+        if (!this.requestAnswered && this.holdTimer === null) {
+          this.requestAnswered = true;
+          this.send(CONTINUE.request_headers as ProcessingResponse);
+        }
+      } else if (!this.answered && kind !== undefined) this.send(CONTINUE[kind] as ProcessingResponse);
+    }
+  }
+
+  // ---- request leg ---------------------------------------------------------------------------------
+
+  private onRequestHeaders(h: HttpHeaders): void {
+    if (this.startMs !== 0) {
+      // A second request_headers on one stream: out of protocol; let it through.
+      this.send(CONTINUE.request_headers as ProcessingResponse);
+      return;
+    }
+    this.startMs = performance.now();
+    const plan = this.host.ref.plan;
+    this.plan = plan;
+    const raw = flatten(h.headers?.headers);
+    this.rawHeaders = raw;
+    // Untouched path: no experiment can match and no baggage to strip or honour.
+    if (plan.candidates.length === 0 && rawHeader(raw, 'baggage') === undefined) {
+      this.requestAnswered = true;
+      this.send(CONTINUE.request_headers as ProcessingResponse);
+      return;
+    }
+    this.method = rawHeader(raw, ':method') ?? '';
+    this.path = rawHeader(raw, ':path') ?? '';
+    this.isGrpc = rawHeader(raw, 'content-type')?.startsWith('application/grpc') === true;
+    this.host.engine.decide(plan, plan.candidates, this, this);
+    if (this.exp === null) {
+      this.forward();
+      return;
+    }
+    this.deadlineAt = this.deadline(raw);
+    if (this.injectNow) this.host.engine.inject(this);
+    else this.forward();
+  }
+
+  /** The request's own deadline: Envoy's router timeout, or the gRPC caller's grpc-timeout. */
+  private deadline(raw: readonly string[]): number {
+    let ms = -1;
+    const envoy = rawHeader(raw, ENVOY_EXPECTED_TIMEOUT);
+    if (envoy !== undefined) {
+      const n = Number(envoy);
+      if (Number.isInteger(n) && n > 0) ms = n;
+    }
+    const grpc = rawHeader(raw, 'grpc-timeout');
+    if (grpc !== undefined && grpc.length >= 2 && grpc.length <= 9) {
+      const unit = UNIT_MS[grpc[grpc.length - 1] as string];
+      const n = Number(grpc.slice(0, -1));
+      if (unit !== undefined && Number.isInteger(n) && n >= 0 && (ms < 0 || n * unit < ms)) ms = n * unit;
+    }
+    return ms < 0 ? -1 : this.startMs + ms;
+  }
+
+  forward(): void {
+    if (this.requestAnswered) return;
+    this.requestAnswered = true;
+    const mutation = this.requestMutation();
+    if (mutation === null) this.send(CONTINUE.request_headers as ProcessingResponse);
+    else this.send({ request_headers: { response: { header_mutation: mutation } } });
+  }
+
+  /** Baggage (the assignment travels on; forged faultline.* members removed) and Envoy fault headers. */
+  private requestMutation(): HeaderMutation | null {
+    const b = this.baggageOut;
+    if (b === null && this.envoyDelayMs === 0) return null;
+    const m: HeaderMutation = {};
+    if (b === '') m.remove_headers = ['baggage'];
+    const set: HeaderValueOption[] = [];
+    if (b !== null && b !== '') set.push(this.header('baggage', b));
+    if (this.envoyDelayMs > 0) set.push(this.header(ENVOY_FAULT_DELAY, String(this.envoyDelayMs)));
+    if (set.length > 0) m.set_headers = set;
+    return m;
+  }
+
+  private header(key: string, value: string): HeaderValueOption {
+    return {
+      header: (this.plan as ExtProcPlan).rawValue
+        ? { key, raw_value: Buffer.from(value, 'latin1') }
+        : { key, value },
+      append_action: OVERWRITE_IF_EXISTS_OR_ADD,
+    };
+  }
+
+  /**
+   * Envoy waits for the reply to request_headers no longer than its message_timeout, so a hold is
+   * never longer than max_hold_ms: a longer delay goes to Envoy's fault filter (envoy_fault_headers)
+   * or, where config validation could not see it coming (a distribution), is cut to max_hold_ms.
+   */
+  hold(ms: number): void {
+    if (this.requestAnswered || this.closed) return;
+    const plan = this.plan as ExtProcPlan;
+    if (ms > plan.maxHoldMs) {
+      if (plan.envoyFaultHeaders) {
+        this.envoyDelayMs = Math.round(ms);
+        (this.exp as ExperimentRuntime).fault.holdEnded(this, false);
+        return;
+      }
+      ms = plan.maxHoldMs;
+    }
+    startHold(this, ms);
+  }
+
+  reply(status: number, headers: Readonly<Record<string, string>>, body: string): void {
+    if (this.requestAnswered || this.closed) return;
+    if (this.envoyDelayMs > 0) {
+      // The delay happens in Envoy's fault filter; the answer must come after it, from there too.
+      this.envoyAbort(ENVOY_FAULT_ABORT, status);
+      return;
+    }
+    this.requestAnswered = true;
+    const set: HeaderValueOption[] = [];
+    for (const k in headers) set.push(this.header(k, headers[k] as string));
+    this.addMarks(set);
+    this.send({
+      immediate_response: {
+        status: { code: status },
+        headers: { set_headers: set },
+        body,
+        details: 'faultline_fault_injected',
+      },
+    });
+    const exp = this.exp as ExperimentRuntime;
+    if (this.isGrpc) {
+      // Envoy turns an HTTP-status local reply to a gRPC call into a grpc-status.
+      this.grpcStatus = httpToGrpcStatus(status);
+      this.recordGrpc();
+    } else
+      this.record(
+        status === 504 ? OUTCOME_TIMEOUT : exp.isError(status) ? OUTCOME_ERROR : OUTCOME_OK,
+        statusClassIndex(status),
+        0,
+      );
+  }
+
+  replyGrpcStatus(code: number, message: string): void {
+    if (this.requestAnswered || this.closed) return;
+    if (this.envoyDelayMs > 0) {
+      this.envoyAbort(ENVOY_FAULT_ABORT_GRPC, code);
+      return;
+    }
+    this.requestAnswered = true;
+    const set: HeaderValueOption[] = [];
+    this.addMarks(set);
+    this.send({
+      immediate_response: {
+        status: { code: GRPC_TO_HTTP[code] ?? 500 },
+        headers: { set_headers: set },
+        body: message,
+        grpc_status: { status: code },
+        details: 'faultline_fault_injected',
+      },
+    });
+    this.grpcStatus = code;
+    this.recordGrpc();
+  }
+
+  /** Delay and abort both in Envoy's fault filter; the outcome comes back as response_headers. */
+  private envoyAbort(header: string, code: number): void {
+    this.requestAnswered = true;
+    const m = this.requestMutation() as HeaderMutation;
+    (m.set_headers as HeaderValueOption[]).push(this.header(header, String(code)));
+    this.send({ request_headers: { response: { header_mutation: m } } });
+  }
+
+  /** ext_proc cannot reset a stream (config validation keeps reset faults away); fail open. */
+  reset(): void {
+    this.forward();
+  }
+
+  callerDeadlineMs(): number {
+    return this.deadlineAt < 0 ? -1 : Math.max(0, this.deadlineAt - performance.now());
+  }
+
+  // Envoy carries the response: config validation keeps faults that act on it away from ext_proc.
+  holdResponse(): void {}
+  releaseResponse(): void {}
+  pauseResponse(): void {}
+  resumeResponse(): void {}
+  writeResponseData(): void {}
+  endResponse(): void {}
+  breakResponse(): void {}
+
+  // ---- response leg --------------------------------------------------------------------------------
+
+  private onResponseHeaders(h: HttpHeaders): void {
+    if (this.exp === null || this.recorded) {
+      this.send(CONTINUE.response_headers as ProcessingResponse);
+      return;
+    }
+    const raw = flatten(h.headers?.headers);
+    this.responseSeen = true;
+    this.status = Number(rawHeader(raw, ':status') ?? 0);
+    const set: HeaderValueOption[] = [];
+    this.addMarks(set);
+    if (set.length === 0) this.send(CONTINUE.response_headers as ProcessingResponse);
+    else this.send({ response_headers: { response: { header_mutation: { set_headers: set } } } });
+    const gs = rawHeader(raw, 'grpc-status');
+    if (gs !== undefined) {
+      // Trailers-only gRPC reply: the status came with the headers.
+      this.grpcStatus = Number(gs);
+      this.recordGrpc();
+    } else if (h.end_of_stream === true) this.recordResponse();
+  }
+
+  private onResponseTrailers(t: HttpTrailers): void {
+    this.send(CONTINUE.response_trailers as ProcessingResponse);
+    if (this.exp === null || this.recorded) return;
+    const gs = rawHeader(flatten(t.trailers?.headers), 'grpc-status');
+    if (gs !== undefined) this.grpcStatus = Number(gs);
+    this.recordResponse();
+  }
+
+  private addMarks(set: HeaderValueOption[]): void {
+    const exp = this.exp;
+    const plan = this.plan;
+    if (exp === null || plan === null) return;
+    if (this.injected && plan.injectedHeader) set.push(this.header(HEADER_INJECTED, exp.injectedMark));
+    const arm = plan.armHeader ? exp.armMarks[this.arm] : null;
+    if (arm) set.push(this.header(HEADER_ARM, arm));
+  }
+
+  // ---- outcomes ------------------------------------------------------------------------------------
+
+  /** The response as far as it was seen (headers, maybe trailers). */
+  private recordResponse(): void {
+    if (this.isGrpc) {
+      this.recordGrpc();
+      return;
+    }
+    const status = this.status;
+    const exp = this.exp as ExperimentRuntime;
+    this.record(
+      status === 504 ? OUTCOME_TIMEOUT : exp.isError(status) ? OUTCOME_ERROR : OUTCOME_OK,
+      statusClassIndex(status),
+      0,
+    );
+  }
+
+  /** A gRPC call is judged by its grpc-status; none at all is a failed call (INTERNAL to the client). */
+  private recordGrpc(): void {
+    const code = this.grpcStatus;
+    const known = code >= 0 && code < GRPC_STATUS_NAMES.length;
+    this.record(
+      known ? grpcCodeOutcome(code) : OUTCOME_ERROR,
+      known ? grpcStatusClass(code) : statusClassIndex(this.status),
+      grpcCodeIndex(true, code),
+    );
+  }
+
+  private record(outcome: Outcome, statusClass: number, grpcCode: number): void {
+    if (this.recorded) return;
+    this.recorded = true;
+    cancelHold(this);
+    this.host.engine.record(
+      this,
+      (this.plan as ExtProcPlan).name,
+      outcome,
+      statusClass,
+      grpcCode,
+      performance.now() - this.startMs,
+    );
+  }
+
+  /** Envoy ended the stream (half-close) or reset it: the request is over, whatever was seen of it. */
+  finished(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const held = cancelHold(this);
+    if (this.exp === null || this.recorded) return;
+    if (this.responseSeen) this.recordResponse();
+    else
+      this.record(
+        held && this.injected
+          ? (this.exp.fault.callerLeftDuringHold as Outcome)
+          : this.timedOutAtEnvoy()
+            ? OUTCOME_TIMEOUT
+            : OUTCOME_CLIENT_ABORT,
+        STATUS_CLASS_NONE,
+        this.isGrpc ? grpcCodeIndex(true, -1) : 0,
+      );
+  }
+
+  /** Past the request's own deadline: Envoy gave up on it (a timeout, not the client leaving). */
+  private timedOutAtEnvoy(): boolean {
+    return this.deadlineAt >= 0 && performance.now() >= this.deadlineAt;
+  }
+
+  end(): void {
+    this.finished();
+    try {
+      this.stream.end();
+    } catch {
+      // Already closed by Envoy.
+    }
+  }
+}
+
+function flatten(list: readonly HeaderValue[] | undefined): string[] {
+  if (list === undefined) return [];
+  const out = new Array<string>(list.length * 2);
+  for (let i = 0; i < list.length; i++) {
+    const hv = list[i] as HeaderValue;
+    out[2 * i] = hv.key ?? '';
+    const raw = hv.raw_value;
+    out[2 * i + 1] = raw !== undefined && raw.length > 0 ? raw.toString('latin1') : (hv.value ?? '');
+  }
+  return out;
+}
+
+function onData(this: TrackedStream, req: ProcessingRequest): void {
+  this[kCall].message(req);
+}
+
+function onEnd(this: TrackedStream): void {
+  this[kCall].end();
+}
+
+function onGone(this: TrackedStream): void {
+  this[kCall].finished();
+}
+
+export class ExtProcServer {
+  readonly engine: Engine;
+  readonly ref: ExtProcRef;
+  private readonly metrics: Metrics;
+  private readonly server: Server;
+  private readonly logLimit = new LogLimiter(10_000, 5);
+  private port = 0;
+
+  constructor(engine: Engine, plan: ExtProcPlan, metrics: Metrics) {
+    this.engine = engine;
+    this.ref = { plan };
+    this.metrics = metrics;
+    this.server = new Server();
+    const impl: UntypedServiceImplementation = { Process: (stream: Stream) => this.open(stream) };
+    this.server.addService(extProcService(), impl);
+  }
+
+  private open(stream: Stream): void {
+    const tracked = stream as TrackedStream;
+    tracked[kCall] = new ExtProcCall(this, stream);
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('cancelled', onGone);
+    stream.on('error', onGone);
+  }
+
+  swapPlan(plan: ExtProcPlan): void {
+    this.ref.plan = plan;
+  }
+
+  /** A Faultline error or a message it does not know: Envoy is told to continue, never kept waiting. */
+  failOpen(reason: 'error' | 'unknown_message', err: unknown): void {
+    this.metrics.extProcFailOpen.inc({ listener: this.ref.plan.name, reason });
+    if (this.logLimit.allow())
+      log('error', 'ext_proc: answered CONTINUE (fail-open)', {
+        listener: this.ref.plan.name,
+        reason,
+        error: err === null ? undefined : ((err as Error)?.stack ?? String(err)),
+        suppressed_since_last_line: this.logLimit.takeSuppressed(),
+      });
+  }
+
+  listen(address: string, port: number): Promise<AddressInfo> {
+    const host = address.includes(':') ? `[${address}]` : address;
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => {
+        if (err) reject(err);
+        else {
+          this.port = bound;
+          resolve({ address, port: bound, family: address.includes(':') ? 'IPv6' : 'IPv4' });
+        }
+      });
+    });
+  }
+
+  address(): { port: number } {
+    return { port: this.port };
+  }
+
+  /** Stops accepting streams; open ones get `drainMs` to finish, then are cancelled. */
+  close(drainMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.server.forceShutdown(), drainMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
