@@ -368,7 +368,10 @@ const experiment = z
       .describe(
         'run in windows: {cron, for, timezone}, or the name of a top-level schedule shared by experiments that take turns; between runs the experiment is "scheduled"',
       ),
-    guardrails: z.array(guardrail).default([{ metric: 'error_rate' }, { metric: 'latency' }]),
+    guardrails: z
+      .array(guardrail)
+      .min(1, 'must list at least one guardrail')
+      .default([{ metric: 'error_rate' }, { metric: 'latency' }]),
     confidence: z.number().gt(0.5).lt(1).default(0.99),
     min_samples: z.number().int().min(1).default(100),
     exclude_injected: z.boolean().default(true),
