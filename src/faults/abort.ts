@@ -16,6 +16,7 @@ export function abortFault(spec: FaultSpecOf<'abort'>): Fault {
     kind: 'abort',
     judging: 'skip',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    responseFlag: 'FI',
     start: (t) => {
       if (grpcStatus !== undefined && t.isGrpc) t.replyGrpcStatus(grpcStatus, grpcMessage);
       else t.reply(status, headers, body);

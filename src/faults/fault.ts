@@ -31,6 +31,12 @@ export interface Fault {
    * exactly that (OUTCOME_TIMEOUT); for others it is a client abort.
    */
   readonly callerLeftDuringHold: Outcome;
+  /**
+   * Envoy's response flag for an injected request, for access logs that existing pipelines classify:
+   * `DI` (delay injected) when the fault delays or slows an answer, `FI` (fault injected) when it
+   * answers, cuts or drops it itself.
+   */
+  readonly responseFlag: 'FI' | 'DI';
   /** Start the fault on this canary request. */
   start(t: FaultTarget): void;
   /**

@@ -10,6 +10,7 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
       kind: 'latency',
       judging: 'consequences',
       callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+      responseFlag: 'DI',
       start: (t) => t.forward(),
       onResponseStart: (t) => {
         // A kill between the fault's start and the upstream's answer cancels the delay.
@@ -22,6 +23,7 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
     kind: 'latency',
     judging: 'consequences',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    responseFlag: 'DI',
     start: (t) => t.hold(sample()),
     holdEnded: (t) => t.forward(),
   };

@@ -7,6 +7,7 @@ export function resetFault(): Fault {
     kind: 'reset',
     judging: 'skip',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    responseFlag: 'FI',
     start: (t) => t.reset(OUTCOME_RESET),
     holdEnded: () => undefined,
   };

@@ -36,6 +36,7 @@ export function throttleFault(spec: FaultSpecOf<'throttle'>): Fault {
     // The body's pace is the fault; the errors and timeouts it provokes downstream are consequences.
     judging: 'consequences',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    responseFlag: 'DI',
     start: (t) => {
       t.faultData = { chunk: null, offset: 0, ending: false, free: false } satisfies Pacing;
       t.forward();

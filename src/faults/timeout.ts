@@ -16,6 +16,7 @@ export function timeoutFault(spec: FaultSpecOf<'timeout'>): Fault {
     judging: 'skip',
     // A caller that gives up while its request is held saw exactly what the fault simulates.
     callerLeftDuringHold: OUTCOME_TIMEOUT,
+    responseFlag: 'FI',
     start: (t) => {
       const deadline = t.callerDeadlineMs();
       t.hold(deadline >= 0 && deadline < holdMs ? deadline : holdMs);

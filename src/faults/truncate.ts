@@ -19,6 +19,7 @@ export function truncateFault(spec: FaultSpecOf<'truncate'>): Fault {
     // The broken response is the fault itself.
     judging: 'skip',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
+    responseFlag: 'FI',
     start: (t) => {
       t.faultData = { left: afterBytes } satisfies Cut;
       t.forward();

@@ -504,6 +504,10 @@ export class Listener implements ExchangeHost {
         ...(exp !== null
           ? { experiment: exp.id, group: ex.arm === ARM_CANARY ? 'canary' : 'control', injected: ex.injected }
           : {}),
+        // Envoy's response flags (FI fault injected, DI delay injected) and its retry count, so log
+        // pipelines built for Envoy classify injected responses and see retries of one request.
+        ...(ex.injected && exp !== null ? { response_flags: exp.fault.responseFlag } : {}),
+        ...attemptOf(ex.req.rawHeaders),
       });
     }
   }
@@ -698,4 +702,11 @@ function originFormOf(target: string | undefined): string | null {
   } catch {
     return null;
   }
+}
+
+/** `x-envoy-attempt-count` (Envoy's retry attempt, from 1) for the access log, when the request has one. */
+function attemptOf(raw: readonly string[]): { attempt?: number } {
+  const v = rawHeader(raw, 'x-envoy-attempt-count');
+  const n = v === undefined ? NaN : Number(v);
+  return Number.isInteger(n) && n > 0 ? { attempt: n } : {};
 }
