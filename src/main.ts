@@ -17,6 +17,7 @@ import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { FileStateStore } from './killswitch/store.js';
+import { SteadyStateSupervisor } from './probes/supervisor.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
@@ -39,6 +40,8 @@ export class Faultline implements AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
   readonly engine: Engine;
+  /** Steady-state probes: the start gate, stop conditions and recovery checks (src/probes). */
+  readonly probes: SteadyStateSupervisor;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -63,6 +66,7 @@ export class Faultline implements AdminTarget {
     this.metrics = createMetrics();
     this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics);
     this.engine = new Engine(this.table);
+    this.probes = new SteadyStateSupervisor(this.table, this.metrics);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
@@ -93,6 +97,7 @@ export class Faultline implements AdminTarget {
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
+    this.probes.compile(experiments);
     this.table.activate(experiments);
     this.admin = new AdminServer(this, {
       token,
@@ -180,6 +185,7 @@ export class Faultline implements AdminTarget {
       // Swap: plans first (requests read them), then the experiment set.
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
       this.swapPoints(compilePointPlans(cfg, experiments));
+      this.probes.compile(experiments);
       this.table.activate(experiments);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
@@ -320,6 +326,7 @@ export class Faultline implements AdminTarget {
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.table.stop();
+    this.probes.stop();
     await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.

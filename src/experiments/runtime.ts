@@ -25,8 +25,11 @@ import {
 import { releaseHold, type HeldTarget } from '../engine/hold.js';
 import { assignmentMembers } from '../split/baggage.js';
 import type { ExperimentAnalyzer } from '../stats/analyzer.js';
+import type { RampView, SteadyStateView } from '../probes/types.js';
 
-export type ExperimentState = 'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
+/** `blocked`: its steady state did not hold before the run, so the run never started (arm to retry). */
+export type ExperimentState =
+  'pending' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run' | 'blocked';
 
 export {
   ARM_NONE,
@@ -107,6 +110,9 @@ export class ExperimentRuntime {
   lastKeyHash = 0;
   /** Incremented by each re-arm: outcomes of requests assigned in an earlier run are not judged. */
   runId = 0;
+  /** Steady-state probe results and ramp steps (src/probes), for the report and admin JSON. */
+  steadyState: SteadyStateView | null = null;
+  ramp: RampView | null = null;
 
   constructor(spec: ExperimentSpec, metrics: Metrics, analyzer: ExperimentAnalyzer) {
     this.id = spec.id;
