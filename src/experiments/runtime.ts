@@ -65,7 +65,8 @@ export class ExperimentRuntime {
   /** Canonical JSON of the spec: a reload keeps this runtime (and its counts) when it is unchanged. */
   readonly specKey: string;
   readonly matcher: Matcher;
-  readonly fault: Fault;
+  /** Swapped between steps of a ramp (src/probes/ramp.ts): same kind, another magnitude. */
+  fault: Fault;
   /** Canary takes buckets [0, canaryBuckets), control [canaryBuckets, controlEnd), of 10,000. */
   readonly canaryBuckets: number;
   readonly controlEnd: number;
@@ -82,7 +83,7 @@ export class ExperimentRuntime {
   readonly baggageMembers: readonly [string, string, string];
   readonly maxActiveFaults: number;
   /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
-  readonly faultBuckets: number;
+  faultBuckets: number;
   readonly excludeInjected: boolean;
   private readonly errorStatus: Uint8Array;
 

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { HeldTarget } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import type { PersistedState, StateStore } from '../killswitch/store.js';
-import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
+import { ExperimentAnalyzer, type AnalyzerConfig, type GuardrailSpec } from '../stats/analyzer.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import {
@@ -452,12 +452,17 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
 }
 
 function newAnalyzer(spec: ExperimentSpec): ExperimentAnalyzer {
-  return new ExperimentAnalyzer({
-    alpha: 1 - spec.confidence,
+  return new ExperimentAnalyzer(analyzerConfig(spec));
+}
+
+/** The analyzer settings of an experiment; a ramp (src/probes/ramp.ts) runs each step at a share of alpha. */
+export function analyzerConfig(spec: ExperimentSpec, alpha = 1 - spec.confidence): AnalyzerConfig {
+  return {
+    alpha,
     minSamples: spec.min_samples,
     guardrails: spec.guardrails.map(toGuardrailSpec),
     sticky: spec.split.sticky !== undefined,
-  });
+  };
 }
 
 function toGuardrailSpec(g: ExperimentSpec['guardrails'][number]): GuardrailSpec {

@@ -14,6 +14,7 @@ import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { compileProbe, type Probe } from './probe.js';
+import { RampController } from './ramp.js';
 import type { ProbeResult, ProbeView, SteadyStateView } from './types.js';
 
 interface Compiled {
@@ -25,6 +26,8 @@ interface Compiled {
   /** Bumped when a run starts or ends: answers of an older phase are dropped. */
   generation: number;
   after: Promise<void> | null;
+  /** The breaking-point ramp, when the experiment has one. */
+  ramp: RampController | null;
 }
 
 export class SteadyStateSupervisor {
@@ -72,8 +75,9 @@ export class SteadyStateSupervisor {
         next.set(rt, have);
         continue;
       }
-      if (rt.spec.steady_state.length === 0) continue;
+      if (rt.spec.steady_state.length === 0 && rt.spec.ramp === undefined) continue;
       const probes = rt.spec.steady_state.map((s) => compileProbe(s, this.metrics));
+      const ramp = rt.spec.ramp !== undefined ? new RampController(rt, this.table) : null;
       const c: Compiled = {
         rt,
         probes,
@@ -81,8 +85,9 @@ export class SteadyStateSupervisor {
         timers: [],
         generation: 0,
         after: null,
+        ramp,
       };
-      rt.steadyState = { probes: c.views } satisfies SteadyStateView;
+      if (probes.length > 0) rt.steadyState = { probes: c.views } satisfies SteadyStateView;
       next.set(rt, c);
     }
     for (const [rt, c] of this.compiled) if (!next.has(rt)) this.dispose(c);
@@ -157,10 +162,12 @@ export class SteadyStateSupervisor {
         c.views.forEach((v, i) => Object.assign(v, emptyView(c.probes[i] as Probe)));
         return;
       case 'started':
+        c.ramp?.start();
         this.startDuring(c);
         return;
       case 'killed':
       case 'expired':
+        c.ramp?.end();
         this.clearTimers(c);
         c.after = this.checkAfter(c, Date.now());
         return;
@@ -284,6 +291,7 @@ export class SteadyStateSupervisor {
 
   private dispose(c: Compiled): void {
     this.clearTimers(c);
+    c.ramp?.stop();
     for (const p of c.probes) p.close();
   }
 }

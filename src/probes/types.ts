@@ -47,11 +47,14 @@ export interface ProbeView {
 export interface RampStepView {
   step: number;
   magnitude: number;
-  status: 'pending' | 'running' | 'held' | 'broke' | 'plateau';
+  /** ended: the run ended while the step was still collecting evidence. */
+  status: 'pending' | 'running' | 'held' | 'broke' | 'plateau' | 'ended';
   started_at: string | null;
   ended_at: string | null;
   canary: number;
   control: number;
+  /** Bad canary outcomes the step's first rate guardrail counted (errors or timeouts). */
+  canary_bad: number;
   /** Canary requests judged before the step may advance (power 90% for a breach of the guardrail size). */
   needed: number;
   /** Per-step significance level (the run's alpha split over the steps). */
@@ -62,6 +65,8 @@ export interface RampStepView {
 export interface RampView {
   unit: string;
   on_breach: 'rollback' | 'plateau';
+  /** The power claim behind `needed`, e.g. "power 90% for error_rate 1% -> 3%" (simulated). */
+  power: string;
   current: number;
   steps: RampStepView[];
   /** The magnitude of the last step that held, or null. */
