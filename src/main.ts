@@ -21,6 +21,7 @@ import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { FileStateStore } from './killswitch/store.js';
 import { compileExtProcPlan, extProcBindingKey, type ExtProcPlan } from './extproc/plan.js';
 import { ExtProcServer } from './extproc/server.js';
+import { SteadyStateSupervisor } from './probes/supervisor.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
@@ -49,6 +50,8 @@ export class Faultline implements AdminTarget {
   readonly journal: RunJournal;
   private configRevision: string;
   private readonly scheduler: Scheduler;
+  /** Steady-state probes: the start gate, stop conditions and recovery checks (src/probes). */
+  readonly probes: SteadyStateSupervisor;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -79,6 +82,7 @@ export class Faultline implements AdminTarget {
     this.configRevision = shortHash(JSON.stringify(config));
     recordRuns(this.table, this.journal, () => this.configRevision);
     this.scheduler = new Scheduler(this.table, clock);
+    this.probes = new SteadyStateSupervisor(this.table, this.metrics);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
@@ -110,6 +114,7 @@ export class Faultline implements AdminTarget {
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
+    this.probes.compile(experiments);
     this.table.activate(experiments);
     this.scheduler.apply(cfg);
     this.admin = new AdminServer(this, {
@@ -210,6 +215,7 @@ export class Faultline implements AdminTarget {
       this.swapPoints(compilePointPlans(cfg, experiments));
       const xp = compileExtProcPlan(cfg, experiments);
       if (xp !== null) this.extProc?.swapPlan(xp);
+      this.probes.compile(experiments);
       this.table.activate(experiments);
       this.scheduler.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
@@ -355,6 +361,7 @@ export class Faultline implements AdminTarget {
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.scheduler.stop();
     this.table.stop();
+    this.probes.stop();
     await Promise.all([
       ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
       this.extProc?.close(drainMs),

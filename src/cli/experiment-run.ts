@@ -1,7 +1,8 @@
 /**
  * `faultline experiment run`: chaos as a CI gate. Starts Faultline with one experiment (re-armed if a
  * previous run left it killed), optionally drives load, waits for a kill or the duration, prints the
- * report and exits 0 held, 1 refuted, 2 inconclusive, 3 error or aborted.
+ * report and exits 0 held, 1 refuted, 2 inconclusive, 3 error or aborted, 4 stopped (a steady-state stop
+ * condition), 5 not started (a `before` probe failed).
  */
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -13,7 +14,7 @@ import { Faultline } from '../main.js';
 import { parseCommand, usageError, type OptionSpecs } from './args.js';
 import { junitXml } from './junit.js';
 
-const EXIT = { held: 0, refuted: 1, inconclusive: 2, error: 3 } as const;
+const EXIT = { held: 0, refuted: 1, inconclusive: 2, error: 3, stopped: 4, not_started: 5 } as const;
 
 export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FILE --experiment ID [--duration D] [--load URL,RATE] [--json] [--junit FILE]
   chaos as a CI gate: starts Faultline from FILE with only experiment ID (re-armed), optionally drives
@@ -25,7 +26,8 @@ export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FI
   --json                print the report as JSON instead of markdown
   --junit FILE          also write the result as JUnit XML (one test case per guardrail) for CI
   -h, --help            show this help
-exit codes: 0 held, 1 refuted, 2 inconclusive, 3 error, aborted or a usage error (2 means inconclusive here)`;
+exit codes: 0 held, 1 refuted, 2 inconclusive, 3 error, aborted or a usage error (2 means inconclusive here),
+  4 stopped by a steady-state stop condition, 5 not started (a before probe failed)`;
 
 const FLAGS: OptionSpecs = {
   config: { type: 'string', short: 'c' },
@@ -81,7 +83,8 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
     return EXIT.error;
   }
   const table = fl.table;
-  if (table.get(id)?.assigning === false) {
+  const state = table.get(id)?.state;
+  if (state === 'killed' || state === 'expired') {
     try {
       await table.arm(id, 'experiment-run');
     } catch (err) {
@@ -93,8 +96,10 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
 
   const ended = new Promise<void>((done) => {
     const timer = setTimeout(done, durationMs);
+    // The steady-state gate may have refused the run before this listener was added.
+    if (table.get(id)?.state === 'blocked') done();
     table.on('event', (e) => {
-      if (e.experiment === id && (e.type === 'killed' || e.type === 'expired')) {
+      if (e.experiment === id && (e.type === 'killed' || e.type === 'expired' || e.type === 'not_started')) {
         clearTimeout(timer);
         done();
       }
@@ -117,6 +122,8 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
   await ended;
   await gen?.abort();
   table.complete(id, 'experiment run finished its duration');
+  // The report waits for the steady-state recovery checks (bounded by each probe's recovery_window).
+  await fl.probes.settled(id);
   const rt = table.get(id);
   const report = rt ? experimentReport(rt, table.lifecycleOf(id)) : null;
   await fl.stop(1000);
@@ -140,6 +147,10 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
       return EXIT.refuted;
     case 'inconclusive':
       return EXIT.inconclusive;
+    case 'stopped':
+      return EXIT.stopped;
+    case 'not_started':
+      return EXIT.not_started;
     default:
       return EXIT.error;
   }

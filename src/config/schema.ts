@@ -10,6 +10,7 @@ import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
 import { compileFault, faultIssues } from '../faults/registry.js';
 import { cronIssue } from '../experiments/cron.js';
+import { ramp, steadyState } from './steady-state-schema.js';
 
 const name = z
   .string()
@@ -379,6 +380,8 @@ const experiment = z
       .array(z.number().int().min(100).max(599))
       .optional()
       .describe('HTTP statuses that count as errors (default: every 5xx)'),
+    steady_state: steadyState,
+    ramp: ramp.optional(),
   })
   .strict();
 
@@ -657,6 +660,7 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         else if (!isValidHeaderValue(h, v))
           issue(at('fault', 'headers', h), 'has a value with characters not allowed in a header');
       }
+    steadyStateChecks(e, c, at, issue);
   });
 }
 
@@ -674,4 +678,45 @@ function extProcCannotInject(f: FaultSpec, xp: ExtProcSpec): string | null {
   if (longest !== undefined && longest > xp.max_hold_ms && !xp.envoy_fault_headers)
     return `${longest} ms is longer than ext_proc.max_hold_ms (${xp.max_hold_ms}); set ext_proc.envoy_fault_headers: true and put Envoy's fault filter after ext_proc`;
   return null;
+}
+
+/** Steady-state probes name real listeners/routes; a ramp's steps fit its fault (src/probes). */
+function steadyStateChecks(
+  e: ExperimentSpec,
+  c: ConfigSpec,
+  at: (...p: (string | number)[]) => (string | number)[],
+  issue: (path: (string | number)[], message: string) => void,
+): void {
+  e.steady_state.forEach((p, j) => {
+    const t = p.traffic;
+    if (t === undefined) return;
+    const l = c.listeners.find((x) => x.name === t.listener);
+    if (!l) issue(at('steady_state', j, 'traffic', 'listener'), `no listener named "${t.listener}"`);
+    else if (t.route !== undefined && !l.routes.some((r) => r.name === t.route))
+      issue(
+        at('steady_state', j, 'traffic', 'route'),
+        `listener "${l.name}" has no route named "${t.route}"`,
+      );
+  });
+  const r = e.ramp;
+  if (r === undefined) return;
+  const f = e.fault;
+  if (f.kind === 'latency' && f.ms === undefined)
+    issue(at('ramp'), 'a latency ramp needs the fault\'s "ms" (not a distribution)');
+  if (f.kind === 'latency' && r.steps.some((s) => s > 600_000))
+    issue(at('ramp', 'steps'), 'latency steps must be at most 600000 ms');
+  if (f.kind === 'throttle' && r.steps.some((s) => !Number.isInteger(s) || s < 1))
+    issue(at('ramp', 'steps'), 'throttle steps are bytes_per_s: whole numbers >= 1');
+  if (f.kind !== 'latency' && f.kind !== 'throttle' && r.steps.some((s) => !(s > 0 && s <= 100)))
+    issue(at('ramp', 'steps'), `${f.kind} steps are fault percents: each in (0, 100]`);
+  for (let i = 1; i < r.steps.length; i++)
+    if (f.kind === 'throttle' ? r.steps[i]! >= r.steps[i - 1]! : r.steps[i]! <= r.steps[i - 1]!) {
+      issue(
+        at('ramp', 'steps', i),
+        f.kind === 'throttle'
+          ? 'throttle steps must decrease (less bandwidth is more intense)'
+          : 'steps must increase',
+      );
+      break;
+    }
 }

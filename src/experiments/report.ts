@@ -3,13 +3,18 @@
  * `held` (ran its duration, no breach, enough data), `refuted` (a guardrail breached), `inconclusive`
  * (ended with too little data to judge), `aborted` (killed by hand) or `running`. The global guards
  * judge as their causes do: the error-rate guard refutes, the global max_duration ends like a duration.
+ * Steady-state probes (src/probes) add two: `stopped` (a stop condition, a probe of the whole system,
+ * broke during the run and killed it; not a canary-vs-control comparison, so not `refuted`) and
+ * `not_started` (a `before` probe failed; the run never began). `after` results are appended to the reason.
  */
+import type { RampView, SteadyStateView } from '../probes/types.js';
 import type { GuardrailState } from '../stats/analyzer.js';
 import type { RunComparison, RunRecord } from './journal.js';
 import { ARM_CANARY, ARM_CONTROL, type ArmCounts, type ExperimentRuntime } from './runtime.js';
 import type { ExperimentEvent, Lifecycle } from './table.js';
 
-export type Verdict = 'held' | 'refuted' | 'inconclusive' | 'aborted' | 'running' | 'disabled';
+export type Verdict =
+  'held' | 'refuted' | 'inconclusive' | 'aborted' | 'running' | 'disabled' | 'stopped' | 'not_started';
 
 export interface ExperimentView {
   id: string;
@@ -31,6 +36,10 @@ export interface ExperimentView {
   hops: Record<string, { canary: ArmCounts; control: ArmCounts }>;
   /** Requests assigned at this process's splitting hop (finished or not). */
   assigned: { canary: number; control: number };
+  /** Steady-state probe results (before, during, after), or null without probes. */
+  steady_state: SteadyStateView | null;
+  /** Breaking-point ramp: steps, current step, the tolerated limit; null without a ramp. */
+  ramp: RampView | null;
 }
 
 export interface ExperimentReport extends ExperimentView {
@@ -59,12 +68,15 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     arms: { canary: rt.armCounts(ARM_CANARY), control: rt.armCounts(ARM_CONTROL) },
     hops: rt.hopCounts(),
     assigned: { canary: rt.assigned[ARM_CANARY] ?? 0, control: rt.assigned[ARM_CONTROL] ?? 0 },
+    steady_state: rt.steadyState,
+    ramp: rt.ramp,
   };
 }
 
 export function experimentReport(rt: ExperimentRuntime, life: Lifecycle | undefined): ExperimentReport {
   const guardrails = rt.analyzer.states();
-  const [verdict, why] = judge(rt, life, guardrails);
+  const [verdict, judged] = judge(rt, life, guardrails);
+  const why = judged + afterText(rt.steadyState) + rampText(rt.ramp);
   return {
     ...experimentView(rt, life),
     verdict,
@@ -85,6 +97,8 @@ function judge(rt: ExperimentRuntime, life: Lifecycle | undefined, g: GuardrailS
       if (life?.cause === 'global_error_rate')
         return ['refuted', `global error-rate guard tripped: ${life.reason ?? ''}`];
       if (life?.cause === 'duration') return judgeEnded(insufficient, life.reason ?? 'global max_duration');
+      if (life?.cause === 'stop_condition')
+        return ['stopped', `stop condition tripped: ${life.reason ?? ''}`];
       return [
         'aborted',
         `killed (${life?.cause ?? 'manual'}) by ${life?.by ?? 'operator'}: ${life?.reason ?? ''}`,
@@ -93,6 +107,10 @@ function judge(rt: ExperimentRuntime, life: Lifecycle | undefined, g: GuardrailS
       return judgeEnded(insufficient, 'ran its duration');
     case 'disabled':
       return ['disabled', 'experiment is disabled'];
+    case 'blocked':
+      return ['not_started', life?.reason ?? 'steady state not met before the run'];
+    case 'pending':
+      return ['running', 'checking the steady state before the run starts'];
     default:
       return [
         'running',
@@ -101,6 +119,24 @@ function judge(rt: ExperimentRuntime, life: Lifecycle | undefined, g: GuardrailS
           : 'all guardrails holding so far',
       ];
   }
+}
+
+/** "; after: api-up recovered in 3.1 s" for every probe with an after-check that finished. */
+function afterText(s: SteadyStateView | null): string {
+  const parts: string[] = [];
+  for (const p of s?.probes ?? []) {
+    const a = p.after;
+    if (a === null) continue;
+    if (a.status === 'recovered') parts.push(`${p.name} recovered in ${a.recovered_in_s} s`);
+    else if (a.status === 'not_recovered')
+      parts.push(`${p.name} did not recover (${a.last?.detail ?? 'no check'})`);
+    else parts.push(`${p.name} being checked`);
+  }
+  return parts.length > 0 ? `; after: ${parts.join(', ')}` : '';
+}
+
+function rampText(r: RampView | null): string {
+  return r === null ? '' : `; ramp: ${r.summary}`;
 }
 
 function judgeEnded(insufficient: string[], how: string): [Verdict, string] {
@@ -149,6 +185,8 @@ export function reportMarkdown(r: ExperimentReport & { run?: number; history?: R
         `| ${g.metric}${g.quantile !== undefined ? ` p${Number((g.quantile * 100).toPrecision(6))}` : ''} | ${g.status} | ${g.eValue.toPrecision(3)} | ${g.threshold.toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
     ),
     '',
+    ...steadyStateMarkdown(r.steady_state),
+    ...rampMarkdown(r.ramp),
     '## Timeline',
     '',
     ...r.timeline.map(
@@ -199,6 +237,52 @@ export function runReportMarkdown(r: RunRecord & { history: RunComparison }): st
     ),
     '',
   ].join('\n');
+}
+
+function steadyStateMarkdown(s: SteadyStateView | null): string[] {
+  if (s === null) return [];
+  const res = (x: { ok: boolean; error: boolean; detail: string; at: string } | null) =>
+    x === null ? '-' : `${x.ok ? 'held' : x.error ? 'error' : 'FAILED'}: ${x.detail} (${x.at})`;
+  return [
+    '## Steady state',
+    '',
+    '| probe | kind | before | during (checks / breaches / errors, last) | after |',
+    '|---|---|---|---|---|',
+    ...s.probes.map((p) => {
+      const d = p.during;
+      const during = p.when.includes('during')
+        ? `${d.checks} / ${d.breaches} / ${d.errors}, ${res(d.last)}`
+        : '-';
+      const a = p.after;
+      const after =
+        a === null
+          ? '-'
+          : a.status === 'recovered'
+            ? `recovered in ${a.recovered_in_s} s`
+            : a.status === 'not_recovered'
+              ? `did not recover: ${res(a.last)}`
+              : a.status;
+      return `| ${p.name} | ${p.kind} | ${res(p.before)} | ${during} | ${after} |`;
+    }),
+    '',
+  ];
+}
+
+function rampMarkdown(r: RampView | null): string[] {
+  if (r === null) return [];
+  return [
+    '## Ramp',
+    '',
+    `${r.summary}`,
+    '',
+    `| step | ${r.unit} | status | canary | control | needed | alpha | detail |`,
+    '|---|---|---|---|---|---|---|---|',
+    ...r.steps.map(
+      (s) =>
+        `| ${s.step} | ${s.magnitude} | ${s.status} | ${s.canary} | ${s.control} | ${s.needed} | ${s.alpha.toPrecision(3)} | ${s.detail} |`,
+    ),
+    '',
+  ];
 }
 
 function describeArm(a: GuardrailState['canary']): string {

@@ -25,10 +25,14 @@ import {
 import { releaseHold, type HeldTarget } from '../engine/hold.js';
 import { assignmentMembers } from '../split/baggage.js';
 import { ExperimentAnalyzer, type AnalyzerConfig, type GuardrailSpec } from '../stats/analyzer.js';
+import type { RampView, SteadyStateView } from '../probes/types.js';
 
-/** `scheduled`: waiting for its schedule's next window (assigns nothing, like pending). */
+/**
+ * `scheduled`: waiting for its schedule's next window (assigns nothing, like pending). `blocked`: its
+ * steady state did not hold before the run, so the run never started (arm to retry).
+ */
 export type ExperimentState =
-  'pending' | 'scheduled' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run';
+  'pending' | 'scheduled' | 'running' | 'killed' | 'expired' | 'disabled' | 'dry_run' | 'blocked';
 
 export {
   ARM_NONE,
@@ -64,7 +68,8 @@ export class ExperimentRuntime {
   /** Canonical JSON of the spec: a reload keeps this runtime (and its counts) when it is unchanged. */
   readonly specKey: string;
   readonly matcher: Matcher;
-  readonly fault: Fault;
+  /** Swapped between steps of a ramp (src/probes/ramp.ts): same kind, another magnitude. */
+  fault: Fault;
   /** Canary takes buckets [0, canaryBuckets), control [canaryBuckets, controlEnd), of 10,000. */
   readonly canaryBuckets: number;
   readonly controlEnd: number;
@@ -81,7 +86,7 @@ export class ExperimentRuntime {
   readonly baggageMembers: readonly [string, string, string];
   readonly maxActiveFaults: number;
   /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
-  readonly faultBuckets: number;
+  faultBuckets: number;
   readonly excludeInjected: boolean;
   readonly enabled: boolean;
   readonly dryRun: boolean;
@@ -114,6 +119,9 @@ export class ExperimentRuntime {
   lastKeyHash = 0;
   /** Incremented by each re-arm: outcomes of requests assigned in an earlier run are not judged. */
   runId = 0;
+  /** Steady-state probe results and ramp steps (src/probes), for the report and admin JSON. */
+  steadyState: SteadyStateView | null = null;
+  ramp: RampView | null = null;
 
   /** The compile step: everything below is read from `spec` (snake_case) here, and only here. */
   constructor(spec: ExperimentSpec, metrics: Metrics, analyzer?: ExperimentAnalyzer) {
@@ -121,12 +129,7 @@ export class ExperimentRuntime {
     this.enabled = spec.enabled;
     this.dryRun = spec.dry_run;
     this.durationMs = spec.duration;
-    this.analyzerConfig = Object.freeze({
-      alpha: 1 - spec.confidence,
-      minSamples: spec.min_samples,
-      guardrails: Object.freeze(spec.guardrails.map(toGuardrailSpec)),
-      sticky: spec.split.sticky !== undefined,
-    });
+    this.analyzerConfig = Object.freeze(analyzerConfig(spec));
     this.analyzer = analyzer ?? this.newAnalyzer();
     this.spec = spec;
     this.specKey = JSON.stringify(spec);
@@ -383,4 +386,14 @@ function toGuardrailSpec(g: ExperimentSpec['guardrails'][number]): GuardrailSpec
         maxIncreaseMs: g.max_increase_ms,
       };
   }
+}
+
+/** The analyzer settings of an experiment; a ramp (src/probes/ramp.ts) runs each step at a share of alpha. */
+export function analyzerConfig(spec: ExperimentSpec, alpha = 1 - spec.confidence): AnalyzerConfig {
+  return {
+    alpha,
+    minSamples: spec.min_samples,
+    guardrails: spec.guardrails.map(toGuardrailSpec),
+    sticky: spec.split.sticky !== undefined,
+  };
 }

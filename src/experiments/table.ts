@@ -20,7 +20,19 @@ import {
   type Outcome,
 } from './runtime.js';
 
-export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual';
+export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual' | 'stop_condition';
+
+/** Why a run may not start (a steady-state probe failed before it): the reason and the probes' results. */
+export interface GateRefusal {
+  reason: string;
+  evidence: unknown;
+}
+
+/**
+ * Checked before a run starts (src/probes): null when the experiment has no such check, else a promise of
+ * null (start) or the refusal. The run stays `pending` (assigning nothing) while it is being checked.
+ */
+export type StartGate = (rt: ExperimentRuntime) => Promise<GateRefusal | null> | null;
 
 export interface ExperimentEvent {
   type:
@@ -32,7 +44,11 @@ export interface ExperimentEvent {
     | 'config_reloaded'
     | 'config_invalid'
     | 'scheduled'
-    | 'schedule_paused';
+    | 'schedule_paused'
+    // Steady-state probes and ramps (src/probes): a run refused at the gate, probe phases, ramp steps.
+    | 'not_started'
+    | 'steady_state'
+    | 'ramp_step';
   at: string;
   experiment?: string;
   cause?: KillCause;
@@ -65,6 +81,7 @@ const STATE_NAMES: readonly ExperimentState[] = [
   'expired',
   'disabled',
   'dry_run',
+  'blocked',
 ];
 
 /**
@@ -87,6 +104,11 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
   private readonly metrics: Metrics;
   /** The clock of lifecycle times (tests of schedules inject one). */
   readonly now: () => number;
+  /** Steady-state gate (src/probes/supervisor.ts), set by the host that owns the probes. */
+  gate: StartGate | null = null;
+  /** The gate check each pending runtime waits for: an older check's answer is dropped. */
+  private readonly gating = new Map<ExperimentRuntime, number>();
+  private gateSeq = 0;
 
   constructor(store: StateStore, metrics: Metrics, now: () => number = Date.now) {
     super();
@@ -148,7 +170,8 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     for (const rt of next.values()) if (previous.get(rt.id) !== rt) this.start(rt);
   }
 
-  private start(rt: ExperimentRuntime): void {
+  /** `fresh`: an operator armed a new run (its running record is already written; check it anyway). */
+  private start(rt: ExperimentRuntime, fresh = false): void {
     const saved = this.persisted.experiments[rt.id];
     const life = this.lifecycle(rt.id);
     life.startedBy = saved?.startedBy ?? 'config';
@@ -179,6 +202,56 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
       this.setState(rt, 'disabled');
       return;
     }
+    // A fresh run checks its steady state first; a resumed one (saved as running) already started.
+    const checking = saved && !fresh ? null : (this.gate?.(rt) ?? null);
+    if (checking !== null) {
+      this.setState(rt, 'pending');
+      const seq = ++this.gateSeq;
+      this.gating.set(rt, seq);
+      void checking.then(
+        (refused) => this.gated(rt, seq, refused),
+        (err: unknown) =>
+          this.gated(rt, seq, { reason: `steady-state check failed: ${String(err)}`, evidence: null }),
+      );
+      return;
+    }
+    this.begin(rt, saved);
+  }
+
+  /** The gate answered: start, or record why not (unless a reload or kill replaced the run meanwhile). */
+  private gated(rt: ExperimentRuntime, seq: number, refused: GateRefusal | null): void {
+    if (this.gating.get(rt) !== seq) return;
+    this.gating.delete(rt);
+    if (this.runtimes.get(rt.id) !== rt || rt.state !== 'pending') return;
+    if (refused === null) return this.begin(rt, undefined);
+    const life = this.lifecycle(rt.id);
+    Object.assign(life, {
+      endedAt: new Date(this.now()).toISOString(),
+      reason: refused.reason,
+      by: 'steady_state',
+    });
+    life.evidence = refused.evidence;
+    this.setState(rt, 'blocked');
+    // Not persisted as a run: a restart (or an arm) checks the steady state again.
+    if (this.persisted.experiments[rt.id]?.state === 'running') {
+      delete this.persisted.experiments[rt.id];
+      this.persist();
+    }
+    this.event({
+      type: 'not_started',
+      experiment: rt.id,
+      reason: refused.reason,
+      by: 'steady_state',
+      evidence: refused.evidence,
+    });
+    log('warn', 'experiment not started: steady state not met', {
+      experiment: rt.id,
+      reason: refused.reason,
+    });
+  }
+
+  private begin(rt: ExperimentRuntime, saved: PersistedState['experiments'][string] | undefined): void {
+    const life = this.lifecycle(rt.id);
     const now = this.now();
     const startedAt = saved?.startedAt ?? new Date(now).toISOString();
     life.startedAt = startedAt;
@@ -248,7 +321,8 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
   /** Kill one experiment: no request is assigned after this returns; held faults are released. */
   kill(id: string, cause: KillCause, reason: string, by: string, evidence: unknown = null): boolean {
     const rt = this.runtimes.get(id);
-    if (!rt || !rt.assigning) return false;
+    // A run still being checked (pending at the steady-state gate) can be killed before it starts.
+    if (!rt || (!rt.assigning && rt.state !== 'pending')) return false;
     this.end(rt, 'killed', cause, reason, by, evidence);
     this.metrics.killSwitchTrips.inc({ experiment: id, reason: cause });
     return true;
@@ -308,7 +382,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
    */
   async arm(id: string, by: string): Promise<boolean> {
     const armable = (rt: ExperimentRuntime | undefined): rt is ExperimentRuntime =>
-      rt !== undefined && !rt.assigning && rt.enabled;
+      rt !== undefined && !rt.assigning && rt.state !== 'pending' && rt.enabled;
     if (!armable(this.runtimes.get(id))) return false;
     const startedAt = this.iso();
     const scheduled = this.runtimes.get(id)?.spec.schedule !== undefined;
@@ -344,7 +418,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     // A scheduled one waits (the scheduler hears `armed` and sets its next start).
     if (scheduled) this.setState(rt, 'scheduled');
     this.event({ type: 'armed', experiment: id, by });
-    if (!scheduled) this.start(rt);
+    if (!scheduled) this.start(rt, true);
     return true;
   }
 
@@ -449,6 +523,11 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
 
   lifecycleOf(id: string): Lifecycle | undefined {
     return this.lifecycles.get(id);
+  }
+
+  /** An event from outside the table (probe results, ramp steps): timeline, listeners, webhook. */
+  note(e: Omit<ExperimentEvent, 'at'>): void {
+    this.event(e);
   }
 
   recordConfigEvent(type: 'config_reloaded' | 'config_invalid', reason?: string): void {
