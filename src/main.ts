@@ -16,6 +16,8 @@ import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
+import type { ExperimentRuntime } from './experiments/runtime.js';
+import { Fleet } from './fleet/fleet.js';
 import { FileStateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
 import { Listener } from './proxy/listener.js';
@@ -39,6 +41,8 @@ export class Faultline implements AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
   readonly engine: Engine;
+  /** Fleet mode (config `fleet`): state, grants and statistics shared through Redis; null alone. */
+  readonly fleet: Fleet | null;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -61,7 +65,10 @@ export class Faultline implements AdminTarget {
     this.configFile = configFile;
     this.config = config;
     this.metrics = createMetrics();
-    this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics);
+    this.fleet = config.fleet ? new Fleet(config.fleet, config.state_dir, this.metrics) : null;
+    this.table = new ExperimentTable(this.fleet?.store ?? new FileStateStore(config.state_dir), this.metrics);
+    // Before any runtime exists: fleet runtimes start without a grant, outcomes go to the pool.
+    this.fleet?.attach(this.table);
     this.engine = new Engine(this.table);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
@@ -94,6 +101,7 @@ export class Faultline implements AdminTarget {
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
     this.table.activate(experiments);
+    this.fleet?.start();
     this.admin = new AdminServer(this, {
       token,
       address: cfg.admin.address,
@@ -151,6 +159,16 @@ export class Faultline implements AdminTarget {
 
   isReady(): boolean {
     return this.ready;
+  }
+
+  /** The fleet view of an experiment (null when not in a fleet). */
+  fleetView(rt: ExperimentRuntime): unknown {
+    return this.fleet?.view(rt) ?? null;
+  }
+
+  /** Extra /ready lines (the fleet connection), null when none. */
+  readyDetail(): string | null {
+    return this.fleet?.readyDetail() ?? null;
   }
 
   configStatus(): ConfigStatus {
@@ -246,6 +264,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'listeners', reason: `removing listener "${name}" needs a restart` });
     if (cfg.state_dir !== this.config.state_dir)
       issues.push({ path: 'state_dir', reason: 'changing it needs a restart' });
+    if (JSON.stringify(cfg.fleet) !== JSON.stringify(this.config.fleet))
+      issues.push({ path: 'fleet', reason: 'joining, leaving or changing a fleet needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
@@ -324,7 +344,10 @@ export class Faultline implements AdminTarget {
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);
+    // The last counts go to the fleet before the connection closes (a clean stop loses none).
+    await this.fleet?.stop();
     await this.table.flush();
+    await this.fleet?.close();
     await this.admin?.close();
     await this.pools.destroyAll();
     log('info', 'faultline stopped');

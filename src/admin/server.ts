@@ -13,6 +13,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { experimentReport, experimentView } from '../experiments/report.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export interface ConfigStatus {
@@ -30,6 +31,10 @@ export interface AdminTarget {
   isReady(): boolean;
   configStatus(): ConfigStatus;
   reload(): Promise<ConfigStatus>;
+  /** Fleet mode: the fleet's view of an experiment (pooled arms, replicas, evaluator), else null. */
+  fleetView?(rt: ExperimentRuntime): unknown;
+  /** Extra lines for /ready (readiness itself is unchanged), null when none. */
+  readyDetail?(): string | null;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -120,8 +125,11 @@ export class AdminServer {
 
     if (method === 'GET') {
       if (parts.length === 1 && a === 'healthz') return sendText(res, 200, 'ok\n');
-      if (parts.length === 1 && a === 'ready')
-        return t.isReady() ? sendText(res, 200, 'ready\n') : sendText(res, 503, 'not ready\n');
+      if (parts.length === 1 && a === 'ready') {
+        const detail = t.readyDetail?.() ?? null;
+        const more = detail === null ? '' : `${detail}\n`;
+        return t.isReady() ? sendText(res, 200, `ready\n${more}`) : sendText(res, 503, `not ready\n${more}`);
+      }
       if (parts.length === 1 && a === 'metrics') {
         const body = await t.metrics.registry.metrics();
         res.writeHead(200, { 'content-type': t.metrics.registry.contentType });
@@ -137,9 +145,12 @@ export class AdminServer {
           });
         const rt = id !== undefined ? t.table.get(id) : undefined;
         if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);
-        if (parts.length === 2) return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
+        const fleet = t.fleetView?.(rt) ?? null;
+        const extra = fleet === null ? {} : { fleet };
+        if (parts.length === 2)
+          return sendJson(res, 200, { ...experimentView(rt, t.table.lifecycleOf(rt.id)), ...extra });
         if (parts.length === 3 && action === 'report')
-          return sendJson(res, 200, experimentReport(rt, t.table.lifecycleOf(rt.id)));
+          return sendJson(res, 200, { ...experimentReport(rt, t.table.lifecycleOf(rt.id)), ...extra });
       }
       return sendError(res, 404, 'not_found', `no such endpoint: GET ${url.pathname}`);
     }

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { HeldTarget } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
-import type { PersistedState, StateStore } from '../killswitch/store.js';
+import type { PersistedExperiment, PersistedState, StateStore } from '../killswitch/store.js';
 import { ExperimentAnalyzer, type GuardrailSpec } from '../stats/analyzer.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -20,6 +20,14 @@ import {
   type ExperimentState,
   type Outcome,
 } from './runtime.js';
+
+/**
+ * Where outcomes go instead of the local analyzer when a fleet pools them (fleet mode): one call per
+ * judged request, allocation-free; the fleet feeds the pooled batches to `rt.analyzer`.
+ */
+export interface OutcomeSink {
+  observe(rt: ExperimentRuntime, isCanary: boolean, bad: boolean, timedOut: boolean, latencyMs: number): void;
+}
 
 export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual';
 
@@ -63,6 +71,8 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   private lastSave: Promise<Error | null> = Promise.resolve(null);
   private readonly store: StateStore;
   private readonly metrics: Metrics;
+  /** Fleet mode: outcomes are pooled there, and new runtimes start without a grant. */
+  pooled: OutcomeSink | null = null;
 
   constructor(store: StateStore, metrics: Metrics) {
     super();
@@ -86,7 +96,9 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
   }
 
   private create(spec: ExperimentSpec): ExperimentRuntime {
-    return new ExperimentRuntime(spec, this.metrics, newAnalyzer(spec));
+    const rt = new ExperimentRuntime(spec, this.metrics, newAnalyzer(spec));
+    if (this.pooled !== null) rt.setGranted(false);
+    return rt;
   }
 
   /** Makes `next` the live set (called after the plan referencing it is swapped in). */
@@ -253,7 +265,8 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       rt !== undefined && !rt.assigning && rt.spec.enabled;
     if (!armable(this.runtimes.get(id))) return false;
     const startedAt = new Date().toISOString();
-    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt } as const;
+    // `by` marks an operator's arm: in a fleet only an arm may replace a kill (a replica's own start may not).
+    const entry = { state: 'running', reason: '', by: by || 'operator', at: startedAt, startedAt } as const;
     const next = structuredClone(this.persisted);
     next.experiments[id] = { ...entry };
     const saved = this.store.save(next);
@@ -296,6 +309,10 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
       latencyMs = -1;
     }
     const bad = outcome !== OUTCOME_OK;
+    if (this.pooled !== null) {
+      this.pooled.observe(rt, arm === ARM_CANARY, bad, outcome === OUTCOME_TIMEOUT, latencyMs);
+      return;
+    }
     const breach = rt.analyzer.record(
       arm === ARM_CANARY ? 'canary' : 'control',
       bad,
@@ -305,6 +322,54 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     );
     if (breach !== null)
       this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: new Date().toISOString() });
+  }
+
+  /**
+   * A state decided elsewhere in the fleet (another replica's kill, expiry or arm), applied here as it
+   * was recorded: no new trip is counted and the write that follows is a no-op for the fleet.
+   */
+  adopt(id: string, rec: PersistedExperiment): void {
+    const rt = this.runtimes.get(id);
+    const cur = this.persisted.experiments[id];
+    if (rec.state === 'running') {
+      // A re-arm elsewhere: a run that started after the one that ended here.
+      if (!rt || rt.assigning || !rt.spec.enabled || cur === undefined || cur.state === 'running') return;
+      if (rec.startedAt === undefined || (cur.startedAt !== undefined && rec.startedAt <= cur.startedAt))
+        return;
+      this.persisted.experiments[id] = { ...rec };
+      void this.store.save(structuredClone(this.persisted)).catch(() => undefined);
+      rt.resetRun(newAnalyzer(rt.spec));
+      const life = this.lifecycle(id);
+      Object.assign(life, {
+        endsAt: null,
+        endedAt: null,
+        cause: null,
+        reason: null,
+        by: null,
+        evidence: null,
+      });
+      this.event({ type: 'armed', experiment: id, by: rec.by || 'fleet' });
+      this.start(rt);
+      return;
+    }
+    if (!rt || !rt.assigning) {
+      // Not running here: remember the end so a later start of this experiment starts killed.
+      if (cur === undefined || cur.state === 'running') this.persisted.experiments[id] = { ...rec };
+      return;
+    }
+    // The end of another run: stale when this replica runs an armed run; when it runs one it merely
+    // started (booted while cut off from the fleet), the fleet's end wins.
+    const startedAt = this.lifecycle(id).startedAt;
+    const armedHere = (cur?.by ?? '') !== '';
+    if (rec.startedAt !== undefined && startedAt !== null && rec.startedAt !== startedAt && armedHere) return;
+    this.end(
+      rt,
+      rec.state,
+      (rec.cause ?? (rec.state === 'killed' ? 'manual' : null)) as KillCause | null,
+      rec.reason,
+      rec.by,
+      rec.evidence ?? null,
+    );
   }
 
   get(id: string): ExperimentRuntime | undefined {
