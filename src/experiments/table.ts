@@ -277,6 +277,8 @@ export class ExperimentTable extends EventEmitter<{ event: [ExperimentEvent] }> 
     await saved;
     // Re-checked after the write: a reload or a concurrent arm may have come first.
     const rt = this.runtimes.get(id);
+    // In a fleet this arm may already be in force: our own published record came back first.
+    if (rt?.assigning && this.persisted.experiments[id]?.startedAt === startedAt) return true;
     if (!armable(rt)) return false;
     this.persisted.experiments[id] = { ...entry };
     // Same runtime object (the routing plan references it), fresh counts and evidence.

@@ -84,6 +84,8 @@ class LocalPool {
   runKey: string | null = null;
   readonly cum: Cumulative;
   changed = true;
+  /** Sum of the runtime's counts at the last write (requests still finishing after a kill change them). */
+  countsTotal = 0;
 
   constructor(runId: number, withLatency: boolean) {
     this.runId = runId;
@@ -325,9 +327,15 @@ export class Fleet implements OutcomeSink {
       runs.push(run);
       if (runKey === null) continue;
       const key = `${this.keys.countsPrefix}${rt.id}:${runKey}`;
-      const pool = this.pools.get(rt);
-      if (pool !== undefined && pool.runId === rt.runId && pool.changed) {
+      let pool = this.pools.get(rt);
+      if (pool === undefined || pool.runId !== rt.runId) {
+        pool = new LocalPool(rt.runId, rt.spec.guardrails.some((g) => g.metric === 'latency'));
+        this.pools.set(rt, pool);
+      }
+      const total = sumOf(rt.counts);
+      if (pool.changed || total !== pool.countsTotal) {
         pool.changed = false;
+        pool.countsTotal = total;
         p.hset(key, this.field, JSON.stringify(entryOf(this.replica, t0, pool.cum, rt.counts)));
         p.pexpire(key, 7 * 24 * 3600_000);
         n += 2;
@@ -539,4 +547,10 @@ function addDelta(b: ArmBatch, cur: Cumulative, prev: Cumulative, a: 0 | 1): voi
       const v = x[j]! - y[j]!;
       if (v > 0) d[j]! += v;
     }
+}
+
+function sumOf(a: Float64Array): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) n += a[i]!;
+  return n;
 }
