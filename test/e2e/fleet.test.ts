@@ -13,6 +13,10 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
 });
 
+// Admin and Redis JSON, read loosely in assertions.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, fn: () => Promise<T | null | false>, ms = 10_000): Promise<T> {
@@ -122,9 +126,9 @@ function load(replicas: TestFaultline[], concurrency = 3) {
   };
 }
 
-async function view(fl: TestFaultline): Promise<Record<string, any>> {
+async function view(fl: TestFaultline): Promise<Record<string, Loose>> {
   const res = await fetch(`${fl.admin}/experiments/e1`);
-  return (await res.json()) as Record<string, any>;
+  return (await res.json()) as Record<string, Loose>;
 }
 
 function client(r: TestRedis): Redis {
@@ -155,7 +159,7 @@ describe('fleet mode (Redis)', () => {
     await l.stop();
     expect(l.failures).toEqual([]);
 
-    const rec = JSON.parse((await client(r).hget(STATE_KEY, 'e1')) as string) as Record<string, any>;
+    const rec = JSON.parse((await client(r).hget(STATE_KEY, 'e1')) as string) as Record<string, Loose>;
     expect(rec.state).toBe('killed');
     expect(rec.cause).toBe('guardrail');
     const killAt = Date.parse(rec.at as string);
@@ -184,7 +188,7 @@ describe('fleet mode (Redis)', () => {
       for (const v of views) expect(v.fleet.pooled[arm].requests).toBe(sum);
     }
     expect(views[0]!.fleet.contributing_replicas).toBe(3);
-    expect(views[0]!.fleet.replicas.map((x: any) => x.replica).sort()).toEqual(['r0', 'r1', 'r2']);
+    expect(views[0]!.fleet.replicas.map((x: Loose) => x.replica).sort()).toEqual(['r0', 'r1', 'r2']);
     expect(views.filter((v) => v.fleet.this_replica_evaluates)).toHaveLength(1);
     console.log(
       `kill propagation: last injected request per replica, ms after the decision: ${lags.join(', ')}`,
@@ -286,7 +290,7 @@ describe('fleet mode (Redis)', () => {
     await l1.stop();
     await sleep(500);
     const reports = await Promise.all(
-      fls.map(async (fl) => (await (await fetch(`${fl.admin}/experiments/e1/report`)).json()) as any),
+      fls.map(async (fl) => (await (await fetch(`${fl.admin}/experiments/e1/report`)).json()) as Loose),
     );
     // Same pooled data, same evidence on both replicas.
     expect(reports[0].guardrails[0].eValue).toBeCloseTo(reports[1].guardrails[0].eValue, 9);
@@ -307,7 +311,7 @@ describe('fleet mode (Redis)', () => {
     const l2 = load([survivor], 3);
     await until('the kill', async () => (await view(survivor)).state === 'killed', 20_000);
     await l2.stop();
-    const rec = JSON.parse((await client(r).hget(STATE_KEY, 'e1')) as string) as Record<string, any>;
+    const rec = JSON.parse((await client(r).hget(STATE_KEY, 'e1')) as string) as Record<string, Loose>;
     expect(rec.cause).toBe('guardrail');
     expect(rec.evidence.fleet.evaluator).toBe(survivor === fls[0] ? 'a' : 'b');
     // The decision counted the crashed replica's outcomes too.
