@@ -329,7 +329,10 @@ export class Fleet implements OutcomeSink {
       const key = `${this.keys.countsPrefix}${rt.id}:${runKey}`;
       let pool = this.pools.get(rt);
       if (pool === undefined || pool.runId !== rt.runId) {
-        pool = new LocalPool(rt.runId, rt.spec.guardrails.some((g) => g.metric === 'latency'));
+        pool = new LocalPool(
+          rt.runId,
+          rt.spec.guardrails.some((g) => g.metric === 'latency'),
+        );
         this.pools.set(rt, pool);
       }
       const total = sumOf(rt.counts);
