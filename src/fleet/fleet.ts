@@ -254,6 +254,9 @@ export class Fleet implements OutcomeSink {
       this.disconnectedSince = null;
     } else if (!this.stopped) {
       this.disconnectedSince = Date.now();
+      // Cut off, it renews nothing: the lease is as good as gone (it expires in Redis on its own).
+      this.holder = null;
+      this.gEvaluator.set(0);
       log(
         'warn',
         'fleet: Redis unreachable; injection stops when the grants run out, traffic keeps flowing',

@@ -293,7 +293,8 @@ describe('fleet mode (Redis)', () => {
       fls.map(async (fl) => (await (await fetch(`${fl.admin}/experiments/e1/report`)).json()) as Loose),
     );
     // Same pooled data, same evidence on both replicas.
-    expect(reports[0].guardrails[0].eValue).toBeCloseTo(reports[1].guardrails[0].eValue, 9);
+    // (equal up to float rounding: the replicas summed the same counts in different batches)
+    expect(reports[0].guardrails[0].eValue / reports[1].guardrails[0].eValue).toBeCloseTo(1, 9);
     expect(reports[0].guardrails[0].canary.samples).toBe(reports[1].guardrails[0].canary.samples);
     const phase1Canary = reports[0].guardrails[0].canary.samples as number;
     const holderIdx = reports.findIndex((x) => x.fleet.this_replica_evaluates);
