@@ -18,6 +18,8 @@ import type { PointPlan, PointRef } from './engine/point.js';
 import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experiments/journal.js';
 import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
+import type { ExperimentRuntime } from './experiments/runtime.js';
+import { Fleet } from './fleet/fleet.js';
 import { FileStateStore } from './killswitch/store.js';
 import { compileExtProcPlan, extProcBindingKey, type ExtProcPlan } from './extproc/plan.js';
 import { ExtProcServer } from './extproc/server.js';
@@ -52,6 +54,8 @@ export class Faultline implements AdminTarget {
   private readonly scheduler: Scheduler;
   /** Steady-state probes: the start gate, stop conditions and recovery checks (src/probes). */
   readonly probes: SteadyStateSupervisor;
+  /** Fleet mode (config `fleet`): state, grants and statistics shared through Redis; null alone. */
+  readonly fleet: Fleet | null;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -76,7 +80,14 @@ export class Faultline implements AdminTarget {
     this.configFile = configFile;
     this.config = config;
     this.metrics = createMetrics();
-    this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics, () => clock.now());
+    this.fleet = config.fleet ? new Fleet(config.fleet, config.state_dir, this.metrics) : null;
+    this.table = new ExperimentTable(
+      this.fleet?.store ?? new FileStateStore(config.state_dir),
+      this.metrics,
+      () => clock.now(),
+    );
+    // Before any runtime exists: fleet runtimes start without a grant, outcomes go to the pool.
+    this.fleet?.attach(this.table);
     this.engine = new Engine(this.table);
     this.journal = new FileRunJournal(config.state_dir, config.journal.keep_runs);
     this.configRevision = shortHash(JSON.stringify(config));
@@ -117,6 +128,7 @@ export class Faultline implements AdminTarget {
     this.probes.compile(experiments);
     this.table.activate(experiments);
     this.scheduler.apply(cfg);
+    this.fleet?.start();
     this.admin = new AdminServer(this, {
       token,
       address: cfg.admin.address,
@@ -183,6 +195,16 @@ export class Faultline implements AdminTarget {
 
   isReady(): boolean {
     return this.ready;
+  }
+
+  /** The fleet view of an experiment (null when not in a fleet). */
+  fleetView(rt: ExperimentRuntime): unknown {
+    return this.fleet?.view(rt) ?? null;
+  }
+
+  /** Extra /ready lines (the fleet connection), null when none. */
+  readyDetail(): string | null {
+    return this.fleet?.readyDetail() ?? null;
   }
 
   configStatus(): ConfigStatus {
@@ -286,6 +308,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'ext_proc', reason: 'adding, removing or rebinding ext_proc needs a restart' });
     if (cfg.state_dir !== this.config.state_dir)
       issues.push({ path: 'state_dir', reason: 'changing it needs a restart' });
+    if (JSON.stringify(cfg.fleet) !== JSON.stringify(this.config.fleet))
+      issues.push({ path: 'fleet', reason: 'joining, leaving or changing a fleet needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
@@ -369,8 +393,11 @@ export class Faultline implements AdminTarget {
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);
+    // The last counts go to the fleet before the connection closes (a clean stop loses none).
+    await this.fleet?.stop();
     await this.table.flush();
     await this.journal.flush();
+    await this.fleet?.close();
     await this.admin?.close();
     await this.pools.destroyAll();
     log('info', 'faultline stopped');

@@ -16,6 +16,7 @@ import { compareRuns, shortHash, type RunJournal } from '../experiments/journal.
 import { experimentReport, experimentView } from '../experiments/report.js';
 import { verdictDocument } from '../experiments/verdict.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
+import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 export interface ConfigStatus {
@@ -34,6 +35,10 @@ export interface AdminTarget {
   isReady(): boolean;
   configStatus(): ConfigStatus;
   reload(): Promise<ConfigStatus>;
+  /** Fleet mode: the fleet's view of an experiment (pooled arms, replicas, evaluator), else null. */
+  fleetView?(rt: ExperimentRuntime): unknown;
+  /** Extra lines for /ready (readiness itself is unchanged), null when none. */
+  readyDetail?(): string | null;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -126,8 +131,11 @@ export class AdminServer {
 
     if (method === 'GET') {
       if (parts.length === 1 && a === 'healthz') return sendText(res, 200, 'ok\n');
-      if (parts.length === 1 && a === 'ready')
-        return t.isReady() ? sendText(res, 200, 'ready\n') : sendText(res, 503, 'not ready\n');
+      if (parts.length === 1 && a === 'ready') {
+        const detail = t.readyDetail?.() ?? null;
+        const more = detail === null ? '' : `${detail}\n`;
+        return t.isReady() ? sendText(res, 200, `ready\n${more}`) : sendText(res, 503, `not ready\n${more}`);
+      }
       if (parts.length === 1 && a === 'metrics') {
         const body = await t.metrics.registry.metrics();
         res.writeHead(200, { 'content-type': t.metrics.registry.contentType });
@@ -158,7 +166,10 @@ export class AdminServer {
           });
         const rt = id !== undefined ? t.table.get(id) : undefined;
         if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);
-        if (parts.length === 2) return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
+        const fleet = t.fleetView?.(rt) ?? null;
+        const extra = fleet === null ? {} : { fleet };
+        if (parts.length === 2)
+          return sendJson(res, 200, { ...experimentView(rt, t.table.lifecycleOf(rt.id)), ...extra });
         if (parts.length === 3 && action === 'report') {
           const report = experimentReport(rt, t.table.lifecycleOf(rt.id));
           const runs = t.journal.runs(rt.id);
@@ -173,6 +184,7 @@ export class AdminServer {
             ...report,
             run: done ? last.run : t.journal.nextRun(rt.id),
             history,
+            ...extra,
           });
         }
         if (parts.length === 3 && action === 'verdict') {

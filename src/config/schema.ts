@@ -442,6 +442,46 @@ const extProc = z
   })
   .strict();
 
+/** Fleet mode: replicas share experiment state, pooled statistics and the kill switch through Redis. */
+const fleet = z
+  .object({
+    redis: z
+      .string()
+      .refine((s) => {
+        try {
+          const u = new URL(s);
+          return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '';
+        } catch {
+          return false;
+        }
+      }, 'must be a redis:// or rediss:// URL with a host, e.g. redis://127.0.0.1:6379')
+      .describe('Redis URL shared by every replica of the fleet'),
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 of a-z 0-9 _ . - starting with a letter or digit')
+      .describe('fleet name: replicas with the same name and Redis run one experiment set'),
+    replica: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be 1-100 of A-Z a-z 0-9 _ . : -')
+      .optional()
+      .describe("this replica's name in the fleet view (default: hostname-pid)"),
+    grant_ttl_ms: z
+      .number()
+      .int()
+      .min(500)
+      .max(60_000)
+      .default(2000)
+      .describe('injection needs a grant this fresh: a replica cut off from Redis stops injecting within it'),
+    flush_ms: z
+      .number()
+      .int()
+      .min(50)
+      .max(1000)
+      .default(200)
+      .describe('how often outcome counts are pooled and the fleet state polled'),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listeners: z.array(listener).default([]),
@@ -465,6 +505,7 @@ export const configSchema = z
       .object({ url: httpUrl.or(z.string().url()), timeout_ms: z.number().int().positive().default(2000) })
       .strict()
       .optional(),
+    fleet: fleet.optional(),
     experiments: z.array(experiment).default([]),
     schedules: z
       .array(namedSchedule)
@@ -526,6 +567,22 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
   const c = cfg as unknown as ConfigSpec;
   const issue = (path: (string | number)[], message: string) =>
     ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+
+  if (c.fleet) {
+    const fl = c.fleet;
+    if (fl.flush_ms * 2 > fl.grant_ttl_ms)
+      issue(
+        ['fleet', 'flush_ms'],
+        `must be at most half of fleet.grant_ttl_ms (${fl.grant_ttl_ms}) so grants renew in time`,
+      );
+    c.experiments.forEach((e, i) => {
+      if (e.split.sticky !== undefined)
+        issue(
+          ['experiments', i, 'split', 'sticky'],
+          'is not supported with fleet yet: pooled counts cannot deduplicate sessions across replicas',
+        );
+    });
+  }
 
   const listenerNames = new Map<string, ListenerSpec>();
   c.listeners.forEach((l, i) => {

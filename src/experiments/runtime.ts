@@ -96,9 +96,14 @@ export class ExperimentRuntime {
   private readonly errorStatus: Uint8Array;
 
   state: ExperimentState = 'pending';
-  /** Hot-path flags, derived from `state` by setState only. */
+  /** Hot-path flags, derived from `state` (and `granted`) by setState/setGranted only. */
   assigning = false;
   injecting = false;
+  /**
+   * Permission to inject from outside the experiment's own state: always true alone; in a fleet, true
+   * only while this replica holds a fresh grant (fail closed: a replica cut off from the fleet stops).
+   */
+  granted = true;
 
   activeFaults = 0;
   readonly held = new Set<HeldTarget>();
@@ -181,7 +186,12 @@ export class ExperimentRuntime {
   setState(state: ExperimentState): void {
     this.state = state;
     this.assigning = state === 'running' || state === 'dry_run';
-    this.injecting = state === 'running';
+    this.injecting = state === 'running' && this.granted;
+  }
+
+  setGranted(granted: boolean): void {
+    this.granted = granted;
+    this.injecting = this.state === 'running' && granted;
   }
 
   /** The arm of a request that matched this experiment: one draw, canary and control disjoint. */
@@ -294,7 +304,8 @@ function addCount(
   if (injected) counts[row + INJECTED_SLOT]! += 1;
 }
 
-function countsOf(c: Float64Array, arm: Arm): ArmCounts {
+/** ArmCounts of one arm's row in a counts array laid out as `counts` (fleet views sum replicas' arrays). */
+export function countsOf(c: ArrayLike<number>, arm: Arm): ArmCounts {
   const row = arm * ROW;
   const at = (i: number) => c[row + i] ?? 0;
   const statusClasses = {} as ArmCounts['status_classes'];

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { HeldTarget } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
-import type { PersistedState, StateStore } from '../killswitch/store.js';
+import type { PersistedExperiment, PersistedState, StateStore } from '../killswitch/store.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import {
@@ -19,6 +19,14 @@ import {
   type ExperimentState,
   type Outcome,
 } from './runtime.js';
+
+/**
+ * Where outcomes go instead of the local analyzer when a fleet pools them (fleet mode): one call per
+ * judged request, allocation-free; the fleet feeds the pooled batches to `rt.analyzer`.
+ */
+export interface OutcomeSink {
+  observe(rt: ExperimentRuntime, isCanary: boolean, bad: boolean, timedOut: boolean, latencyMs: number): void;
+}
 
 export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual' | 'stop_condition';
 
@@ -109,6 +117,8 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
   /** The gate check each pending runtime waits for: an older check's answer is dropped. */
   private readonly gating = new Map<ExperimentRuntime, number>();
   private gateSeq = 0;
+  /** Fleet mode: outcomes are pooled there, and new runtimes start without a grant. */
+  pooled: OutcomeSink | null = null;
 
   constructor(store: StateStore, metrics: Metrics, now: () => number = Date.now) {
     super();
@@ -137,7 +147,9 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
   }
 
   private create(spec: ExperimentSpec): ExperimentRuntime {
-    return new ExperimentRuntime(spec, this.metrics);
+    const rt = new ExperimentRuntime(spec, this.metrics);
+    if (this.pooled !== null) rt.setGranted(false);
+    return rt;
   }
 
   /** Makes `next` the live set (called after the plan referencing it is swapped in). */
@@ -398,7 +410,15 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
             ? { startedAt: this.lifecycles.get(id)?.startedAt as string }
             : {}),
         } as const)
-      : ({ state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const);
+      : // `by` marks an operator's arm: in a fleet only an arm may replace a kill (a replica's own start may not).
+        ({
+          state: 'running',
+          reason: '',
+          by: by || 'operator',
+          at: startedAt,
+          startedAt,
+          startedBy: by,
+        } as const);
     const next = structuredClone(this.persisted);
     next.experiments[id] = { ...entry };
     const saved = this.store.save(next);
@@ -409,6 +429,8 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     await saved;
     // Re-checked after the write: a reload or a concurrent arm may have come first.
     const rt = this.runtimes.get(id);
+    // In a fleet this arm may already be in force: our own published record came back first.
+    if (rt?.assigning && this.persisted.experiments[id]?.startedAt === startedAt) return true;
     if (!armable(rt)) return false;
     this.persisted.experiments[id] = { ...entry };
     // Same runtime object (the routing plan references it), fresh counts and evidence.
@@ -502,6 +524,10 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
       latencyMs = -1;
     }
     const bad = outcome !== OUTCOME_OK;
+    if (this.pooled !== null) {
+      this.pooled.observe(rt, arm === ARM_CANARY, bad, outcome === OUTCOME_TIMEOUT, latencyMs);
+      return;
+    }
     const breach = rt.analyzer.record(
       arm === ARM_CANARY ? 'canary' : 'control',
       bad,
@@ -511,6 +537,54 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     );
     if (breach !== null)
       this.kill(rt.id, 'guardrail', breach.reason, 'guardrail', { ...breach, at: this.iso() });
+  }
+
+  /**
+   * A state decided elsewhere in the fleet (another replica's kill, expiry or arm), applied here as it
+   * was recorded: no new trip is counted and the write that follows is a no-op for the fleet.
+   */
+  adopt(id: string, rec: PersistedExperiment): void {
+    const rt = this.runtimes.get(id);
+    const cur = this.persisted.experiments[id];
+    if (rec.state === 'running') {
+      // A re-arm elsewhere: a run that started after the one that ended here.
+      if (!rt || rt.assigning || !rt.enabled || cur === undefined || cur.state === 'running') return;
+      if (rec.startedAt === undefined || (cur.startedAt !== undefined && rec.startedAt <= cur.startedAt))
+        return;
+      this.persisted.experiments[id] = { ...rec };
+      void this.store.save(structuredClone(this.persisted)).catch(() => undefined);
+      rt.resetRun(rt.newAnalyzer());
+      const life = this.lifecycle(id);
+      Object.assign(life, {
+        endsAt: null,
+        endedAt: null,
+        cause: null,
+        reason: null,
+        by: null,
+        evidence: null,
+      });
+      this.event({ type: 'armed', experiment: id, by: rec.by || 'fleet' });
+      this.start(rt);
+      return;
+    }
+    if (!rt || !rt.assigning) {
+      // Not running here: remember the end so a later start of this experiment starts killed.
+      if (cur === undefined || cur.state === 'running') this.persisted.experiments[id] = { ...rec };
+      return;
+    }
+    // The end of another run: stale when this replica runs an armed run; when it runs one it merely
+    // started (booted while cut off from the fleet), the fleet's end wins.
+    const startedAt = this.lifecycle(id).startedAt;
+    const armedHere = (cur?.by ?? '') !== '';
+    if (rec.startedAt !== undefined && startedAt !== null && rec.startedAt !== startedAt && armedHere) return;
+    this.end(
+      rt,
+      rec.state,
+      (rec.cause ?? (rec.state === 'killed' ? 'manual' : null)) as KillCause | null,
+      rec.reason,
+      rec.by,
+      rec.evidence ?? null,
+    );
   }
 
   get(id: string): ExperimentRuntime | undefined {

@@ -25,6 +25,18 @@ export interface AnalyzerConfig {
   canaryShare?: number;
 }
 
+/**
+ * One arm's share of a batch: `errors` are the requests that were not OK (what `bad` means in record()),
+ * `timeouts` those that timed out, `latency` the bucket counts (LogHistogram's default layout) of the
+ * requests with a latency to judge; null when none or no latency guardrail.
+ */
+export interface ArmBatch {
+  requests: number;
+  errors: number;
+  timeouts: number;
+  latency: Float64Array | null;
+}
+
 export type GuardrailStatus = 'insufficient_data' | 'holding' | 'breached';
 
 export interface ArmSummary {
@@ -166,6 +178,47 @@ export class ExperimentAnalyzer {
       if (isCanary) this.canaryHist?.add(latencyMs);
       else this.controlHist?.add(latencyMs);
     }
+    if (crossed < 0 || this.breach !== null || !this.enoughSamples()) return null;
+    const state = this.stateOf(crossed);
+    this.breach = {
+      guardrail: state,
+      samples: { canary: this.nCanary, control: this.nControl },
+      reason: this.reasonFor(state),
+    };
+    return this.breach;
+  }
+
+  /**
+   * Record a batch of finished requests (a fleet's pooled outcomes since the last batch). Every test's
+   * evidence after the batch equals the per-request evidence at the same point (counts commute; the
+   * latency test's T_p is refreshed at batch starts), so judging batches is judging a subsequence of
+   * looks: the same alpha, detection later by at most one batch. Not for sticky experiments.
+   */
+  recordBatch(canary: ArmBatch, control: ArmBatch): Breach | null {
+    this.nCanary += canary.requests;
+    this.nControl += control.requests;
+    let crossed = -1;
+    for (let i = 0; i < this.slots.length; i++) {
+      const s = this.slots[i];
+      if (s === undefined) continue;
+      let c: boolean;
+      if (s.kind === 'rate') {
+        const err = s.spec.metric === 'error_rate';
+        const cb = err ? canary.errors : canary.timeouts;
+        const kb = err ? control.errors : control.timeouts;
+        s.canaryBad += cb;
+        s.controlBad += kb;
+        c = s.test.onBatch(canary.requests, cb, control.requests, kb);
+      } else c = s.test.onBatch(canary.latency, control.latency);
+      if (c && crossed < 0) crossed = i;
+    }
+    if (canary.latency !== null) this.canaryHist?.addCounts(canary.latency);
+    if (control.latency !== null) this.controlHist?.addCounts(control.latency);
+    return this.judge(crossed);
+  }
+
+  /** Latches a breach when guardrail `crossed` (-1: none) crossed with enough samples. */
+  private judge(crossed: number): Breach | null {
     if (crossed < 0 || this.breach !== null || !this.enoughSamples()) return null;
     const state = this.stateOf(crossed);
     this.breach = {

@@ -68,6 +68,33 @@ export class HTBettingTest {
     return this.crossed;
   }
 
+  /**
+   * Feed a batch of requests at once: each K_g is a product of per-request factors, so its value after
+   * the batch does not depend on the order inside it (the mixture looked at after the batch only).
+   */
+  onBatch(good: number, canaryBad: number, controlBad: number): boolean {
+    const k = this.logK;
+    let m = -Infinity;
+    for (let i = 0; i < k.length; i++) {
+      const v =
+        (k[i] ?? 0) +
+        good * (this.incGood[i] ?? 0) +
+        canaryBad * (this.incCanaryBad[i] ?? 0) +
+        controlBad * (this.incControlBad[i] ?? 0);
+      k[i] = v;
+      if (v > m) m = v;
+    }
+    this.maxLogK = m;
+    if (!this.crossed && m >= this.lnThreshold) {
+      const le = this.logE();
+      if (le >= this.lnThreshold) {
+        this.crossed = true;
+        this.lnEAtCross = le;
+      }
+    }
+    return this.crossed;
+  }
+
   /** ln of the mixture e-value, ln mean_g K_g (log-sum-exp). */
   logE(): number {
     const k = this.logK;

@@ -120,6 +120,22 @@ export class ConditionalLabelTest {
     return this.crossed;
   }
 
+  /**
+   * Feed a batch of bad events at once. E(S, N) depends on the counts only (the Beta mixture is
+   * exchangeable), so this is the per-event e-process looked at after the batch: a subsequence of its
+   * looks, still valid by Ville's inequality; a crossing inside the batch that fell back by its end is
+   * not seen (conservative).
+   */
+  onBadEvents(canary: number, control: number): boolean {
+    this.n += canary + control;
+    this.s += canary;
+    if (!this.crossed && this.n > 0 && this.s >= this.table.at(this.n)) {
+      this.crossed = true;
+      this.lnEAtCross = this.logE();
+    }
+    return this.crossed;
+  }
+
   /** Current ln E (special functions; for reports, not the hot path). */
   logE(): number {
     return conditionalLabelLogE(this.s, this.n, this.theta0, this.a, this.b);

@@ -134,6 +134,36 @@ export class ExceedanceTest {
     return this.label.onBadEvent(isCanary);
   }
 
+  /**
+   * A batch of requests given as bucket counts in the control histogram's layout (null: none with a
+   * latency). T_p is refreshed (on the same control-count schedule) only at the batch's start, so it
+   * uses past batches only and stays predictable; every request of the batch is scored against it, the
+   * slow ones counted from the buckets (control exactly, since T_p is an edge; canary conservatively,
+   * see LogHistogram.countAbove), and the control batch enters the histogram after scoring. Sticky
+   * (session-filtered) tests take single requests only. The caller adds `control` to the histogram.
+   */
+  onBatch(canary: ArrayLike<number> | null, control: ArrayLike<number> | null): boolean {
+    if (this.filter !== null) throw new Error('ExceedanceTest.onBatch: sticky tests take single requests');
+    const nC = canary === null ? 0 : sum(canary);
+    const nK = control === null ? 0 : sum(control);
+    if (nC + nK === 0) return this.label.crossed;
+    if (this.sinceRefresh < 0) {
+      if (this.control.total >= this.nextRefreshAt) this.refresh();
+    } else this.refresh();
+    if (!this.active) {
+      this.warmupCanary += nC;
+      this.warmupControl += nK;
+      return this.label.crossed;
+    }
+    this.scoredCanary += nC;
+    this.scoredControl += nK;
+    const slowC = canary === null ? 0 : this.control.countAbove(canary, this.canaryCut);
+    const slowK = control === null ? 0 : this.control.countAbove(control, this.thresholdMs);
+    this.slowCanary += slowC;
+    this.slowControl += slowK;
+    return this.label.onBadEvents(slowC, slowK);
+  }
+
   private refresh(): void {
     const n = this.control.total;
     if (n < this.minControl) return;
@@ -143,4 +173,10 @@ export class ExceedanceTest {
     this.thresholdMs = this.control.quantileUpper(this.quantile);
     this.canaryCut = this.maxRatio * this.thresholdMs + this.maxIncreaseMs;
   }
+}
+
+function sum(a: ArrayLike<number>): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) n += a[i] ?? 0;
+  return n;
 }

@@ -86,6 +86,33 @@ export class LogHistogram {
     return this.max;
   }
 
+  /** Add bucket counts laid out as `counts` (a batch from another histogram of the same options). */
+  addCounts(counts: ArrayLike<number>): void {
+    const c = this.counts;
+    let added = 0;
+    for (let i = 0; i < c.length; i++) {
+      const v = counts[i] ?? 0;
+      if (v !== 0) {
+        c[i] = (c[i] ?? 0) + v;
+        added += v;
+      }
+    }
+    this.total += added;
+  }
+
+  /**
+   * How many values of `counts` (this layout) are certainly greater than `cut`: the buckets whose lower
+   * edge is >= cut. Exact when `cut` is an edge (T_p from quantileUpper); otherwise it leaves out the
+   * bucket straddling `cut` (at most 1 % of the value), so a batch never finds more slow requests than
+   * the per-request test would.
+   */
+  countAbove(counts: ArrayLike<number>, cut: number): number {
+    if (!(cut < Infinity)) return 0;
+    let n = 0;
+    for (let i = this.bucketOf(cut) + 1; i < this.counts.length; i++) n += counts[i] ?? 0;
+    return n;
+  }
+
   /**
    * Upper edge of the bucket holding the ceil(p·total)-th smallest value (+Infinity in overflow,
    * NaN when empty). Biased up by at most one bucket (1 %), as in the reference simulation.

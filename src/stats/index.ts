@@ -3,6 +3,7 @@ export { ExperimentAnalyzer, splitAlpha } from './analyzer.js';
 export type {
   AnalyzerConfig,
   Arm,
+  ArmBatch,
   ArmSummary,
   Breach,
   GuardrailSpec,

@@ -49,6 +49,23 @@ export class RateTest {
     return this.crossed;
   }
 
+  /**
+   * A batch of requests (pooled outcomes of a fleet): both components at the batch's end. Sessions
+   * cannot be deduplicated from counts, so a sticky test refuses batches.
+   */
+  onBatch(canaryN: number, canaryBad: number, controlN: number, controlBad: number): boolean {
+    if (this.filter !== null)
+      throw new Error('RateTest.onBatch: sticky (session-filtered) tests take single requests');
+    this.canaryBadCounted += canaryBad;
+    this.controlBadCounted += controlBad;
+    this.ratio?.onBadEvents(canaryBad, controlBad);
+    this.abs?.onBatch(canaryN - canaryBad + controlN - controlBad, canaryBad, controlBad);
+    if (!this.crossed) {
+      this.crossed = (this.ratio === null || this.ratio.crossed) && (this.abs === null || this.abs.crossed);
+    }
+    return this.crossed;
+  }
+
   /** Evidence for reports: the weaker component, each taken at max(now, at crossing). */
   logE(): number {
     let le = Infinity;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { configJsonSchema } from '../../src/config/json-schema.js';
-import { loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { loadConfigFile, parseConfigText, validateConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { configWarnings } from '../../src/config/warnings.js';
 
@@ -222,5 +222,29 @@ ${line.includes('fault') ? '' : '    fault: { kind: abort, status: 503 }\n'}`;
     const cfg = parseConfigText(configMaps[0]?.data?.['faultline.yaml'] as string, 'sidecar.yaml');
     expect(cfg.listeners.map((l) => l.name)).toEqual(['ingress', 'egress']);
     expect(configWarnings(cfg)).toEqual([]);
+  });
+
+  it('the Kubernetes fleet manifest carries a valid fleet config', async () => {
+    const manifest = await readFile(new URL('../../deploy/kubernetes/fleet.yaml', import.meta.url), 'utf8');
+    const configMaps = parseAllDocuments(manifest)
+      .map((d) => d.toJS() as { kind?: string; data?: Record<string, string> })
+      .filter((d) => d.kind === 'ConfigMap' && d.data?.['faultline.yaml'] !== undefined);
+    expect(configMaps.length).toBe(1);
+    const cfg = parseConfigText(configMaps[0]?.data?.['faultline.yaml'] as string, 'fleet.yaml');
+    expect(cfg.fleet).toMatchObject({ name: 'checkout', grant_ttl_ms: 2000, flush_ms: 200 });
+    expect(configWarnings(cfg)).toEqual([]);
+  });
+
+  it('fleet config errors name the field and the rule', () => {
+    const base = { experiments: [] };
+    expect(() => validateConfig({ ...base, fleet: { redis: 'http://x', name: 'c' } }, 'f.yaml')).toThrow(
+      /fleet\.redis.*redis:\/\//,
+    );
+    expect(() =>
+      validateConfig(
+        { ...base, fleet: { redis: 'redis://r:6379', name: 'c', flush_ms: 800, grant_ttl_ms: 1000 } },
+        'f.yaml',
+      ),
+    ).toThrow(/fleet\.flush_ms.*half/);
   });
 });
