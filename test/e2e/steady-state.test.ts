@@ -196,8 +196,9 @@ describe('steady-state probes', () => {
     const after = r.steady_state!.probes[1]!.after!;
     expect(after.status).toBe('recovered');
     expect(after.recovered_in_s).toBeGreaterThanOrEqual(1.9);
-    expect(after.recovered_in_s).toBeLessThan(3.5);
-    expect(r.verdict_reason).toMatch(/after: api-health recovered in [23]\.\d s/);
+    // The recovery is seen at the first check after 2 s: well within the window on a loaded host too.
+    expect(after.recovered_in_s).toBeLessThan(6);
+    expect(r.verdict_reason).toMatch(/after: api-health recovered in \d+\.\d s/);
     expect(seen.some((e) => e.type === 'steady_state' && /recovered in/.test(e.reason ?? ''))).toBe(true);
     expect(reportMarkdown(r)).toContain('## Steady state');
     await load.stop();
