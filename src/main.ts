@@ -15,6 +15,7 @@ import { configWarnings } from './config/warnings.js';
 import { ConfigError, FaultlineError } from './errors.js';
 import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
+import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import { FileStateStore } from './killswitch/store.js';
 import { Exchange } from './proxy/exchange.js';
@@ -39,6 +40,8 @@ export class Faultline implements AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
   readonly engine: Engine;
+  /** The dashboard's history (1 sample/s, last hour); also sets the e-value gauge. */
+  readonly series: ExperimentSeries;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -63,6 +66,7 @@ export class Faultline implements AdminTarget {
     this.metrics = createMetrics();
     this.table = new ExperimentTable(new FileStateStore(config.state_dir), this.metrics);
     this.engine = new Engine(this.table);
+    this.series = new ExperimentSeries(this.table, this.metrics);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
@@ -94,6 +98,7 @@ export class Faultline implements AdminTarget {
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
     this.table.activate(experiments);
+    this.series.start();
     this.admin = new AdminServer(this, {
       token,
       address: cfg.admin.address,
@@ -320,6 +325,7 @@ export class Faultline implements AdminTarget {
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.table.stop();
+    this.series.stop();
     await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.

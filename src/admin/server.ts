@@ -2,6 +2,7 @@
  * The admin listener (separate port, loopback by default). Paths mirror the model:
  *   GET  /healthz  /ready  /metrics  /config  /events (server-sent events)
  *   GET  /experiments  /experiments/{id}  /experiments/{id}/report
+ *   GET  /  /dashboard  /dashboard/{asset}  /experiments/{id}/series?since=MS (the live dashboard)
  *   POST /experiments/{id}/kill  /experiments/{id}/arm  /kill  /config/reload
  * Mutating calls need `authorization: Bearer <token>` when a token is configured, a JSON content type,
  * an allowed Host and no foreign Origin (a web page the operator visits must not drive them: CSRF,
@@ -12,8 +13,10 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { experimentReport, experimentView } from '../experiments/report.js';
+import type { ExperimentSeries } from '../experiments/series.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { DASHBOARD_HEADERS, dashboardAsset } from './dashboard.js';
 
 export interface ConfigStatus {
   file: string;
@@ -27,6 +30,8 @@ export interface ConfigStatus {
 export interface AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
+  /** History for the dashboard's charts (absent: the series endpoint answers 404). */
+  readonly series?: ExperimentSeries;
   isReady(): boolean;
   configStatus(): ConfigStatus;
   reload(): Promise<ConfigStatus>;
@@ -121,6 +126,14 @@ export class AdminServer {
     const [a, id, action] = parts;
 
     if (method === 'GET') {
+      if (parts.length === 0 || (a === 'dashboard' && parts.length <= 2)) {
+        const asset = dashboardAsset(parts.length === 2 ? (id as string) : 'index.html');
+        if (asset === undefined) return sendError(res, 404, 'not_found', `no dashboard file ${url.pathname}`);
+        const { body, type } = await asset;
+        res.writeHead(200, { 'content-type': type, ...DASHBOARD_HEADERS });
+        res.end(body);
+        return;
+      }
       if (parts.length === 1 && a === 'healthz') return sendText(res, 200, 'ok\n');
       if (parts.length === 1 && a === 'ready')
         return t.isReady() ? sendText(res, 200, 'ready\n') : sendText(res, 503, 'not ready\n');
@@ -142,6 +155,14 @@ export class AdminServer {
         if (parts.length === 2) return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
         if (parts.length === 3 && action === 'report')
           return sendJson(res, 200, experimentReport(rt, t.table.lifecycleOf(rt.id)));
+        if (parts.length === 3 && action === 'series') {
+          const since = Number(url.searchParams.get('since') ?? '0');
+          const view = t.series?.view(rt.id, Number.isFinite(since) ? since : 0);
+          if (view === undefined) return sendError(res, 404, 'not_found', `no history for "${rt.id}" yet`);
+          res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify(view));
+          return;
+        }
       }
       return sendError(res, 404, 'not_found', `no such endpoint: GET ${url.pathname}`);
     }
