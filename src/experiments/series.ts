@@ -7,7 +7,9 @@
 import type { Metrics } from '../telemetry/metrics.js';
 import type { GuardrailState } from '../stats/analyzer.js';
 import { ARM_CANARY, ARM_CONTROL, type ExperimentRuntime } from './runtime.js';
-import type { ExperimentTable } from './table.js';
+import type { ExperimentTable, KillCause } from './table.js';
+
+const KILL_CAUSES: readonly KillCause[] = ['guardrail', 'global_error_rate', 'duration', 'manual'];
 
 /** Samples kept per experiment: one hour at one a second. */
 export const SERIES_CAPACITY = 3600;
@@ -109,14 +111,20 @@ export class ExperimentSeries {
       if (ring === undefined || (ring.runtime !== rt && ring.runtime?.specKey !== rt.specKey)) {
         ring = new Ring(rt);
         this.rings.set(rt.id, ring);
+        // Kill counters exist from the start at 0, so rate() and increase() see the first kill.
+        for (const reason of KILL_CAUSES) this.metrics.killSwitchTrips.inc({ experiment: rt.id, reason }, 0);
       }
       this.sampleOne(ring, rt, now);
     }
     for (const [id, ring] of this.rings) {
       if (seen.has(id)) continue;
       this.rings.delete(id);
-      for (const g of ring.guards)
-        this.metrics.guardrailEValue.remove({ experiment: id, guardrail: guardrailName(g) });
+      for (const g of ring.guards) {
+        const labels = { experiment: id, guardrail: guardrailName(g) };
+        this.metrics.guardrailEValue.remove(labels);
+        this.metrics.guardrailThreshold.remove(labels);
+        this.metrics.guardrailSufficient.remove(labels);
+      }
     }
   }
 
@@ -152,7 +160,12 @@ export class ExperimentSeries {
       ring.v[o + 1] = s ? STATUS_CODES[s.status] : 0;
       ring.v[o + 2] = s?.canary.quantileMs ?? NaN;
       ring.v[o + 3] = s?.control.quantileMs ?? NaN;
-      if (s) this.metrics.guardrailEValue.set({ experiment: rt.id, guardrail: guardrailName(s) }, s.eValue);
+      if (s) {
+        const labels = { experiment: rt.id, guardrail: guardrailName(s) };
+        this.metrics.guardrailEValue.set(labels, s.eValue);
+        this.metrics.guardrailThreshold.set(labels, s.threshold);
+        this.metrics.guardrailSufficient.set(labels, s.status === 'insufficient_data' ? 0 : 1);
+      }
     }
     ring.head = (at + 1) % SERIES_CAPACITY;
     if (ring.len < SERIES_CAPACITY) ring.len++;
