@@ -32,7 +32,7 @@ const USAGE = `usage: faultline <command> [options]      (faultline <command> --
   kill ID [--reason TEXT]            kill one running experiment
   kill --all [--reason TEXT]         kill every running experiment
   arm ID                             re-arm a killed or expired experiment
-  report ID [--json]                 the experiment's report (markdown, or JSON)
+  report ID [--json|--html FILE]     the experiment's report (markdown, JSON, or an HTML file)
   experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json]
   load --target URL --rate R --duration D [...]
   schema                             print the config JSON Schema

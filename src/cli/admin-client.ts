@@ -1,6 +1,9 @@
 /** `faultline status|kill|arm|report`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
+import { writeFile } from 'node:fs/promises';
 import { reportMarkdown, type ExperimentReport, type ExperimentView } from '../experiments/report.js';
+import { reportHtml } from '../experiments/report-html.js';
+import type { SeriesView } from '../experiments/series.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -45,8 +48,9 @@ ${ADMIN_OPTIONS}`,
   arm: `usage: faultline arm ID [--admin URL]
   re-arm a killed or expired experiment (a fresh run: new counts and evidence)
 ${ADMIN_OPTIONS}`,
-  report: `usage: faultline report ID [--json] [--admin URL]
-  the experiment's report as markdown (--json: as JSON)
+  report: `usage: faultline report ID [--json | --html FILE] [--admin URL]
+  the experiment's report as markdown (--json: as JSON; --html FILE: written to FILE as one
+  self-contained HTML page with the dashboard's charts as SVG, for a post-mortem)
 ${ADMIN_OPTIONS}`,
 };
 
@@ -54,7 +58,7 @@ const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
   status: { admin: { type: 'string' }, json: { type: 'boolean' } },
   kill: { admin: { type: 'string' }, reason: { type: 'string' }, all: { type: 'boolean' } },
   arm: { admin: { type: 'string' } },
-  report: { admin: { type: 'string' }, json: { type: 'boolean' } },
+  report: { admin: { type: 'string' }, json: { type: 'boolean' }, html: { type: 'string' } },
 };
 
 export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<number> {
@@ -66,6 +70,8 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
   const json = parsed.flag('json');
   if ((cmd === 'arm' || cmd === 'report') && id === undefined)
     return usageError(cmd, usage, 'missing experiment ID');
+  const htmlFile = parsed.string('html');
+  if (htmlFile !== undefined && json) return usageError(cmd, usage, 'give --json or --html, not both');
   if (cmd === 'kill') {
     // "No ID" must never mean "everything": killing every experiment is asked for by name.
     if (id === undefined && !parsed.flag('all'))
@@ -100,6 +106,20 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
         break;
       case 'report':
         r = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/report`);
+        if (r.status === 200 && htmlFile !== undefined) {
+          const series = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/series`);
+          const view = series.status === 200 ? (series.json as SeriesView) : null;
+          try {
+            await writeFile(htmlFile, reportHtml(r.json as ExperimentReport, view));
+          } catch (err) {
+            process.stderr.write(`faultline report: cannot write ${htmlFile}: ${(err as Error).message}\n`);
+            return 1;
+          }
+          process.stdout.write(
+            `${htmlFile}: report of ${id ?? ''} (${(r.json as ExperimentReport).verdict})\n`,
+          );
+          return 0;
+        }
         if (r.status === 200 && !json) {
           process.stdout.write(reportMarkdown(r.json as ExperimentReport));
           return 0;

@@ -3,11 +3,14 @@
  * driven by playwright-core, which never downloads a browser. The page is served by a real Faultline's
  * admin listener while real traffic flows through its proxy listener.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
+import { runCli } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/servers.js';
 
 const TOKEN = 'dashboard-test-token-0123456789';
@@ -201,6 +204,31 @@ describe('live dashboard in Chromium', () => {
     await page.close();
     expect(errors).toEqual([]);
   }, 40_000);
+
+  it('faultline report ID --html FILE writes a self-contained report that renders with its charts', async () => {
+    const file = join(fl.stateDir, 'report.html');
+    const cli = runCli(['report', 'checkout-latency', '--html', file, '--admin', fl.admin]);
+    expect(await cli.exited, cli.stderr()).toBe(0);
+    expect(cli.stdout()).toContain('(aborted)');
+    const html = await readFile(file, 'utf8');
+    // Nothing to fetch: no script, no link, no external URL.
+    expect(html).not.toMatch(/<script|<link|https?:\/\/(?!www\.w3\.org)/);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(pathToFileURL(file).href);
+    expect(await page.locator('body').textContent()).toContain(
+      'checkout keeps its p95 and error rate when 3% of payment calls fail',
+    );
+    expect(await page.locator('.verdict').textContent()).toBe('aborted');
+    // requests, error rate, timeout rate, latency, evidence
+    expect(await page.locator('figure svg').count()).toBe(5);
+    expect(await page.locator('figure svg path[d^="M"]').count()).toBeGreaterThan(5);
+    expect(await page.locator('li').filter({ hasText: 'killed' }).count()).toBeGreaterThan(0);
+    await page.screenshot({ path: new URL('report-html.png', DOCS).pathname, fullPage: true });
+    await page.close();
+    expect(errors).toEqual([]);
+  }, 20_000);
 
   it('fits a phone-width screen', async () => {
     const { page, errors } = await openPage(390, 844);
