@@ -2,7 +2,7 @@
  * A running Faultline: listeners, admin server, experiment table, upstream pools, and config reloads
  * (validate and compile first, then swap atomically; an invalid file leaves the running config in force).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
@@ -23,6 +23,7 @@ import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
 import { log, LogLimiter } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { OtelRequestTracer } from './telemetry/tracing.js';
 import { WebhookNotifier } from './telemetry/webhook.js';
 
 export interface StartOptions {
@@ -53,6 +54,8 @@ export class Faultline implements AdminTarget {
   private ready = false;
   private watcher: FSWatcher | null = null;
   private webhook: WebhookNotifier | null = null;
+  /** OpenTelemetry traces (tracing.enabled; a restart applies a change). */
+  private tracer: OtelRequestTracer | null = null;
   private webhookListener: ((e: ExperimentEvent) => void) | null = null;
   private readonly startedAtMs = Date.now();
   private globalDeadline: NodeJS.Timeout | null = null;
@@ -94,6 +97,12 @@ export class Faultline implements AdminTarget {
       throw new FaultlineError('FL_ADMIN_UNGUARDED', `${unguarded.path}: ${unguarded.reason}`);
     await this.table.init();
     this.setWebhook(cfg.webhook);
+    if (cfg.tracing.enabled) {
+      const tracer = new OtelRequestTracer(cfg.tracing, packageVersion());
+      this.tracer = tracer;
+      this.engine.tracer = tracer;
+      this.table.on('event', (e) => tracer.onEvent(e));
+    }
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
@@ -253,6 +262,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'state_dir', reason: 'changing it needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
+    if (JSON.stringify(cfg.tracing) !== JSON.stringify(this.config.tracing))
+      issues.push({ path: 'tracing', reason: 'changing tracing needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
   }
 
@@ -330,6 +341,8 @@ export class Faultline implements AdminTarget {
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);
+    // Queued spans get a bounded chance to go out (the exporter has its own timeout).
+    await this.tracer?.shutdown().catch(() => undefined);
     await this.table.flush();
     await this.admin?.close();
     await this.pools.destroyAll();
@@ -379,6 +392,17 @@ function onUncaught(kind: 'exception' | 'rejection', err: unknown): void {
     for (const fl of running) fl.uncaughtError(kind, err);
   } catch {
     // Reporting must not throw from the handler (that would end the process after all).
+  }
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
   }
 }
 
