@@ -13,6 +13,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY dashboard ./dashboard
 COPY package.json ./
 COPY config ./config
 RUN mkdir -p /var/lib/faultline && chown node:node /var/lib/faultline

@@ -13,4 +13,9 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
     },
   },
+  {
+    // Scripts (bench, the dashboard page): the same convention for deliberately unused parameters.
+    files: ['**/*.js', '**/*.mjs'],
+    rules: { '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }] },
+  },
 );

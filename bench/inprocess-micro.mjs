@@ -1,13 +1,31 @@
 // Micro-benchmark of the in-process hosts' cost per call, in ns/op (no network): the engine's
 // decide + record for an untouched call and an assigned one, and the undici interceptor's untouched
 // fast path. Uses dist/ (npm run build). Usage: node bench/inprocess-micro.mjs [--ops N] [--reps R]
+// [--tracing]: with OpenTelemetry tracing on (every assigned call traced, exported over OTLP/HTTP to a
+// local sink that accepts and discards), to price a span per assigned request.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { createFaultline } from '../dist/index.js';
 
-const { values } = parseArgs({ options: { ops: { type: 'string' }, reps: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    ops: { type: 'string' },
+    reps: { type: 'string' },
+    tracing: { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+});
+let sink = null;
+if (values.tracing) {
+  sink = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end('{}'));
+  });
+  await new Promise((r) => sink.listen(0, '127.0.0.1', r));
+}
 const ops = Number(values.ops ?? 1_000_000);
 const reps = Number(values.reps ?? 5);
 const dir = mkdtempSync(join(tmpdir(), 'fl-micro-'));
@@ -30,6 +48,15 @@ const fl = await createFaultline({
       { name: 'dep', role: 'outbound' },
     ],
     experiments: [experiment('five', 'five', 5), experiment('all', 'all', 50)],
+    ...(sink
+      ? {
+          tracing: {
+            enabled: true,
+            endpoint: `http://127.0.0.1:${sink.address().port}/v1/traces`,
+            export_interval_ms: 200,
+          },
+        }
+      : {}),
   },
 });
 const engine = fl.engine;
@@ -98,4 +125,5 @@ for (const [name, fn] of cases) {
 for (const r of rows) console.log(`${r.ns_per_op.toFixed(1).padStart(8)} ns/op  ${r.case}`);
 if (process.argv.includes('--json')) console.log(JSON.stringify(rows));
 await fl.close();
+sink?.close();
 rmSync(dir, { recursive: true, force: true });

@@ -34,7 +34,7 @@ const USAGE = `usage: faultline <command> [options]      (faultline <command> --
   kill ID [--reason TEXT]            kill one running experiment
   kill --all [--reason TEXT]         kill every running experiment
   arm ID                             re-arm a killed or expired experiment
-  report ID [--run N] [--json]       the experiment's report (markdown, or JSON); --run: a past run
+  report ID [--run N] [--json|--html FILE]  the experiment's report (markdown, JSON, or an HTML file); --run: a past run
   history [ID] [--json]              the run journal: recorded runs and their verdicts
   experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json] [--junit FILE]
   load --target URL --rate R --duration D [...]

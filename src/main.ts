@@ -2,7 +2,7 @@
  * A running Faultline: listeners, admin server, experiment table, upstream pools, and config reloads
  * (validate and compile first, then swap atomically; an invalid file leaves the running config in force).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Dispatcher } from 'undici';
 import { AdminServer, type AdminTarget, type ConfigStatus } from './admin/server.js';
@@ -17,6 +17,7 @@ import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
 import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experiments/journal.js';
 import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
+import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import type { ExperimentRuntime } from './experiments/runtime.js';
 import { Fleet } from './fleet/fleet.js';
@@ -29,6 +30,7 @@ import { Listener } from './proxy/listener.js';
 import { UpstreamPools } from './proxy/upstreams.js';
 import { log, LogLimiter } from './telemetry/log.js';
 import { createMetrics, type Metrics } from './telemetry/metrics.js';
+import { OtelRequestTracer } from './telemetry/tracing.js';
 import { WebhookNotifier } from './telemetry/webhook.js';
 
 export interface StartOptions {
@@ -56,6 +58,8 @@ export class Faultline implements AdminTarget {
   readonly probes: SteadyStateSupervisor;
   /** Fleet mode (config `fleet`): state, grants and statistics shared through Redis; null alone. */
   readonly fleet: Fleet | null;
+  /** The dashboard's history (1 sample/s, last hour); also sets the e-value gauge. */
+  readonly series: ExperimentSeries;
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
@@ -69,6 +73,8 @@ export class Faultline implements AdminTarget {
   private ready = false;
   private watcher: FSWatcher | null = null;
   private webhook: WebhookNotifier | null = null;
+  /** OpenTelemetry traces (tracing.enabled; a restart applies a change). */
+  private tracer: OtelRequestTracer | null = null;
   private webhookListener: ((e: ExperimentEvent) => void) | null = null;
   private readonly startedAtMs = Date.now();
   private globalDeadline: NodeJS.Timeout | null = null;
@@ -94,6 +100,7 @@ export class Faultline implements AdminTarget {
     recordRuns(this.table, this.journal, () => this.configRevision);
     this.scheduler = new Scheduler(this.table, clock);
     this.probes = new SteadyStateSupervisor(this.table, this.metrics);
+    this.series = new ExperimentSeries(this.table, this.metrics);
     const now = new Date().toISOString();
     this.status = { file: configFile, status: 'ok', loaded_at: now, last_attempt_at: now, error: null };
   }
@@ -122,6 +129,12 @@ export class Faultline implements AdminTarget {
     await this.table.init();
     await this.journal.prepare();
     this.setWebhook(cfg.webhook);
+    if (cfg.tracing.enabled) {
+      const tracer = new OtelRequestTracer(cfg.tracing, packageVersion());
+      this.tracer = tracer;
+      this.engine.tracer = tracer;
+      this.table.on('event', (e) => tracer.onEvent(e));
+    }
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.swapPoints(compilePointPlans(cfg, experiments));
@@ -129,6 +142,7 @@ export class Faultline implements AdminTarget {
     this.table.activate(experiments);
     this.scheduler.apply(cfg);
     this.fleet?.start();
+    this.series.start();
     this.admin = new AdminServer(this, {
       token,
       address: cfg.admin.address,
@@ -312,6 +326,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'fleet', reason: 'joining, leaving or changing a fleet needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
+    if (JSON.stringify(cfg.tracing) !== JSON.stringify(this.config.tracing))
+      issues.push({ path: 'tracing', reason: 'changing tracing needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
   }
 
@@ -385,6 +401,7 @@ export class Faultline implements AdminTarget {
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.scheduler.stop();
     this.table.stop();
+    this.series.stop();
     this.probes.stop();
     await Promise.all([
       ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
@@ -393,6 +410,8 @@ export class Faultline implements AdminTarget {
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
     // Notifications of the last kills (a CI run that ends on one) get a bounded chance to go out.
     await this.webhook?.stop(2000);
+    // Queued spans get a bounded chance to go out (the exporter has its own timeout).
+    await this.tracer?.shutdown().catch(() => undefined);
     // The last counts go to the fleet before the connection closes (a clean stop loses none).
     await this.fleet?.stop();
     await this.table.flush();
@@ -446,6 +465,17 @@ function onUncaught(kind: 'exception' | 'rejection', err: unknown): void {
     for (const fl of running) fl.uncaughtError(kind, err);
   } catch {
     // Reporting must not throw from the handler (that would end the process after all).
+  }
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
   }
 }
 

@@ -3,6 +3,7 @@
  *   GET  /healthz  /ready  /metrics  /config  /events (server-sent events)
  *   GET  /experiments  /experiments/{id}  /experiments/{id}/report  /experiments/{id}/verdict
  *   GET  /runs  /experiments/{id}/runs  /experiments/{id}/runs/{n}   (the run journal)
+ *   GET  /  /dashboard  /dashboard/{asset}  /experiments/{id}/series?since=MS (the live dashboard)
  *   POST /experiments/{id}/kill  /experiments/{id}/arm  /kill  /config/reload
  * Mutating calls need `authorization: Bearer <token>` when a token is configured, a JSON content type,
  * an allowed Host and no foreign Origin (a web page the operator visits must not drive them: CSRF,
@@ -15,9 +16,11 @@ import { networkInterfaces } from 'node:os';
 import { compareRuns, shortHash, type RunJournal } from '../experiments/journal.js';
 import { experimentReport, experimentView } from '../experiments/report.js';
 import { verdictDocument } from '../experiments/verdict.js';
+import type { ExperimentSeries } from '../experiments/series.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { DASHBOARD_HEADERS, dashboardAsset } from './dashboard.js';
 
 export interface ConfigStatus {
   file: string;
@@ -32,6 +35,8 @@ export interface AdminTarget {
   readonly metrics: Metrics;
   readonly table: ExperimentTable;
   readonly journal: RunJournal;
+  /** History for the dashboard's charts (absent: the series endpoint answers 404). */
+  readonly series?: ExperimentSeries;
   isReady(): boolean;
   configStatus(): ConfigStatus;
   reload(): Promise<ConfigStatus>;
@@ -130,6 +135,14 @@ export class AdminServer {
     const [a, id, action] = parts;
 
     if (method === 'GET') {
+      if (parts.length === 0 || (a === 'dashboard' && parts.length <= 2)) {
+        const asset = dashboardAsset(parts.length === 2 ? (id as string) : 'index.html');
+        if (asset === undefined) return sendError(res, 404, 'not_found', `no dashboard file ${url.pathname}`);
+        const { body, type } = await asset;
+        res.writeHead(200, { 'content-type': type, ...DASHBOARD_HEADERS });
+        res.end(body);
+        return;
+      }
       if (parts.length === 1 && a === 'healthz') return sendText(res, 200, 'ok\n');
       if (parts.length === 1 && a === 'ready') {
         const detail = t.readyDetail?.() ?? null;
@@ -193,6 +206,14 @@ export class AdminServer {
           // failure: ?always_200=1 lets it read the score instead (Flagger wants the status).
           const status = url.searchParams.get('always_200') === '1' ? 200 : doc.http_status;
           return sendJson(res, status, doc);
+        }
+        if (parts.length === 3 && action === 'series') {
+          const since = Number(url.searchParams.get('since') ?? '0');
+          const view = t.series?.view(rt.id, Number.isFinite(since) ? since : 0);
+          if (view === undefined) return sendError(res, 404, 'not_found', `no history for "${rt.id}" yet`);
+          res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify(view));
+          return;
         }
       }
       return sendError(res, 404, 'not_found', `no such endpoint: GET ${url.pathname}`);

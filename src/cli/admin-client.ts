@@ -1,5 +1,6 @@
 /** `faultline status|kill|arm|report|history`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
+import { writeFile } from 'node:fs/promises';
 import type { RunComparison, RunRecord } from '../experiments/journal.js';
 import {
   reportMarkdown,
@@ -7,6 +8,8 @@ import {
   type ExperimentReport,
   type ExperimentView,
 } from '../experiments/report.js';
+import { reportHtml } from '../experiments/report-html.js';
+import type { SeriesView } from '../experiments/series.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -51,8 +54,10 @@ ${ADMIN_OPTIONS}`,
   arm: `usage: faultline arm ID [--admin URL]
   re-arm a killed or expired experiment (a fresh run: new counts and evidence)
 ${ADMIN_OPTIONS}`,
-  report: `usage: faultline report ID [--run N] [--json] [--admin URL]
-  the experiment's report as markdown (--json: as JSON), compared with its previous runs
+  report: `usage: faultline report ID [--run N] [--json | --html FILE] [--admin URL]
+  the experiment's report as markdown (--json: as JSON; --html FILE: written to FILE as one
+  self-contained HTML page with the dashboard's charts as SVG, for a post-mortem), compared with its
+  previous runs
   --run N        the report of recorded run N (see faultline history ID) instead of the current one
 ${ADMIN_OPTIONS}`,
   history: `usage: faultline history [ID] [--json] [--admin URL]
@@ -65,7 +70,12 @@ const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
   status: { admin: { type: 'string' }, json: { type: 'boolean' } },
   kill: { admin: { type: 'string' }, reason: { type: 'string' }, all: { type: 'boolean' } },
   arm: { admin: { type: 'string' } },
-  report: { admin: { type: 'string' }, json: { type: 'boolean' }, run: { type: 'string' } },
+  report: {
+    admin: { type: 'string' },
+    json: { type: 'boolean' },
+    run: { type: 'string' },
+    html: { type: 'string' },
+  },
   history: { admin: { type: 'string' }, json: { type: 'boolean' } },
 };
 
@@ -81,6 +91,8 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
   const runText = parsed.string('run');
   if (runText !== undefined && !/^[1-9][0-9]{0,9}$/.test(runText))
     return usageError(cmd, usage, `--run: not a run number: '${runText}'`);
+  const htmlFile = parsed.string('html');
+  if (htmlFile !== undefined && json) return usageError(cmd, usage, 'give --json or --html, not both');
   if (cmd === 'kill') {
     // "No ID" must never mean "everything": killing every experiment is asked for by name.
     if (id === undefined && !parsed.flag('all'))
@@ -123,6 +135,20 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
           break;
         }
         r = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/report`);
+        if (r.status === 200 && htmlFile !== undefined) {
+          const series = await adminCall(base, 'GET', `/experiments/${encodeURIComponent(id ?? '')}/series`);
+          const view = series.status === 200 ? (series.json as SeriesView) : null;
+          try {
+            await writeFile(htmlFile, reportHtml(r.json as ExperimentReport, view));
+          } catch (err) {
+            process.stderr.write(`faultline report: cannot write ${htmlFile}: ${(err as Error).message}\n`);
+            return 1;
+          }
+          process.stdout.write(
+            `${htmlFile}: report of ${id ?? ''} (${(r.json as ExperimentReport).verdict})\n`,
+          );
+          return 0;
+        }
         if (r.status === 200 && !json) {
           process.stdout.write(reportMarkdown(r.json as ExperimentReport));
           return 0;

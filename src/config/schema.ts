@@ -506,6 +506,50 @@ export const configSchema = z
       .strict()
       .optional(),
     fleet: fleet.optional(),
+    tracing: z
+      .object({
+        enabled: z.boolean().default(false).describe('export a span per assigned request (off by default)'),
+        endpoint: z
+          .string()
+          .url()
+          .optional()
+          .describe(
+            'OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, $OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://localhost:4318/v1/traces)',
+          ),
+        headers: z
+          .record(z.string())
+          .optional()
+          .describe('headers sent with each export (default: $OTEL_EXPORTER_OTLP_HEADERS)'),
+        sample_ratio: z
+          .number()
+          .min(0)
+          .max(1)
+          .optional()
+          .describe(
+            'share of assigned requests traced when the caller did not decide (default $OTEL_TRACES_SAMPLER_ARG, else 1); a sampled or unsampled incoming traceparent is followed',
+          ),
+        service_name: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('service.name of the spans (default $OTEL_SERVICE_NAME, else faultline)'),
+        export_interval_ms: z
+          .number()
+          .int()
+          .min(10)
+          .max(60_000)
+          .default(5000)
+          .describe('batch export delay: spans are queued off the request path and sent this often'),
+        max_queue: z
+          .number()
+          .int()
+          .min(1)
+          .max(1_000_000)
+          .default(8192)
+          .describe('spans queued for export at most; past that new spans are dropped, never waited for'),
+      })
+      .strict()
+      .default({}),
     experiments: z.array(experiment).default([]),
     schedules: z
       .array(namedSchedule)

@@ -15,8 +15,17 @@ import { assign, inherit, type DecidePoint } from '../split/assign.js';
 import type { Arm } from '../core/vocab.js';
 import type { Assignment, FaultTarget, RequestView } from './target.js';
 
+/** Per-request traces (src/telemetry/tracing.ts); the engine calls it only for assigned requests. */
+export interface EngineTracer {
+  start(slot: Assignment, view: RequestView): void;
+  injected(t: FaultTarget): void;
+  end(slot: Assignment, hop: string, outcome: Outcome, statusClass: number, grpcCode: number): void;
+}
+
 export class Engine {
   readonly table: ExperimentTable;
+  /** Null unless `tracing.enabled`: the untraced path pays one comparison. */
+  tracer: EngineTracer | null = null;
 
   constructor(table: ExperimentTable) {
     this.table = table;
@@ -30,6 +39,7 @@ export class Engine {
     slot: Assignment,
   ): void {
     assign(point, candidates, view, slot);
+    if (this.tracer !== null && slot.exp !== null) this.tracer.start(slot, view);
   }
 
   /** Take over an assignment made earlier in this process (in-process context propagation). */
@@ -42,6 +52,7 @@ export class Engine {
     const exp = t.exp as ExperimentRuntime;
     t.injected = true;
     exp.injectedCounter.inc();
+    if (this.tracer !== null) this.tracer.injected(t);
     exp.fault.start(t);
   }
 
@@ -60,6 +71,7 @@ export class Engine {
     const exp = slot.exp;
     if (exp === null) return;
     exp.recordOutcome(hop, slot.arm, outcome, statusClass, grpcCode, latencyMs, slot.injected, slot.observe);
+    if (this.tracer !== null) this.tracer.end(slot, hop, outcome, statusClass, grpcCode);
     if (slot.observe && slot.runId === exp.runId)
       this.table.observe(exp, slot.arm, outcome, latencyMs, slot.injected, slot.sessionKey);
   }

@@ -21,6 +21,8 @@ export interface ExperimentView {
   hypothesis: string;
   state: string;
   inject: 'here' | 'downstream';
+  /** Hops that inject a downstream experiment (null: every trusted hop). */
+  inject_at: string[] | null;
   fault: unknown;
   split: { percent: number; sticky: string | null };
   started_at: string | null;
@@ -57,6 +59,7 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     hypothesis: rt.spec.hypothesis,
     state: rt.state,
     inject: rt.spec.inject,
+    inject_at: rt.spec.inject_at ? [...rt.spec.inject_at] : null,
     fault: rt.spec.fault,
     split: { percent: rt.spec.split.percent, sticky: rt.spec.split.sticky ?? null },
     started_at: life?.startedAt ?? null,

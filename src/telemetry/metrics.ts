@@ -17,6 +17,10 @@ export type Metrics = ReturnType<typeof createMetrics>;
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'faultline_' });
+  // prom-client names three gauges *_total, which Prometheus reserves for counters (`promtool check
+  // metrics` flags them); each is the sum of the by-type gauge it sits beside, so nothing is lost.
+  for (const kind of ['handles', 'requests', 'resources'])
+    registry.removeSingleMetric(`faultline_nodejs_active_${kind}_total`);
   const r = [registry];
   return {
     registry,
@@ -138,7 +142,19 @@ export function createMetrics() {
     }),
     guardrailEValue: new Gauge({
       name: 'faultline_guardrail_e_value',
-      help: 'Current e-value of each guardrail (trips at 1/alpha_guardrail).',
+      help: 'Current e-value of each guardrail (trips at 1/alpha_guardrail), sampled once a second; guardrail is the metric, latency with its quantile (latency_p99).',
+      labelNames: ['experiment', 'guardrail'],
+      registers: r,
+    }),
+    guardrailThreshold: new Gauge({
+      name: 'faultline_guardrail_e_value_threshold',
+      help: 'The e-value at which each guardrail trips: 1/alpha of that guardrail (the boundary on the evidence panel).',
+      labelNames: ['experiment', 'guardrail'],
+      registers: r,
+    }),
+    guardrailSufficient: new Gauge({
+      name: 'faultline_guardrail_sufficient_data',
+      help: '1 when the guardrail is judging (enough samples in each arm), 0 while its status is insufficient_data.',
       labelNames: ['experiment', 'guardrail'],
       registers: r,
     }),
