@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { parseDurationMs } from '../core/duration.js';
 import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
-import { compileFault, faultIssues } from '../faults/registry.js';
+import { compileFault, faultIssues, rampIntensity } from '../faults/registry.js';
 import { cronIssue } from '../experiments/cron.js';
 import { ramp, steadyState } from './steady-state-schema.js';
 
@@ -771,12 +771,14 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
  * message_timeout: longer holds need Envoy's own fault filter (envoy_fault_headers).
  */
 function extProcCannotInject(f: FaultSpec, xp: ExtProcSpec): string | null {
-  if (f.kind === 'throttle' || f.kind === 'truncate' || (f.kind === 'latency' && f.leg === 'response'))
-    return `${f.kind === 'latency' ? 'a response-leg latency' : f.kind} acts on the response bytes, which Envoy carries; inject it at a Faultline proxy listener or an outbound point`;
-  if (f.kind === 'reset') return 'ext_proc cannot reset a stream; use an abort (e.g. status 503)';
-  if (f.kind === 'timeout' && f.hang) return "a hang holds past Envoy's message_timeout; use hang: false";
-  const longest = f.kind === 'latency' ? f.ms : f.kind === 'timeout' ? f.ms : undefined;
-  if (longest !== undefined && longest > xp.max_hold_ms && !xp.envoy_fault_headers)
+  // Read from what the fault declares (src/faults), never from its kind.
+  const fault = compileFault(f);
+  if (actsOnResponse(fault))
+    return `${f.kind} acts on the response bytes, which Envoy carries; inject it at a Faultline proxy listener or an outbound point`;
+  if (fault.dropsRequest)
+    return `ext_proc cannot reset a stream or hang a request (${f.kind}${'hang' in f && f.hang ? ', hang' : ''}): it can only answer or continue; use an abort (e.g. status 503)`;
+  const longest = fault.fixedHoldMs;
+  if (longest > xp.max_hold_ms && !xp.envoy_fault_headers)
     return `${longest} ms is longer than ext_proc.max_hold_ms (${xp.max_hold_ms}); set ext_proc.envoy_fault_headers: true and put Envoy's fault filter after ext_proc`;
   return null;
 }
@@ -801,22 +803,14 @@ function steadyStateChecks(
   });
   const r = e.ramp;
   if (r === undefined) return;
-  const f = e.fault;
-  if (f.kind === 'latency' && f.ms === undefined)
-    issue(at('ramp'), 'a latency ramp needs the fault\'s "ms" (not a distribution)');
-  if (f.kind === 'latency' && r.steps.some((s) => s > 600_000))
-    issue(at('ramp', 'steps'), 'latency steps must be at most 600000 ms');
-  if (f.kind === 'throttle' && r.steps.some((s) => !Number.isInteger(s) || s < 1))
-    issue(at('ramp', 'steps'), 'throttle steps are bytes_per_s: whole numbers >= 1');
-  if (f.kind !== 'latency' && f.kind !== 'throttle' && r.steps.some((s) => !(s > 0 && s <= 100)))
-    issue(at('ramp', 'steps'), `${f.kind} steps are fault percents: each in (0, 100]`);
+  // What a ramp steps is declared by the fault (src/faults: an intensity, else the fault percent).
+  const ri = rampIntensity(e.fault);
+  for (const i of ri.issues(r.steps)) issue(at('ramp', ...i.path), i.message);
   for (let i = 1; i < r.steps.length; i++)
-    if (f.kind === 'throttle' ? r.steps[i]! >= r.steps[i - 1]! : r.steps[i]! <= r.steps[i - 1]!) {
+    if (ri.decreasing ? r.steps[i]! >= r.steps[i - 1]! : r.steps[i]! <= r.steps[i - 1]!) {
       issue(
         at('ramp', 'steps', i),
-        f.kind === 'throttle'
-          ? 'throttle steps must decrease (less bandwidth is more intense)'
-          : 'steps must increase',
+        ri.decreasing ? `steps must decrease (a smaller ${ri.unit} is more intense)` : 'steps must increase',
       );
       break;
     }

@@ -17,6 +17,8 @@ export function abortFault(spec: FaultSpecOf<'abort'>): Fault {
     judging: 'skip',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
     responseFlag: 'FI',
+    dropsRequest: false,
+    fixedHoldMs: 0,
     start: (t) => {
       if (grpcStatus !== undefined && t.isGrpc) t.replyGrpcStatus(grpcStatus, grpcMessage);
       else t.reply(status, headers, body);

@@ -37,6 +37,10 @@ export interface Fault {
    * answers, cuts or drops it itself.
    */
   readonly responseFlag: 'FI' | 'DI';
+  /** The fault ends the request with no answer at all (a reset, a hang): hosts that can only answer refuse it. */
+  readonly dropsRequest: boolean;
+  /** The request-leg hold this fault always takes, in ms (0: none, or a random one): hosts bound it. */
+  readonly fixedHoldMs: number;
   /** Start the fault on this canary request. */
   start(t: FaultTarget): void;
   /**
@@ -65,4 +69,18 @@ export function actsOnResponse(f: Fault): boolean {
 export interface FaultIssue {
   path: string[];
   message: string;
+}
+
+/**
+ * How a ramp (src/probes/ramp.ts) turns a fault up: the field it steps, in which unit, and which way is
+ * more intense. A fault without one ramps its `percent` (the share of canary requests that get it).
+ */
+export interface Intensity<K extends FaultKind> {
+  readonly unit: string;
+  /** More intense is a smaller value (less bandwidth), not a larger one. */
+  readonly decreasing: boolean;
+  /** The spec at intensity `m`. */
+  at(spec: FaultSpecOf<K>, m: number): FaultSpecOf<K>;
+  /** Steps (or a spec) this fault cannot ramp, as issues under `ramp`. */
+  check(spec: FaultSpecOf<K>, steps: readonly number[]): FaultIssue[];
 }

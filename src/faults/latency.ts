@@ -1,6 +1,6 @@
 import { OUTCOME_CLIENT_ABORT } from '../core/vocab.js';
 import { compileDelay } from './distributions.js';
-import type { Fault, FaultIssue, FaultSpecOf } from './fault.js';
+import type { Fault, FaultIssue, FaultSpecOf, Intensity } from './fault.js';
 
 /** Delay before forwarding (request leg) or before returning the upstream's response (response leg). */
 export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
@@ -11,6 +11,8 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
       judging: 'consequences',
       callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
       responseFlag: 'DI',
+      dropsRequest: false,
+      fixedHoldMs: 0,
       start: (t) => t.forward(),
       onResponseStart: (t) => {
         // A kill between the fault's start and the upstream's answer cancels the delay.
@@ -24,6 +26,8 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
     judging: 'consequences',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
     responseFlag: 'DI',
+    dropsRequest: false,
+    fixedHoldMs: spec.ms ?? 0,
     start: (t) => t.hold(sample()),
     holdEnded: (t) => t.forward(),
   };
@@ -40,3 +44,18 @@ export function checkLatency(spec: FaultSpecOf<'latency'>): FaultIssue[] {
     out.push({ path: ['distribution', 'p99'], message: 'must be >= median' });
   return out;
 }
+
+/** A latency ramp steps the fixed delay, in ms. */
+export const latencyIntensity: Intensity<'latency'> = {
+  unit: 'ms',
+  decreasing: false,
+  at: (spec, m) => ({ ...spec, ms: m }),
+  check: (spec, steps) => {
+    const out: FaultIssue[] = [];
+    if (spec.ms === undefined)
+      out.push({ path: [], message: 'a latency ramp needs the fault\'s "ms" (not a distribution)' });
+    if (steps.some((s) => s > 600_000))
+      out.push({ path: ['steps'], message: 'latency steps must be at most 600000 ms' });
+    return out;
+  },
+};

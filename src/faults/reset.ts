@@ -8,6 +8,8 @@ export function resetFault(): Fault {
     judging: 'skip',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
     responseFlag: 'FI',
+    dropsRequest: true,
+    fixedHoldMs: 0,
     start: (t) => t.reset(OUTCOME_RESET),
     holdEnded: () => undefined,
   };

@@ -1,6 +1,6 @@
 import { OUTCOME_CLIENT_ABORT } from '../core/vocab.js';
 import type { FaultTarget } from '../engine/target.js';
-import type { Fault, FaultSpecOf } from './fault.js';
+import type { Fault, FaultIssue, FaultSpecOf, Intensity } from './fault.js';
 
 /** Pacing tick: the body goes out in slices of a tenth of a second's worth, so it flows, not bursts. */
 const TICKS_PER_S = 10;
@@ -37,6 +37,8 @@ export function throttleFault(spec: FaultSpecOf<'throttle'>): Fault {
     judging: 'consequences',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
     responseFlag: 'DI',
+    dropsRequest: false,
+    fixedHoldMs: 0,
     start: (t) => {
       t.faultData = { chunk: null, offset: 0, ending: false, free: false } satisfies Pacing;
       t.forward();
@@ -73,3 +75,14 @@ export function throttleFault(spec: FaultSpecOf<'throttle'>): Fault {
     },
   };
 }
+
+/** A throttle ramp steps the bandwidth down: less is more intense. */
+export const throttleIntensity: Intensity<'throttle'> = {
+  unit: 'bytes/s',
+  decreasing: true,
+  at: (spec, m) => ({ ...spec, bytes_per_s: m }),
+  check: (_spec, steps): FaultIssue[] =>
+    steps.some((s) => !Number.isInteger(s) || s < 1)
+      ? [{ path: ['steps'], message: 'throttle steps are bytes_per_s: whole numbers >= 1' }]
+      : [],
+};

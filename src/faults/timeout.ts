@@ -17,6 +17,8 @@ export function timeoutFault(spec: FaultSpecOf<'timeout'>): Fault {
     // A caller that gives up while its request is held saw exactly what the fault simulates.
     callerLeftDuringHold: OUTCOME_TIMEOUT,
     responseFlag: 'FI',
+    dropsRequest: spec.hang,
+    fixedHoldMs: holdMs,
     start: (t) => {
       const deadline = t.callerDeadlineMs();
       t.hold(deadline >= 0 && deadline < holdMs ? deadline : holdMs);

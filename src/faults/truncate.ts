@@ -20,6 +20,8 @@ export function truncateFault(spec: FaultSpecOf<'truncate'>): Fault {
     judging: 'skip',
     callerLeftDuringHold: OUTCOME_CLIENT_ABORT,
     responseFlag: 'FI',
+    dropsRequest: false,
+    fixedHoldMs: 0,
     start: (t) => {
       t.faultData = { left: afterBytes } satisfies Cut;
       t.forward();

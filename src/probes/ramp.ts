@@ -14,7 +14,7 @@
  */
 import type { ExperimentSpec } from '../config/schema.js';
 import type { Fault } from '../faults/fault.js';
-import { compileFault } from '../faults/registry.js';
+import { compileFault, rampIntensity } from '../faults/registry.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { analyzerConfig } from '../experiments/runtime.js';
 import type { ExperimentTable } from '../experiments/table.js';
@@ -233,18 +233,11 @@ export class RampController {
 }
 
 function unitOf(spec: ExperimentSpec): string {
-  return spec.fault.kind === 'latency' ? 'ms' : spec.fault.kind === 'throttle' ? 'bytes/s' : '% of canary';
+  return rampIntensity(spec.fault).unit;
 }
 
-/** The fault of one step: same kind, this magnitude (latency ms, throttle bytes/s, else fault percent). */
+/** The fault of one step: same kind, this intensity (declared by the fault; else its percent). */
 function stepFault(spec: ExperimentSpec, m: number): Step {
-  const f = spec.fault;
-  if (f.kind === 'latency')
-    return { fault: compileFault({ ...f, ms: m }), faultBuckets: Math.round((f.percent * BUCKETS) / 100) };
-  if (f.kind === 'throttle')
-    return {
-      fault: compileFault({ ...f, bytes_per_s: m }),
-      faultBuckets: Math.round((f.percent * BUCKETS) / 100),
-    };
-  return { fault: compileFault({ ...f, percent: m }), faultBuckets: Math.round((m * BUCKETS) / 100) };
+  const stepped = rampIntensity(spec.fault).stepSpec(m);
+  return { fault: compileFault(stepped), faultBuckets: Math.round((stepped.percent * BUCKETS) / 100) };
 }
