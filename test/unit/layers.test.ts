@@ -15,16 +15,21 @@ const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'node_modules/.bin/depcruise');
 const config = join(root, '.dependency-cruiser.cjs');
 
+// eslint-disable-next-line no-control-regex
+const plain = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '');
+
 async function cruise(cwd: string): Promise<{ code: number; out: string }> {
   try {
     const { stdout } = await run(bin, ['src', '--config', config, '--output-type', 'err'], {
       cwd,
       timeout: 60_000,
+      // CI=true makes the reporter colour its output: ask for plain text (and strip any left).
+      env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' },
     });
-    return { code: 0, out: stdout };
+    return { code: 0, out: plain(stdout) };
   } catch (err) {
     const e = err as { code: number; stdout: string };
-    return { code: e.code, out: e.stdout };
+    return { code: e.code, out: plain(e.stdout) };
   }
 }
 
