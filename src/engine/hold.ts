@@ -4,6 +4,7 @@
  * this code, so a kill lets every held request go the same way whatever the protocol.
  */
 import type { ExperimentRuntime } from '../experiments/runtime.js';
+import type { Arm } from '../core/vocab.js';
 import type { FaultTarget } from './target.js';
 
 /** A FaultTarget that can be held: the host keeps the timer in a field (no closure per hold). */
@@ -39,4 +40,21 @@ export function releaseHold(t: HeldTarget): void {
 
 function onHoldTimer(t: HeldTarget): void {
   if (cancelHold(t)) t.exp?.fault.holdEnded(t, false);
+}
+
+/**
+ * The per-request state every host keeps for the engine: the assignment `decide` writes, the fault's
+ * scratch space and the hold timer. Hosts whose per-request object has no other base class extend it.
+ */
+export abstract class TargetState {
+  exp: ExperimentRuntime | null = null;
+  arm: Arm = 0;
+  observe = false;
+  injectNow = false;
+  injected = false;
+  baggageOut: string | null = null;
+  sessionKey = 0;
+  runId = 0;
+  faultData: unknown = null;
+  holdTimer: NodeJS.Timeout | null = null;
 }

@@ -28,7 +28,7 @@ import {
   type Outcome,
 } from '../core/vocab.js';
 import type { Engine } from '../engine/engine.js';
-import { cancelHold, startHold, type HeldTarget } from '../engine/hold.js';
+import { cancelHold, startHold, TargetState, type HeldTarget } from '../engine/hold.js';
 import type { PointPlan, PointRef } from '../engine/point.js';
 import type { RequestView } from '../engine/target.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
@@ -59,18 +59,8 @@ function grpcCodeOfHttp(status: number): number {
 
 type MetadataNext = (metadata: Metadata, listener: InterceptingListener | Listener) => void;
 
-class GrpcCall implements HeldTarget, RequestView {
-  exp: ExperimentRuntime | null = null;
-  arm: Arm = 0;
-  observe = false;
-  injectNow = false;
-  injected = false;
-  baggageOut: string | null = null;
-  sessionKey = 0;
-  runId = 0;
+class GrpcCall extends TargetState implements HeldTarget, RequestView {
   readonly isGrpc = true;
-  faultData: unknown = null;
-  holdTimer: NodeJS.Timeout | null = null;
   readonly method = 'POST';
   readonly path: string;
   rawHeaders: string[] = [];
@@ -95,6 +85,7 @@ class GrpcCall implements HeldTarget, RequestView {
     options: InterceptorOptions,
     inherited: ReturnType<typeof currentAssignment>,
   ) {
+    super();
     this.engine = engine;
     this.plan = plan;
     this.path = options.method_definition.path;

@@ -15,12 +15,11 @@ import {
   OUTCOME_TIMEOUT,
   STATUS_CLASS_NONE,
   statusClassIndex,
-  type Arm,
   type Outcome,
 } from '../core/vocab.js';
 import { rawHeader } from '../core/raw-headers.js';
 import type { Engine } from '../engine/engine.js';
-import { cancelHold, startHold, type HeldTarget } from '../engine/hold.js';
+import { cancelHold, startHold, TargetState, type HeldTarget } from '../engine/hold.js';
 import type { PointPlan, PointRef } from '../engine/point.js';
 import type { RequestView } from '../engine/target.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
@@ -33,20 +32,9 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 const kCall = Symbol('faultline.inboundCall');
 type TrackedResponse = ServerResponse & { [kCall]?: InboundCall };
 
-class InboundCall implements HeldTarget, RequestView {
-  // Assignment (written by the engine's decide)
-  exp: ExperimentRuntime | null = null;
-  arm: Arm = 0;
-  observe = false;
-  injectNow = false;
-  injected = false;
-  baggageOut: string | null = null;
-  sessionKey = 0;
-  runId = 0;
+class InboundCall extends TargetState implements HeldTarget, RequestView {
   // FaultTarget
   readonly isGrpc = false;
-  faultData: unknown = null;
-  holdTimer: NodeJS.Timeout | null = null;
 
   readonly engine: Engine;
   readonly plan: PointPlan;
@@ -65,6 +53,7 @@ class InboundCall implements HeldTarget, RequestView {
     req: IncomingMessage,
     res: ServerResponse,
   ) {
+    super();
     this.engine = engine;
     this.plan = plan;
     this.handler = handler;

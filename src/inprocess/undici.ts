@@ -15,11 +15,10 @@ import {
   OUTCOME_TIMEOUT,
   STATUS_CLASS_NONE,
   statusClassIndex,
-  type Arm,
   type Outcome,
 } from '../core/vocab.js';
 import type { Engine } from '../engine/engine.js';
-import { cancelHold, startHold, type HeldTarget } from '../engine/hold.js';
+import { cancelHold, startHold, TargetState, type HeldTarget } from '../engine/hold.js';
 import type { PointPlan, PointRef } from '../engine/point.js';
 import type { RequestView } from '../engine/target.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
@@ -29,20 +28,12 @@ import { addMarks } from './marks.js';
 type Dispatch = Dispatcher['dispatch'];
 type Handler = Dispatcher.DispatchHandler;
 
-class OutboundCall implements HeldTarget, RequestView, Handler, Dispatcher.DispatchController {
-  // Assignment
-  exp: ExperimentRuntime | null = null;
-  arm: Arm = 0;
-  observe = false;
-  injectNow = false;
-  injected = false;
-  baggageOut: string | null = null;
-  sessionKey = 0;
-  runId = 0;
+class OutboundCall
+  extends TargetState
+  implements HeldTarget, RequestView, Handler, Dispatcher.DispatchController
+{
   // FaultTarget
   readonly isGrpc = false;
-  faultData: unknown = null;
-  holdTimer: NodeJS.Timeout | null = null;
   // RequestView
   readonly method: string;
   readonly path: string;
@@ -77,6 +68,7 @@ class OutboundCall implements HeldTarget, RequestView, Handler, Dispatcher.Dispa
     opts: Dispatcher.DispatchOptions,
     inner: Handler,
   ) {
+    super();
     this.engine = engine;
     this.plan = plan;
     this.dispatch = dispatch;
