@@ -150,9 +150,6 @@ function judgeEnded(insufficient: string[], how: string): [Verdict, string] {
 
 /** Markdown for `faultline report <id>` (the admin adds `run` and `history` from the journal). */
 export function reportMarkdown(r: ExperimentReport & { run?: number; history?: RunComparison }): string {
-  const pct = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
-  const arm = (name: string, a: ArmCounts) =>
-    `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
   const lines = [
     `# Experiment \`${r.id}\`: ${r.verdict.toUpperCase()}`,
     '',
@@ -164,13 +161,7 @@ export function reportMarkdown(r: ExperimentReport & { run?: number; history?: R
     `State ${r.state}; fault \`${JSON.stringify(r.fault)}\` injected ${r.inject}; split ${r.split.percent}% canary + ${r.split.percent}% control${r.split.sticky ? ` (sticky ${r.split.sticky})` : ''}.`,
     `Started ${r.started_at ?? '-'}; ${r.ended_at ? `ended ${r.ended_at}` : `ends ${r.ends_at ?? 'when stopped'}`}.`,
     '',
-    '## Arms',
-    '',
-    '| group | requests | errors | timeouts | resets | injected |',
-    '|---|---|---|---|---|---|',
-    arm('canary', r.arms.canary),
-    arm('control', r.arms.control),
-    '',
+    ...armsTable(r.arms),
     'Per hop (the splitting hop observes; a trusted downstream hop injects):',
     '',
     '| hop | canary requests | canary injected | control requests |',
@@ -179,15 +170,7 @@ export function reportMarkdown(r: ExperimentReport & { run?: number; history?: R
       ([hop, h]) => `| ${hop} | ${h.canary.requests} | ${h.canary.injected} | ${h.control.requests} |`,
     ),
     '',
-    '## Guardrails',
-    '',
-    '| metric | status | e-value | threshold | canary | control | detail |',
-    '|---|---|---|---|---|---|---|',
-    ...r.guardrails.map(
-      (g) =>
-        `| ${g.metric}${g.quantile !== undefined ? ` p${Number((g.quantile * 100).toPrecision(6))}` : ''} | ${g.status} | ${g.eValue.toPrecision(3)} | ${g.threshold.toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
-    ),
-    '',
+    ...guardrailsTable(r.guardrails),
     ...steadyStateMarkdown(r.steady_state),
     ...rampMarkdown(r.ramp),
     '## Timeline',
@@ -209,9 +192,6 @@ function historyLines(run: number | undefined, h: RunComparison | undefined): st
 
 /** Markdown for `faultline report <id> --run N`: a recorded run and how it compares with the ones before. */
 export function runReportMarkdown(r: RunRecord & { history: RunComparison }): string {
-  const pct = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
-  const arm = (name: string, a: ArmCounts) =>
-    `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
   return [
     `# Experiment \`${r.experiment}\`, run ${r.run}: ${r.verdict.toUpperCase()}`,
     '',
@@ -223,23 +203,39 @@ export function runReportMarkdown(r: RunRecord & { history: RunComparison }): st
     `Started ${r.started_at ?? '-'} by ${r.started_by}; ended ${r.ended_at} by ${r.ended_by} (${r.state}${r.cause ? `, ${r.cause}` : ''}: ${r.reason}).`,
     `Fault \`${JSON.stringify(r.fault)}\`; split ${r.split_percent}%; config revision ${r.config_revision}, spec revision ${r.spec_revision}; replicas ${r.replicas}.`,
     '',
+    ...armsTable(r.arms),
+    ...guardrailsTable(r.guardrails),
+  ].join('\n');
+}
+
+function armsTable(arms: { canary: ArmCounts; control: ArmCounts }): string[] {
+  const pct = (n: number, d: number) => (d > 0 ? `${((100 * n) / d).toFixed(2)}%` : '-');
+  const arm = (name: string, a: ArmCounts) =>
+    `| ${name} | ${a.requests} | ${pct(a.error, a.requests)} | ${pct(a.timeout, a.requests)} | ${pct(a.reset, a.requests)} | ${a.injected} |`;
+  return [
     '## Arms',
     '',
     '| group | requests | errors | timeouts | resets | injected |',
     '|---|---|---|---|---|---|',
-    arm('canary', r.arms.canary),
-    arm('control', r.arms.control),
+    arm('canary', arms.canary),
+    arm('control', arms.control),
     '',
+  ];
+}
+
+/** The guardrails table (live reports and recorded runs; a recorded run's numbers come back from JSON). */
+function guardrailsTable(guardrails: readonly GuardrailState[]): string[] {
+  return [
     '## Guardrails',
     '',
     '| metric | status | e-value | threshold | canary | control | detail |',
     '|---|---|---|---|---|---|---|',
-    ...r.guardrails.map(
+    ...guardrails.map(
       (g) =>
         `| ${g.metric}${g.quantile !== undefined ? ` p${Number((g.quantile * 100).toPrecision(6))}` : ''} | ${g.status} | ${Number(g.eValue).toPrecision(3)} | ${Number(g.threshold).toPrecision(3)} | ${describeArm(g.canary)} | ${describeArm(g.control)} | ${g.detail} |`,
     ),
     '',
-  ].join('\n');
+  ];
 }
 
 function steadyStateMarkdown(s: SteadyStateView | null): string[] {
