@@ -89,6 +89,38 @@ export function grpcCodeOutcome(code: number): Outcome {
   return OUTCOME_ERROR;
 }
 
+/**
+ * grpc-message value: percent-encoded UTF-8, where only bytes outside 0x20-0x7E and '%' itself are
+ * encoded (PROTOCOL-HTTP2.md, "Responses"); clients decode exactly that, so encodeURIComponent's
+ * extra escapes (':', '/', ...) would show up verbatim.
+ */
+export function grpcMessageEncode(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8'))
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(byte);
+  return out;
+}
+/** The headers of a trailers-only gRPC answer (HTTP 200, grpc-status and an encoded grpc-message). */
+export function grpcStatusHeaders(code: number, message: string): Record<string, string> {
+  return {
+    'content-type': 'application/grpc',
+    'grpc-status': String(code),
+    'grpc-message': grpcMessageEncode(message),
+  };
+}
+
 // ---- names on the wire -------------------------------------------------------------------------------
 /** Response header marking an injected response: `<experiment>; fault=<kind>`. */
 export const HEADER_INJECTED = 'x-faultline-injected';

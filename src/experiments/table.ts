@@ -419,14 +419,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
           startedAt,
           startedBy: by,
         } as const);
-    const next = structuredClone(this.persisted);
-    next.experiments[id] = { ...entry };
-    const saved = this.store.save(next);
-    this.lastSave = saved.then(
-      () => null,
-      (err: unknown) => err as Error,
-    );
-    await saved;
+    await this.saveWith(id, entry);
     // Re-checked after the write: a reload or a concurrent arm may have come first.
     const rt = this.runtimes.get(id);
     // In a fleet this arm may already be in force: our own published record came back first.
@@ -452,14 +445,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     if (this.runtimes.get(id)?.state !== 'scheduled') return false;
     const startedAt = this.iso();
     const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const;
-    const next = structuredClone(this.persisted);
-    next.experiments[id] = { ...entry };
-    const saved = this.store.save(next);
-    this.lastSave = saved.then(
-      () => null,
-      (err: unknown) => err as Error,
-    );
-    await saved;
+    await this.saveWith(id, entry);
     const rt = this.runtimes.get(id);
     if (rt?.state !== 'scheduled') return false;
     this.persisted.experiments[id] = { ...entry };
@@ -616,7 +602,23 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
 
   private persist(): void {
     // Failures are logged by the store; an in-memory kill stays in force either way.
-    this.lastSave = this.store.save(structuredClone(this.persisted)).then(
+    this.track(this.store.save(structuredClone(this.persisted)));
+  }
+
+  /**
+   * Writes the state with `entry` for `id` and resolves once it is durable (throws if it is not);
+   * the memory state changes only after, so a start never runs ahead of its record (arm, startRun).
+   */
+  private async saveWith(id: string, entry: PersistedExperiment): Promise<void> {
+    const next = structuredClone(this.persisted);
+    next.experiments[id] = { ...entry };
+    const saved = this.store.save(next);
+    this.track(saved);
+    await saved;
+  }
+
+  private track(saved: Promise<void>): void {
+    this.lastSave = saved.then(
       () => null,
       (err: unknown) => err as Error,
     );

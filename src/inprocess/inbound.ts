@@ -16,6 +16,7 @@ import {
   STATUS_CLASS_NONE,
   statusClassIndex,
   type Outcome,
+  grpcStatusHeaders,
 } from '../core/vocab.js';
 import { rawHeader } from '../core/raw-headers.js';
 import type { Engine } from '../engine/engine.js';
@@ -91,11 +92,7 @@ class InboundCall extends TargetState implements HeldTarget, RequestView {
   }
 
   replyGrpcStatus(code: number, message: string): void {
-    this.reply(
-      200,
-      { 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': message },
-      '',
-    );
+    this.reply(200, grpcStatusHeaders(code, message), '');
   }
 
   reset(outcome: Outcome): void {

@@ -16,6 +16,7 @@ import {
   STATUS_CLASS_NONE,
   statusClassIndex,
   type Outcome,
+  grpcStatusHeaders,
 } from '../core/vocab.js';
 import type { Engine } from '../engine/engine.js';
 import { cancelHold, startHold, TargetState, type HeldTarget } from '../engine/hold.js';
@@ -198,11 +199,7 @@ class OutboundCall
   }
 
   replyGrpcStatus(code: number, message: string): void {
-    this.reply(
-      200,
-      { 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': message },
-      '',
-    );
+    this.reply(200, grpcStatusHeaders(code, message), '');
   }
 
   reset(outcome: Outcome): void {

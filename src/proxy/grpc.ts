@@ -17,29 +17,7 @@ export function grpcTimeoutMs(value: string | undefined): number {
   return n * unit;
 }
 
-/**
- * grpc-message value: percent-encoded UTF-8, where only bytes outside 0x20-0x7E and '%' itself are
- * encoded (PROTOCOL-HTTP2.md, "Responses"); clients decode exactly that, so encodeURIComponent's
- * extra escapes (':', '/', ...) would show up verbatim.
- */
-export function grpcMessageEncode(message: string): string {
-  let plain = true;
-  for (let i = 0; i < message.length; i++) {
-    const c = message.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 0x25) {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) return message;
-  let out = '';
-  for (const byte of Buffer.from(message, 'utf8'))
-    out +=
-      byte < 0x20 || byte > 0x7e || byte === 0x25
-        ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
-        : String.fromCharCode(byte);
-  return out;
-}
+export { grpcMessageEncode } from '../core/vocab.js';
 
 /** OK is ok, DEADLINE_EXCEEDED a timeout, every other code an error; unknown when no status arrived. */
 export function grpcOutcome(status: number): Outcome | typeof GRPC_OUTCOME_UNKNOWN {
