@@ -1,5 +1,6 @@
 // Faultline live dashboard. Plain browser JavaScript (no build step), served by the admin listener with
-// uPlot from the package. Reads GET /experiments, /experiments/{id}/report and /experiments/{id}/series;
+// uPlot from the package. Reads GET /experiments, /experiments/{id}/report (with `ramp` and, in fleet mode,
+// `fleet`), /experiments/{id}/series and the run journal (/experiments/{id}/runs[/{n}]);
 // live updates from the SSE stream /events plus a 1 s poll of the series. Mutating calls (kill, arm,
 // kill everything) send the admin token from sessionStorage (never the URL) as a Bearer header and a JSON
 // content type; the admin port's CSRF guard accepts them because the page is same-origin.
@@ -170,6 +171,10 @@ function createCard(id) {
     'Arm',
   );
   c.chartsBox = el('div', { class: 'charts', 'data-testid': 'charts' });
+  c.ramp = el('section', { class: 'ramp', 'data-testid': 'ramp', hidden: '' });
+  c.fleet = el('section', { class: 'fleet', 'data-testid': 'fleet', hidden: '' });
+  c.runs = el('div', { class: 'runs', 'data-testid': 'runs' });
+  c.runView = el('div', { class: 'run-view', 'data-testid': 'run-report', hidden: '' });
   c.timeline = el('ol', { class: 'timeline', 'data-testid': 'timeline' });
   c.root.append(
     el('div', { class: 'head' }, c.title, c.state, c.verdict),
@@ -179,8 +184,11 @@ function createCard(id) {
     c.blast,
     c.counts,
     c.guards,
+    c.ramp,
+    c.fleet,
     c.chartsBox,
     el('details', { open: '' }, el('summary', {}, 'Timeline'), c.timeline),
+    el('details', { 'data-testid': 'runs-section' }, el('summary', {}, 'Past runs'), c.runs, c.runView),
   );
   $('experiments').append(c.root);
   cards.set(id, c);
@@ -237,6 +245,9 @@ function renderReport(c, r) {
     ),
   );
 
+  renderRamp(c, r.ramp || null);
+  renderFleet(c, r.fleet || null);
+
   c.timeline.replaceChildren(
     ...r.timeline.map((e) =>
       el(
@@ -248,6 +259,223 @@ function renderReport(c, r) {
       ),
     ),
   );
+}
+
+function table(testid, head, rows) {
+  return el(
+    'div',
+    { class: 'table-wrap' },
+    el(
+      'table',
+      { 'data-testid': testid },
+      el('thead', {}, el('tr', {}, ...head.map((h) => el('th', {}, h)))),
+      el('tbody', {}, ...rows),
+    ),
+  );
+}
+
+function fmtTime(iso) {
+  return iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-';
+}
+
+function ago(iso) {
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  return s < 90 ? `${s.toFixed(1)} s ago` : `${Math.round(s / 60)} min ago`;
+}
+
+// Breaking-point ramp (`ramp:`): the step in force and each step's counts and outcome.
+function renderRamp(c, ramp) {
+  c.ramp.hidden = ramp === null;
+  if (ramp === null) return c.ramp.replaceChildren();
+  const cur = ramp.steps[ramp.current];
+  const rows = ramp.steps.map((st, i) =>
+    el(
+      'tr',
+      {
+        class: `step status-${st.status}${i === ramp.current ? ' current' : ''}`,
+        'data-step': String(st.step),
+        'data-status': st.status,
+      },
+      el('td', {}, String(st.step + 1)),
+      el('td', {}, `${st.magnitude} ${ramp.unit}`),
+      el('td', {}, st.status),
+      el('td', {}, String(st.canary)),
+      el('td', {}, String(st.control)),
+      el('td', {}, String(st.canary_bad)),
+      el('td', {}, String(st.needed)),
+      el('td', { class: 'detail' }, st.detail || ''),
+    ),
+  );
+  c.ramp.replaceChildren(
+    el(
+      'h3',
+      {},
+      'Ramp ',
+      el(
+        'span',
+        { 'data-testid': 'ramp-current' },
+        cur
+          ? `step ${cur.step + 1} of ${ramp.steps.length}: ${cur.magnitude} ${ramp.unit} (${cur.status})`
+          : '-',
+      ),
+    ),
+    el('p', { class: 'reason', 'data-testid': 'ramp-summary' }, ramp.summary),
+    table(
+      'ramp-steps',
+      ['step', 'magnitude', 'status', 'canary', 'control', 'canary bad', 'needed', ''],
+      rows,
+    ),
+  );
+}
+
+// Fleet mode: pooled arms over every replica, each replica's counts and last report, the lease holder.
+function renderFleet(c, f) {
+  c.fleet.hidden = f === null;
+  if (f === null) return c.fleet.replaceChildren();
+  const armText = (a) => `${a.requests} req, errors ${pct(a.error, a.requests)}`;
+  const rows = f.replicas.map((r) =>
+    el(
+      'tr',
+      { 'data-replica': r.replica },
+      el(
+        'td',
+        {},
+        r.replica,
+        r.replica === f.evaluator ? el('span', { class: 'chip lease' }, 'evaluator') : null,
+      ),
+      el('td', {}, String(r.canary.requests)),
+      el('td', {}, String(r.control.requests)),
+      el('td', { title: r.last_seen }, ago(r.last_seen)),
+    ),
+  );
+  c.fleet.replaceChildren(
+    el(
+      'h3',
+      {},
+      `Fleet ${f.name} `,
+      el(
+        'span',
+        { class: `chip ${f.connected ? 'live' : 'down'}` },
+        f.connected ? 'connected' : 'Redis unreachable',
+      ),
+    ),
+    el(
+      'dl',
+      { class: 'blast' },
+      el('dt', {}, 'evaluator (lease)'),
+      el('dd', { 'data-testid': 'fleet-evaluator' }, f.evaluator || 'none'),
+      el('dt', {}, 'this replica'),
+      el('dd', {}, `${f.replica}${f.this_replica_evaluates ? ' (evaluates)' : ''}`),
+      el('dt', {}, 'grant'),
+      el('dd', {}, f.grant.fresh ? `fresh (${f.grant.expires_in_ms} ms left)` : 'stale: injection paused'),
+      el('dt', {}, 'pooled canary'),
+      el('dd', { 'data-testid': 'fleet-pooled-canary' }, armText(f.pooled.canary)),
+      el('dt', {}, 'pooled control'),
+      el('dd', {}, armText(f.pooled.control)),
+    ),
+    table('fleet-replicas', ['replica', 'canary req', 'control req', 'last seen'], rows),
+  );
+}
+
+// ---- past runs (the run journal) ----
+
+async function refreshRuns(c) {
+  let data;
+  try {
+    data = await getJson(`/experiments/${encodeURIComponent(c.id)}/runs`);
+  } catch {
+    return; // 404: no runs and no such experiment any more
+  }
+  const runs = data.runs.slice().reverse(); // newest first
+  const key = runs.map((r) => r.run).join(',');
+  if (key === c.runsKey) return;
+  c.runsKey = key;
+  if (runs.length === 0) {
+    c.runs.replaceChildren(el('p', { class: 'empty' }, 'No finished runs yet.'));
+    return;
+  }
+  c.runs.replaceChildren(
+    table(
+      'runs-table',
+      ['run', 'verdict', 'started', 'ended', 'ended by', ''],
+      runs.map((r) =>
+        el(
+          'tr',
+          { 'data-run': String(r.run) },
+          el('td', {}, `#${r.run}`),
+          el('td', {}, el('span', { class: `chip verdict-${r.verdict}` }, r.verdict)),
+          el('td', {}, fmtTime(r.started_at)),
+          el('td', {}, fmtTime(r.ended_at)),
+          el('td', {}, `${r.state}${r.cause ? ` (${r.cause})` : ''} ${r.ended_by}`),
+          el(
+            'td',
+            {},
+            el(
+              'button',
+              { type: 'button', 'data-testid': `view-run-${r.run}`, onclick: () => void showRun(c, r.run) },
+              'Report',
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+async function showRun(c, n) {
+  let r;
+  try {
+    r = await getJson(`/experiments/${encodeURIComponent(c.id)}/runs/${n}`);
+  } catch (err) {
+    notice(err.message, 'error');
+    return;
+  }
+  const a = r.arms;
+  c.runView.hidden = false;
+  c.runView.dataset.run = String(r.run);
+  c.runView.replaceChildren(
+    el(
+      'div',
+      { class: 'head' },
+      el('h3', {}, `Run #${r.run}`),
+      el('span', { class: `chip verdict-${r.verdict}`, 'data-testid': 'run-verdict' }, r.verdict),
+      el('button', { type: 'button', onclick: () => (c.runView.hidden = true) }, 'Close'),
+    ),
+    el('p', { class: 'hypothesis' }, r.hypothesis),
+    el('p', { class: 'reason', 'data-testid': 'run-verdict-reason' }, r.verdict_reason),
+    el(
+      'dl',
+      { class: 'blast' },
+      ...[
+        ['fault', faultText(r.fault)],
+        ['split', `${r.split_percent}%`],
+        ['started', `${fmtTime(r.started_at)} by ${r.started_by}`],
+        ['ended', `${fmtTime(r.ended_at)} by ${r.ended_by}: ${r.state}${r.reason ? `, ${r.reason}` : ''}`],
+        ['revision', `config ${r.config_revision}, spec ${r.spec_revision}`],
+        ['replicas', String(r.replicas)],
+        [
+          'arms',
+          `canary ${a.canary.requests} req, errors ${pct(a.canary.error, a.canary.requests)}, timeouts ${pct(a.canary.timeout, a.canary.requests)} · control ${a.control.requests} req, errors ${pct(a.control.error, a.control.requests)}, timeouts ${pct(a.control.timeout, a.control.requests)}`,
+        ],
+        ['history', r.history ? r.history.summary : '-'],
+      ].flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]),
+    ),
+    el(
+      'ul',
+      { class: 'guards' },
+      ...r.guardrails.map((g) =>
+        el(
+          'li',
+          { class: `guard status-${g.status}` },
+          el('b', {}, guardName(g)),
+          ` ${g.status.replace('_', ' ')} · e = ${fmtE(g.eValue)} of ${fmtE(g.threshold)} (1/α)`,
+          el('small', {}, ` ${g.detail}`),
+        ),
+      ),
+    ),
+  );
+  if (r.history && r.history.regression)
+    c.runView.querySelector('.head').append(el('span', { class: 'chip verdict-refuted' }, 'regression'));
 }
 
 function evidenceText(ev) {
@@ -470,6 +698,7 @@ async function refresh() {
         list.experiments.map(async (e) => {
           const c = cards.get(e.id) || createCard(e.id);
           renderReport(c, await getJson(`/experiments/${encodeURIComponent(e.id)}/report`));
+          await refreshRuns(c);
         }),
       );
       if (list.experiments.length === 0)
