@@ -133,6 +133,7 @@ export class Faultline implements AdminTarget {
       const tracer = new OtelRequestTracer(cfg.tracing, packageVersion());
       this.tracer = tracer;
       this.engine.tracer = tracer;
+      this.table.holdTracer = tracer;
       this.table.on('event', (e) => tracer.onEvent(e));
     }
     const experiments = this.table.prepare(cfg.experiments);

@@ -528,6 +528,14 @@ export const configSchema = z
           .describe(
             'share of assigned requests traced when the caller did not decide (default $OTEL_TRACES_SAMPLER_ARG, else 1); a sampled or unsampled incoming traceparent is followed',
           ),
+        untouched_sample_ratio: z
+          .number()
+          .min(0)
+          .max(1)
+          .default(0)
+          .describe(
+            'share of untouched requests (in no arm) on proxy listeners that get a span too, for a baseline next to the arms (default 0: none)',
+          ),
         service_name: z
           .string()
           .min(1)

@@ -13,11 +13,19 @@ import type { ExperimentEvent, ExperimentTable, KillCause } from '../experiments
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { assign, inherit, type DecidePoint } from '../split/assign.js';
 import type { Arm } from '../core/vocab.js';
+import type { HoldTracer } from './hold.js';
 import type { Assignment, FaultTarget, RequestView } from './target.js';
 
-/** Per-request traces (src/telemetry/tracing.ts); the engine calls it only for assigned requests. */
-export interface EngineTracer {
+/**
+ * Per-request traces (src/telemetry/tracing.ts). The engine calls it for assigned requests; a host that
+ * reports how its untouched requests end (the proxy) may call startUntouched/end for those too.
+ */
+export interface EngineTracer extends HoldTracer {
   start(slot: Assignment, view: RequestView): void;
+  /** An in-process call that took over the assignment of `from` (the inbound request it runs for). */
+  inherited(slot: Assignment, view: RequestView, from: Assignment): void;
+  /** An untouched request: a span only when `tracing.untouched_sample_ratio` draws it. */
+  startUntouched(slot: Assignment, view: RequestView): void;
   injected(t: FaultTarget): void;
   end(slot: Assignment, hop: string, outcome: Outcome, statusClass: number, grpcCode: number): void;
 }
@@ -42,9 +50,23 @@ export class Engine {
     if (this.tracer !== null && slot.exp !== null) this.tracer.start(slot, view);
   }
 
-  /** Take over an assignment made earlier in this process (in-process context propagation). */
-  inherit(point: DecidePoint, slot: Assignment, exp: ExperimentRuntime, arm: Arm, runId: number): void {
-    if (exp.assigning) inherit(point, slot, exp, arm, runId);
+  /**
+   * Take over an assignment made earlier in this process (in-process context propagation). With `view`
+   * and `from` (the inbound request's slot) a traced inbound request gets a child span for the call.
+   */
+  inherit(
+    point: DecidePoint,
+    slot: Assignment,
+    exp: ExperimentRuntime,
+    arm: Arm,
+    runId: number,
+    view?: RequestView,
+    from?: Assignment,
+  ): void {
+    if (!exp.assigning) return;
+    inherit(point, slot, exp, arm, runId);
+    if (this.tracer !== null && view !== undefined && from !== undefined)
+      this.tracer.inherited(slot, view, from);
   }
 
   /** Start the drawn fault on a request the decision marked `injectNow`. */

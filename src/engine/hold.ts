@@ -12,6 +12,15 @@ export interface HeldTarget extends FaultTarget {
   holdTimer: NodeJS.Timeout | null;
 }
 
+/** How a hold ended: it ran out, a kill let it go, or the host stopped it (the caller left, an error). */
+export type HoldEnd = 'elapsed' | 'released' | 'cancelled';
+
+/** Span events for holds (src/telemetry/tracing.ts), set on each runtime only when tracing is on. */
+export interface HoldTracer {
+  holdStarted(t: FaultTarget, ms: number): void;
+  holdEnded(t: FaultTarget, how: HoldEnd): void;
+}
+
 export function startHold(t: HeldTarget, ms: number): void {
   const exp = t.exp as ExperimentRuntime;
   if (t.holdTimer !== null) cancelHold(t);
@@ -19,10 +28,15 @@ export function startHold(t: HeldTarget, ms: number): void {
   exp.activeGauge.inc();
   exp.held.add(t);
   t.holdTimer = setTimeout(onHoldTimer, ms, t);
+  if (exp.tracer !== null) exp.tracer.holdStarted(t, ms);
 }
 
 /** Stops a hold without running the fault; true when one was running. */
 export function cancelHold(t: HeldTarget): boolean {
+  return stopHold(t, 'cancelled');
+}
+
+function stopHold(t: HeldTarget, how: HoldEnd): boolean {
   if (t.holdTimer === null) return false;
   clearTimeout(t.holdTimer);
   t.holdTimer = null;
@@ -30,16 +44,17 @@ export function cancelHold(t: HeldTarget): boolean {
   exp.activeFaults--;
   exp.activeGauge.dec();
   exp.held.delete(t);
+  if (exp.tracer !== null) exp.tracer.holdEnded(t, how);
   return true;
 }
 
 /** The experiment was killed: let the hold go now (the fault forwards, answers or streams on). */
 export function releaseHold(t: HeldTarget): void {
-  if (cancelHold(t)) t.exp?.fault.holdEnded(t, true);
+  if (stopHold(t, 'released')) t.exp?.fault.holdEnded(t, true);
 }
 
 function onHoldTimer(t: HeldTarget): void {
-  if (cancelHold(t)) t.exp?.fault.holdEnded(t, false);
+  if (stopHold(t, 'elapsed')) t.exp?.fault.holdEnded(t, false);
 }
 
 /**

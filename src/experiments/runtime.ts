@@ -22,7 +22,7 @@ import {
   type Arm,
   type Outcome,
 } from '../core/vocab.js';
-import { releaseHold, type HeldTarget } from '../engine/hold.js';
+import { releaseHold, type HeldTarget, type HoldTracer } from '../engine/hold.js';
 import { assignmentMembers } from '../split/baggage.js';
 import { ExperimentAnalyzer, type AnalyzerConfig, type GuardrailSpec } from '../stats/analyzer.js';
 import type { RampView, SteadyStateView } from '../probes/types.js';
@@ -106,6 +106,8 @@ export class ExperimentRuntime {
   granted = true;
 
   activeFaults = 0;
+  /** Span events for this experiment's holds; null unless tracing is on (set by the table). */
+  tracer: HoldTracer | null = null;
   readonly held = new Set<HeldTarget>();
   /** Counts of the hop that drew the arms (the observation point), laid out as in addCount. */
   readonly counts = new Float64Array(3 * ROW);

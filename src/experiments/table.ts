@@ -4,7 +4,7 @@
  * the event stream. A kill flips the hot-path flags synchronously; persisting follows asynchronously.
  */
 import { EventEmitter } from 'node:events';
-import type { HeldTarget } from '../engine/hold.js';
+import type { HeldTarget, HoldTracer } from '../engine/hold.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import type { PersistedExperiment, PersistedState, StateStore } from '../killswitch/store.js';
 import { log } from '../telemetry/log.js';
@@ -119,6 +119,8 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
   private gateSeq = 0;
   /** Fleet mode: outcomes are pooled there, and new runtimes start without a grant. */
   pooled: OutcomeSink | null = null;
+  /** Tracing on: every runtime created from now on reports its holds as span events. */
+  holdTracer: HoldTracer | null = null;
 
   constructor(store: StateStore, metrics: Metrics, now: () => number = Date.now) {
     super();
@@ -149,6 +151,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
   private create(spec: ExperimentSpec): ExperimentRuntime {
     const rt = new ExperimentRuntime(spec, this.metrics);
     if (this.pooled !== null) rt.setGranted(false);
+    rt.tracer = this.holdTracer;
     return rt;
   }
 

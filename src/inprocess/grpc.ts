@@ -30,7 +30,7 @@ import {
 import type { Engine } from '../engine/engine.js';
 import { cancelHold, startHold, TargetState, type HeldTarget } from '../engine/hold.js';
 import type { PointPlan, PointRef } from '../engine/point.js';
-import type { RequestView } from '../engine/target.js';
+import type { Assignment, RequestView } from '../engine/target.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { actsOnResponse } from '../faults/fault.js';
 import { log } from '../telemetry/log.js';
@@ -72,6 +72,8 @@ class GrpcCall extends TargetState implements HeldTarget, RequestView {
   private readonly inheritedArm: Arm;
   private readonly inheritedRunId: number;
   private readonly inheritedBaggage: string | null;
+  /** The inbound request's slot: a traced one gets a child span for this call. */
+  private readonly inheritedFrom: Assignment | null;
   private readonly startMs = performance.now();
   private metadata: Metadata | null = null;
   private listener: InterceptingListener | null = null;
@@ -95,6 +97,7 @@ class GrpcCall extends TargetState implements HeldTarget, RequestView {
     this.inheritedArm = inherited?.arm ?? 0;
     this.inheritedRunId = inherited?.runId ?? 0;
     this.inheritedBaggage = inherited?.baggageOut ?? null;
+    this.inheritedFrom = inherited ?? null;
   }
 
   // ---- Requester --------------------------------------------------------------------------------
@@ -104,7 +107,15 @@ class GrpcCall extends TargetState implements HeldTarget, RequestView {
     this.next = next;
     const plan = this.plan;
     if (this.inherited !== null) {
-      this.engine.inherit(plan, this, this.inherited, this.inheritedArm, this.inheritedRunId);
+      this.engine.inherit(
+        plan,
+        this,
+        this.inherited,
+        this.inheritedArm,
+        this.inheritedRunId,
+        this,
+        this.inheritedFrom ?? undefined,
+      );
       if (this.exp !== null && this.inheritedBaggage !== null) this.baggageOut = this.inheritedBaggage;
     } else {
       const raw: string[] = [];

@@ -358,7 +358,15 @@ export function undiciInterceptor(engine: Engine, ref: PointRef): Dispatcher.Dis
         return dispatch(opts, handler);
       const call = new OutboundCall(engine, plan, dispatch, opts, handler);
       if (inherited !== undefined) {
-        engine.inherit(plan, call, inherited.exp as ExperimentRuntime, inherited.arm, inherited.runId);
+        engine.inherit(
+          plan,
+          call,
+          inherited.exp as ExperimentRuntime,
+          inherited.arm,
+          inherited.runId,
+          call,
+          inherited,
+        );
         // The assignment travels on to the next hop (a Faultline egress proxy, another service).
         if (call.exp !== null && inherited.baggageOut !== null) call.baggageOut = inherited.baggageOut;
       } else engine.decide(plan, plan.candidates, call, call);

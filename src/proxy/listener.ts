@@ -395,6 +395,8 @@ export class Listener implements ExchangeHost {
       rawHeader(ex.req.rawHeaders, 'baggage') !== undefined
     )
       this.engine.decide(ex.plan, ex.route.experiments, ex, ex);
+    // Tracing off: this one comparison is all an untouched request pays.
+    if (this.engine.tracer !== null && ex.exp === null) this.engine.tracer.startUntouched(ex, ex);
     if (ex.injectNow) this.engine.inject(ex);
     else ex.forward();
   }
@@ -488,6 +490,8 @@ export class Listener implements ExchangeHost {
     }
     const exp = ex.exp;
     if (exp !== null) this.engine.record(ex, this.spec.name, outcome, ex.statusClass, ex.grpcCode, latencyMs);
+    else if (this.engine.tracer !== null)
+      this.engine.tracer.end(ex, this.spec.name, outcome, ex.statusClass, ex.grpcCode);
     // The global guard watches real failures: faults injected on purpose here do not count.
     if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT && !ex.injected) {
       const failed = outcome === OUTCOME_ERROR || outcome === OUTCOME_TIMEOUT || outcome === OUTCOME_RESET;

@@ -6,9 +6,21 @@
  * own attributes (faultline.fault.kind, faultline.injected, the injected delay and status). Spans are
  * exported with the OpenTelemetry JS SDK: a BatchSpanProcessor queues them and an OTLP/HTTP exporter sends
  * them on a timer, off the request path. With tracing off the engine's tracer is null: one comparison.
- * Untouched requests (outside every arm) get no span.
+ * Untouched requests (outside every arm) get a span only on the proxy's listeners and only when
+ * `untouched_sample_ratio` draws them (default 0: none). An in-process outbound call that inherits the
+ * arm of the inbound request it runs for gets a CLIENT span, the inbound span's child. Holds (latency,
+ * timeout, a held response) are span events: faultline.hold.start (ms) and faultline.hold.end (elapsed,
+ * released by a kill, or cancelled); a kill is an event on every span of the experiment in flight.
  */
-import { SpanKind, SpanStatusCode, ROOT_CONTEXT, type Span, type TextMapGetter } from '@opentelemetry/api';
+import {
+  SpanKind,
+  SpanStatusCode,
+  ROOT_CONTEXT,
+  trace,
+  type Context,
+  type Span,
+  type TextMapGetter,
+} from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -23,6 +35,7 @@ import { rawHeader } from '../core/raw-headers.js';
 import { GRPC_CODE_LABELS, GROUP_NAMES, OUTCOME_OK, OUTCOMES, STATUS_CLASSES } from '../core/vocab.js';
 import type { Outcome } from '../core/vocab.js';
 import type { EngineTracer } from '../engine/engine.js';
+import type { HoldEnd } from '../engine/hold.js';
 import type { Assignment, FaultTarget, RequestView } from '../engine/target.js';
 import type { ExperimentEvent } from '../experiments/table.js';
 
@@ -43,7 +56,11 @@ export class OtelRequestTracer implements EngineTracer {
   /** Live spans by the host's per-request slot; removed when the request is recorded. */
   private readonly live = new Map<Assignment, Span>();
 
+  /** Share of untouched proxy requests traced (0: none, the default). */
+  private readonly untouchedRatio: number;
+
   constructor(spec: TracingSpec, version: string, env: NodeJS.ProcessEnv = process.env) {
+    this.untouchedRatio = spec.untouched_sample_ratio;
     const ratioEnv = Number(env['OTEL_TRACES_SAMPLER_ARG']);
     const ratio =
       spec.sample_ratio ?? (Number.isFinite(ratioEnv) && env['OTEL_TRACES_SAMPLER_ARG'] ? ratioEnv : 1);
@@ -72,14 +89,46 @@ export class OtelRequestTracer implements EngineTracer {
   }
 
   start(slot: Assignment, view: RequestView): void {
-    const exp = slot.exp;
-    if (exp === null || this.live.size >= MAX_LIVE) return;
+    if (slot.exp === null || this.live.size >= MAX_LIVE) return;
+    this.open(slot, view, SpanKind.SERVER, this.propagator.extract(ROOT_CONTEXT, view.rawHeaders, rawGetter));
+  }
+
+  inherited(slot: Assignment, view: RequestView, from: Assignment): void {
+    const parent = this.live.get(from);
+    // An inbound request without a span (sampled out, or past MAX_LIVE) has untraced calls too, as a
+    // parent-based sampler would decide.
+    if (slot.exp === null || parent === undefined || this.live.size >= MAX_LIVE) return;
+    const span = this.open(slot, view, SpanKind.CLIENT, trace.setSpan(ROOT_CONTEXT, parent));
+    span?.setAttribute('faultline.inherited', true);
+  }
+
+  startUntouched(slot: Assignment, view: RequestView): void {
+    if (this.untouchedRatio === 0 || Math.random() >= this.untouchedRatio || this.live.size >= MAX_LIVE)
+      return;
     const parent = this.propagator.extract(ROOT_CONTEXT, view.rawHeaders, rawGetter);
     const q = view.path.indexOf('?');
     const span = this.tracer.startSpan(
       view.method,
       {
         kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': view.method,
+          'url.path': q >= 0 ? view.path.slice(0, q) : view.path,
+          'faultline.untouched': true,
+        },
+      },
+      parent,
+    );
+    if (span.isRecording()) this.live.set(slot, span);
+  }
+
+  private open(slot: Assignment, view: RequestView, kind: SpanKind, parent: Context): Span | null {
+    const exp = slot.exp as NonNullable<Assignment['exp']>;
+    const q = view.path.indexOf('?');
+    const span = this.tracer.startSpan(
+      view.method,
+      {
+        kind,
         attributes: {
           'feature_flag.key': exp.id,
           'feature_flag.result.variant': GROUP_NAMES[slot.arm],
@@ -96,7 +145,17 @@ export class OtelRequestTracer implements EngineTracer {
       parent,
     );
     // An unsampled span records nothing: keep no state for it.
-    if (span.isRecording()) this.live.set(slot, span);
+    if (!span.isRecording()) return null;
+    this.live.set(slot, span);
+    return span;
+  }
+
+  holdStarted(t: FaultTarget, ms: number): void {
+    this.live.get(t)?.addEvent('faultline.hold.start', { 'faultline.hold.ms': ms });
+  }
+
+  holdEnded(t: FaultTarget, how: HoldEnd): void {
+    this.live.get(t)?.addEvent('faultline.hold.end', { 'faultline.hold.end': how });
   }
 
   injected(t: FaultTarget): void {

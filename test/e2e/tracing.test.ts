@@ -4,10 +4,14 @@
  * feature-flag conventions and Faultline's attributes and continue the caller's traceparent.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createFaultline } from '../../src/inprocess/index.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { startBaggageEcho, type Upstream } from '../helpers/servers.js';
 
@@ -239,8 +243,176 @@ describe('OpenTelemetry traces', () => {
       const kill = span.events?.find((e) => e.name === 'faultline.kill');
       expect(kill, 'kill event').toBeDefined();
       expect(attrMap(kill?.attributes)['faultline.kill.reason']).toBe('trace test');
+      // The hold: started for 5000 ms, ended early because the kill released it.
+      const names = span.events?.map((e) => e.name) ?? [];
+      const start = span.events?.find((e) => e.name === 'faultline.hold.start');
+      expect(attrMap(start?.attributes)['faultline.hold.ms']).toBe(5000);
+      const end = span.events?.find((e) => e.name === 'faultline.hold.end');
+      expect(attrMap(end?.attributes)['faultline.hold.end']).toBe('released');
+      expect(names.indexOf('faultline.hold.start')).toBeLessThan(names.indexOf('faultline.kill'));
     }
     // No trace header came in: each span is the root of its own trace.
     for (const { span } of rx.spans) expect(span.parentSpanId ?? '').toBe('');
   }, 20_000);
+
+  it('a hold that runs out: hold start and end (elapsed) events, the delay between them', async () => {
+    const rx = await startReceiver();
+    cleanup.push(() => rx.close());
+    const { fl } = await start(
+      { enabled: true, endpoint: rx.url, export_interval_ms: 100 },
+      experiment({ fault: { kind: 'latency', ms: 80 }, split: { percent: 50, allow_above_cap: true } }),
+    );
+    const dispatcher = new Agent({ connections: 10 });
+    cleanup.push(() => dispatcher.close());
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const r = await request(`${fl.url()}/slow`, { dispatcher, headers: { 'x-user': `h${i}` } });
+        await r.body.dump();
+      }),
+    );
+    await until(() => rx.spans.some((s) => s.attrs['faultline.injected'] === true), 5000, 'canary spans');
+    await new Promise((r) => setTimeout(r, 300));
+    const held = rx.spans.filter((s) => s.attrs['faultline.injected'] === true);
+    expect(held.length).toBeGreaterThan(0);
+    for (const { span } of held) {
+      const ev = span.events as { name: string; timeUnixNano: string; attributes?: OtlpAttr[] }[];
+      const start = ev.find((e) => e.name === 'faultline.hold.start');
+      const end = ev.find((e) => e.name === 'faultline.hold.end');
+      expect(attrMap(end?.attributes)['faultline.hold.end']).toBe('elapsed');
+      const heldMs = (Number(BigInt(end!.timeUnixNano) - BigInt(start!.timeUnixNano)) / 1e6) | 0;
+      expect(heldMs).toBeGreaterThanOrEqual(75);
+      expect(heldMs).toBeLessThan(1000);
+    }
+    // Control requests are never held: no hold events.
+    for (const { span, attrs } of rx.spans)
+      if (attrs['faultline.injected'] === false)
+        expect(span.events?.map((e) => e.name) ?? []).not.toContain('faultline.hold.start');
+  }, 20_000);
+
+  it('untouched requests (none by default, see above): every one at untouched_sample_ratio 1, marked untouched', async () => {
+    const rx = await startReceiver();
+    cleanup.push(() => rx.close());
+    const { fl } = await start({
+      enabled: true,
+      endpoint: rx.url,
+      export_interval_ms: 100,
+      untouched_sample_ratio: 1,
+    });
+    const dispatcher = new Agent({ connections: 8 });
+    cleanup.push(() => dispatcher.close());
+    const n = 100;
+    const traceIds = new Set<string>();
+    await Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const traceId = randomBytes(16).toString('hex');
+        traceIds.add(traceId);
+        const r = await request(`${fl.url()}/u?i=${i}`, {
+          dispatcher,
+          headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`, 'x-user': `u-${i}` },
+        });
+        await r.body.dump();
+      }),
+    );
+    await until(() => rx.spans.length >= n, 10_000, `${n} spans (have ${rx.spans.length})`);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(rx.spans.length).toBe(n);
+    const untouched = rx.spans.filter((s) => s.attrs['faultline.untouched'] === true);
+    const view = (await (await request(`${fl.admin}/experiments/pay-abort`)).body.json()) as {
+      assigned: { canary: number; control: number };
+    };
+    expect(untouched.length).toBe(n - view.assigned.canary - view.assigned.control);
+    expect(untouched.length).toBeGreaterThan(20);
+    for (const { span, attrs } of untouched) {
+      expect(traceIds.has(span.traceId)).toBe(true);
+      expect(attrs['feature_flag.key']).toBeUndefined();
+      expect(attrs['faultline.hop']).toBe('ingress');
+      expect(attrs['faultline.outcome']).toBe('ok');
+      expect(attrs['url.path']).toBe('/u');
+    }
+  }, 20_000);
+
+  it('in-process: an outbound call that inherits the inbound arm gets a CLIENT span, child of the inbound span', async () => {
+    const rx = await startReceiver();
+    cleanup.push(() => rx.close());
+    const dep = await startBaggageEcho();
+    const stateDir = await mkdtemp(join(tmpdir(), 'faultline-trace-inproc-'));
+    const fl = await createFaultline({
+      config: {
+        state_dir: stateDir,
+        points: [
+          { name: 'checkout', role: 'inbound' },
+          { name: 'dep', role: 'outbound' },
+        ],
+        experiments: [
+          {
+            id: 'dep-slow',
+            hypothesis: 'checkout copes with a slow dependency',
+            match: { listener: 'checkout' },
+            split: { percent: 25, allow_above_cap: true },
+            inject: 'downstream',
+            fault: { kind: 'latency', ms: 30 },
+            guardrails: [{ metric: 'error_rate' }],
+          },
+        ],
+        tracing: { enabled: true, endpoint: rx.url, export_interval_ms: 100 },
+      },
+    });
+    const dispatcher = new Agent().compose(fl.undiciInterceptor('dep'));
+    const server = http.createServer(
+      fl.inbound('checkout', (_req, res) => {
+        void (async () => {
+          const r = await request(`${dep.url}/price`, { dispatcher });
+          await r.body.dump();
+          res.end('ok');
+        })();
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      await dispatcher.close();
+      await fl.close();
+      await dep.close();
+      await removeDir(stateDir);
+    });
+    const app = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = new Agent({ connections: 8 });
+    cleanup.push(() => client.close());
+    for (let i = 0; i < 80; i += 8)
+      await Promise.all(
+        Array.from({ length: 8 }, async () =>
+          (await request(`${app}/buy`, { dispatcher: client })).body.dump(),
+        ),
+      );
+    const hop = fl.engine.get('dep-slow')!.hopCounts()['checkout']!;
+    const assigned = hop.canary.requests + hop.control.requests;
+    expect(assigned).toBeGreaterThan(10);
+    // Two spans per assigned request: the inbound SERVER span and its outbound CLIENT child.
+    await until(
+      () => rx.spans.length >= 2 * assigned,
+      10_000,
+      `${2 * assigned} spans (have ${rx.spans.length})`,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const server_ = rx.spans.filter((s) => s.span.kind === 2);
+    const client_ = rx.spans.filter((s) => s.span.kind === 3);
+    expect(server_.length).toBe(assigned);
+    expect(client_.length).toBe(assigned);
+    const byId = new Map(server_.map((s) => [s.span.spanId, s]));
+    for (const c of client_) {
+      const parent = byId.get(c.span.parentSpanId ?? '');
+      expect(parent, 'the inbound span is the parent').toBeDefined();
+      expect(c.span.traceId).toBe(parent!.span.traceId);
+      expect(c.attrs['faultline.inherited']).toBe(true);
+      expect(c.attrs['feature_flag.key']).toBe('dep-slow');
+      expect(c.attrs['feature_flag.result.variant']).toBe(parent!.attrs['feature_flag.result.variant']);
+      expect(c.attrs['faultline.hop']).toBe('dep');
+      expect(c.attrs['url.path']).toBe('/price');
+      // The fault is injected on the outbound call (inject: downstream): its hold is on the child span.
+      const canary = c.attrs['feature_flag.result.variant'] === 'canary';
+      expect(c.attrs['faultline.injected']).toBe(canary);
+      expect((c.span.events ?? []).some((e) => e.name === 'faultline.hold.start')).toBe(canary);
+      expect(parent!.attrs['faultline.injected']).toBe(false);
+    }
+  }, 30_000);
 });
