@@ -4,8 +4,9 @@
 //   node bench/ab.mjs --variant base=dist-base --variant new=dist [--peer http-proxy] [--peer nginx]
 //        [--variant gc=dist@--max-semi-space-size=32] [--reps 5] [--duration 5] [--measure get128k,post128k,get10m,post10m,get1k] [--port 18700]
 //        [--scenario abort5]   (a scenario of bench/scenarios.mjs whose experiments every Faultline variant runs)
+//        [--append name=FILE]  (YAML appended to that variant's config, e.g. a `tracing:` block)
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
@@ -20,7 +21,13 @@ const opt = (name, dflt) => {
 };
 const variants = [];
 const peers = [];
+const appended = new Map();
 for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--append') {
+    const spec = args[++i];
+    appended.set(spec.slice(0, spec.indexOf('=')), readFileSync(spec.slice(spec.indexOf('=') + 1), 'utf8'));
+    continue;
+  }
   if (args[i] === '--variant') {
     // name=dir or name=dir@--node-flag,--other-flag
     const spec = args[++i];
@@ -95,7 +102,7 @@ for (const v of variants) {
       adminPort: p + 40,
       upstreamPort: upPort,
       experiments: scenario?.experiments ?? [],
-    }),
+    }) + (appended.get(v.name) ?? ''),
   );
   const nodeArgs = [...(extra ? extra.split(' ') : []), ...v.flags];
   const child = spawn(
