@@ -296,7 +296,7 @@ function renderRamp(c, ramp) {
         'data-step': String(st.step),
         'data-status': st.status,
       },
-      el('td', {}, String(st.step + 1)),
+      el('td', {}, String(st.step)),
       el('td', {}, `${st.magnitude} ${ramp.unit}`),
       el('td', {}, st.status),
       el('td', {}, String(st.canary)),
@@ -314,8 +314,9 @@ function renderRamp(c, ramp) {
       el(
         'span',
         { 'data-testid': 'ramp-current' },
+        // the server's step numbers (from 0), as in the timeline's ramp_step events
         cur
-          ? `step ${cur.step + 1} of ${ramp.steps.length}: ${cur.magnitude} ${ramp.unit} (${cur.status})`
+          ? `step ${cur.step}: ${cur.magnitude} ${ramp.unit} (${cur.status}), ${ramp.current + 1} of ${ramp.steps.length}`
           : '-',
       ),
     ),
