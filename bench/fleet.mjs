@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { Redis } from 'ioredis';
+import { parse, stringify } from 'yaml';
 import { cpuMicros } from './procstat.mjs';
 import { faultlineConfig, faultlineEntry, freePort, startUpstream, stopAll } from './peers.mjs';
 import { runWrk } from './wrk.mjs';
@@ -90,6 +91,7 @@ async function startRedis() {
   const url = `redis://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => undefined);
     try {
       await c.connect();
       await c.ping();
@@ -108,19 +110,15 @@ async function startFaultline(name, upstreamPort, pin, fleet, extra = {}) {
   const port = await freePort();
   const adminPort = await freePort();
   const dir = join(tmp, name);
-  let text = faultlineConfig({ port, adminPort, upstreamPort, experiments: [{ ...EXPERIMENT, ...extra }] });
-  text += `state_dir: ${JSON.stringify(dir)}\n`;
-  if (fleet) {
-    text += `fleet: { redis: ${JSON.stringify(fleet.url)}, name: bench, replica: ${name}`;
-    text += `${fleet.flush_ms ? `, flush_ms: ${fleet.flush_ms}` : ''} }\n`;
-  }
+  // bench/peers.mjs's listener and admin, this bench's experiment and fleet.
+  const config = parse(faultlineConfig({ port, adminPort, upstreamPort }));
+  config.state_dir = dir;
+  config.experiments = [{ ...EXPERIMENT, match: { listener: 'ingress', route: 'api' }, ...extra }];
+  if (fleet) config.fleet = { redis: fleet.url, name: 'bench', replica: name };
   const cfg = join(tmp, `${name}.yaml`);
-  writeFileSync(cfg, text);
-  const child = spawnLogged(
-    pin[0],
-    [...pin.slice(1), 'node', entry, 'run', '--config', cfg, '--no-watch'],
-    name,
-  );
+  writeFileSync(cfg, stringify(config));
+  const [cmd, ...argv] = [...pin, 'node', entry, 'run', '--config', cfg, '--no-watch'];
+  const child = spawnLogged(cmd, argv, name);
   const url = `http://127.0.0.1:${port}`;
   const admin = `http://127.0.0.1:${adminPort}`;
   for (let i = 0; i < 200; i++) {
@@ -201,8 +199,10 @@ async function benchKill(up, redis) {
   for (const name of ['k0', 'k1', 'k2'])
     replicas.push(
       await startFaultline(name, up.port, [], redis, {
-        split: { percent: 25, allow_above_cap: true },
-        fault: { kind: 'abort', status: 503, percent: 50 },
+        // Every canary request injected: the last injected request is close to the last assigned one.
+        split: { percent: 50, allow_above_cap: true },
+        fault: { kind: 'abort', status: 503, percent: 100 },
+        exclude_injected: false,
       }),
     );
   const rc = new Redis(redis.url, { maxRetriesPerRequest: 1 });
