@@ -46,8 +46,8 @@ async function spawnReplica(r: TestRedis, name: string, experiments: unknown[], 
     p.child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   });
-  const listener = await p.waitForLog((l) => l['msg'] === 'listener started', 15_000);
-  const started = await p.waitForLog((l) => l['msg'] === 'faultline started', 15_000);
+  const listener = await p.waitForLog((l) => l['msg'] === 'listener started', 30_000);
+  const started = await p.waitForLog((l) => l['msg'] === 'faultline started', 30_000);
   return {
     p,
     url: `http://127.0.0.1:${String(listener['port'])}`,
