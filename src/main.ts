@@ -20,7 +20,7 @@ import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
 import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import type { ExperimentRuntime } from './experiments/runtime.js';
-import { Fleet } from './fleet/fleet.js';
+import { Fleet, type PooledGuard } from './fleet/fleet.js';
 import { FileStateStore } from './killswitch/store.js';
 import { compileExtProcPlan, extProcBindingKey, type ExtProcPlan } from './extproc/plan.js';
 import { ExtProcServer } from './extproc/server.js';
@@ -76,7 +76,8 @@ export class Faultline implements AdminTarget {
   /** OpenTelemetry traces (tracing.enabled; a restart applies a change). */
   private tracer: OtelRequestTracer | null = null;
   private webhookListener: ((e: ExperimentEvent) => void) | null = null;
-  private readonly startedAtMs = Date.now();
+  /** max_duration counts from here: this process's start, or in a fleet the fleet's (from Redis). */
+  private startedAtMs = Date.now();
   private globalDeadline: NodeJS.Timeout | null = null;
   private globalDeadlinePassed = false;
   private reloadChain: Promise<unknown> = Promise.resolve();
@@ -167,6 +168,7 @@ export class Faultline implements AdminTarget {
         protocol: spec.protocol,
       });
     }
+    if (this.fleet !== null) this.poolGuards(this.fleet);
     const xp = compileExtProcPlan(cfg, experiments);
     if (xp !== null) await this.startExtProc(cfg, xp);
     this.metrics.configValid.set(1);
@@ -178,6 +180,24 @@ export class Faultline implements AdminTarget {
       admin: `${cfg.admin.address}:${this.adminPort}`,
       experiments: cfg.experiments.map((e) => e.id),
     });
+  }
+
+  /** Fleet: the listeners' error-rate guards and max_duration are judged fleet-wide (src/fleet). */
+  private poolGuards(fleet: Fleet): void {
+    for (const l of this.listeners.values()) l.pooledGuard = true;
+    fleet.guards = () => {
+      const out: PooledGuard[] = [];
+      for (const l of this.listeners.values()) {
+        const g = l.spec.max_error_rate;
+        const window = l.errorWindow();
+        if (g !== undefined && window !== null) out.push({ listener: l.spec.name, ...g, window });
+      }
+      return out;
+    };
+    fleet.onFleetStart = (ms) => {
+      this.startedAtMs = ms;
+      this.startGlobalDeadline(this.config.max_duration);
+    };
   }
 
   private async startExtProc(cfg: ConfigSpec, plan: ExtProcPlan): Promise<void> {
@@ -371,8 +391,8 @@ export class Faultline implements AdminTarget {
   }
 
   /**
-   * The global `max_duration` guard: that long after this process started, every running experiment is
-   * killed at once (once; experiments armed afterwards run until stopped). A reload may move it.
+   * The global `max_duration` guard: that long after this process (in a fleet: the fleet) started, every
+   * running experiment is killed at once (once; experiments armed afterwards run until stopped). A reload may move it.
    */
   private startGlobalDeadline(maxMs: number | undefined): void {
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);

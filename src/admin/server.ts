@@ -175,7 +175,13 @@ export class AdminServer {
       if (a === 'experiments') {
         if (parts.length === 1)
           return sendJson(res, 200, {
-            experiments: [...t.table.all()].map((rt) => experimentView(rt, t.table.lifecycleOf(rt.id))),
+            experiments: [...t.table.all()].map((rt) => {
+              const fleet = t.fleetView?.(rt) ?? null;
+              return {
+                ...experimentView(rt, t.table.lifecycleOf(rt.id)),
+                ...(fleet === null ? {} : { fleet }),
+              };
+            }),
           });
         const rt = id !== undefined ? t.table.get(id) : undefined;
         if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);

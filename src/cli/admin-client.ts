@@ -1,4 +1,4 @@
-/** `faultline status|kill|arm|report|history`: thin clients of a running instance's admin API. */
+/** `faultline status|kill|arm|report|history|fleet`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
 import { writeFile } from 'node:fs/promises';
 import type { RunComparison, RunRecord } from '../experiments/journal.js';
@@ -10,6 +10,7 @@ import {
 } from '../experiments/report.js';
 import { reportHtml } from '../experiments/report-html.js';
 import type { SeriesView } from '../experiments/series.js';
+import { fleetText } from './fleet-view.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -36,7 +37,9 @@ export async function adminCall(
   return { status: res.statusCode, json };
 }
 
-type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history';
+type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history' | 'fleet';
+
+type FleetRow = Parameters<typeof fleetText>[0][number];
 
 const ADMIN_OPTIONS = `  --admin URL    admin API base (default $FAULTLINE_ADMIN_URL, else http://127.0.0.1:9901);
                  $FAULTLINE_ADMIN_TOKEN is sent as the bearer token
@@ -64,6 +67,11 @@ ${ADMIN_OPTIONS}`,
   the run journal: every recorded run (of experiment ID), oldest first, with its verdict
   --json         the records as JSON
 ${ADMIN_OPTIONS}`,
+  fleet: `usage: faultline fleet [ID] [--json] [--admin URL]
+  fleet mode: the fleet as any replica sees it: pooled arms, each replica's counts and last-seen
+  time, who holds the evaluator lease (kill and arm on any replica act on the whole fleet)
+  --json         the experiments' fleet views as JSON
+${ADMIN_OPTIONS}`,
 };
 
 const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
@@ -77,6 +85,7 @@ const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
     html: { type: 'string' },
   },
   history: { admin: { type: 'string' }, json: { type: 'boolean' } },
+  fleet: { admin: { type: 'string' }, json: { type: 'boolean' } },
 };
 
 export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<number> {
@@ -154,6 +163,26 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
           return 0;
         }
         break;
+      case 'fleet': {
+        r = await adminCall(base, 'GET', id ? `/experiments/${encodeURIComponent(id)}` : '/experiments');
+        if (r.status !== 200) break;
+        const rows = id ? [r.json as FleetRow] : (r.json as { experiments: FleetRow[] }).experiments;
+        const text = fleetText(rows);
+        if (text === null) {
+          process.stderr.write(`faultline fleet: ${base} is not in a fleet (its config has no \`fleet\`)\n`);
+          return 1;
+        }
+        process.stdout.write(
+          json
+            ? JSON.stringify(
+                rows.map((x) => ({ id: x.id, state: x.state, fleet: x.fleet })),
+                null,
+                2,
+              ) + '\n'
+            : text,
+        );
+        return 0;
+      }
       case 'history':
         r = await adminCall(base, 'GET', id ? `/experiments/${encodeURIComponent(id)}/runs` : '/runs');
         if (r.status === 200 && !json) {

@@ -627,12 +627,17 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         ['fleet', 'flush_ms'],
         `must be at most half of fleet.grant_ttl_ms (${fl.grant_ttl_ms}) so grants renew in time`,
       );
+    // Sticky error/timeout guardrails pool per session through a Redis bitmap; a latency guardrail's
+    // per-session count needs each slow request judged against control's threshold of its moment.
     c.experiments.forEach((e, i) => {
-      if (e.split.sticky !== undefined)
-        issue(
-          ['experiments', i, 'split', 'sticky'],
-          'is not supported with fleet yet: pooled counts cannot deduplicate sessions across replicas',
-        );
+      if (e.split.sticky === undefined) return;
+      e.guardrails.forEach((g, j) => {
+        if (g.metric === 'latency')
+          issue(
+            ['experiments', i, 'guardrails', j],
+            'a latency guardrail cannot judge a sticky split in a fleet (one slow request per session would need every request judged against control at its own time, in one place); use error_rate/timeout_rate guardrails here (list them explicitly: the default includes latency), or drop split.sticky',
+          );
+      });
     });
   }
 

@@ -84,7 +84,8 @@ export class ExperimentRuntime {
   readonly armMarks: readonly (string | null)[];
   /** Baggage members carrying the assignment, by arm ([none, canary, control]): built once, not per request. */
   readonly baggageMembers: readonly [string, string, string];
-  readonly maxActiveFaults: number;
+  /** max_active_faults (a fleet sets this replica's share of it). */
+  maxActiveFaults: number;
   /** Of 10,000: the share of canary requests that get the fault (BUCKETS = all of them). */
   faultBuckets: number;
   readonly excludeInjected: boolean;

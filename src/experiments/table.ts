@@ -25,7 +25,14 @@ import {
  * judged request, allocation-free; the fleet feeds the pooled batches to `rt.analyzer`.
  */
 export interface OutcomeSink {
-  observe(rt: ExperimentRuntime, isCanary: boolean, bad: boolean, timedOut: boolean, latencyMs: number): void;
+  observe(
+    rt: ExperimentRuntime,
+    isCanary: boolean,
+    bad: boolean,
+    timedOut: boolean,
+    latencyMs: number,
+    sessionKey: number,
+  ): void;
 }
 
 export type KillCause = 'guardrail' | 'global_error_rate' | 'duration' | 'manual' | 'stop_condition';
@@ -276,16 +283,36 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
       this.persist();
     }
     this.event({ type: 'started', experiment: rt.id });
+    this.startDuration(rt, startedAt);
+  }
+
+  /** `duration` counts from the run's recorded start (a restart, or a fleet's first replica). */
+  private startDuration(rt: ExperimentRuntime, startedAt: string): void {
     const durationMs = rt.durationMs;
-    if (durationMs !== undefined) {
-      const endsAt = Date.parse(startedAt) + durationMs;
-      life.endsAt = new Date(endsAt).toISOString();
-      // Restarted after its duration ran out: it ends now, before any request is assigned.
-      if (endsAt <= now) return this.expire(rt.id);
-      const timer = setTimeout(() => this.expire(rt.id), endsAt - now);
-      timer.unref();
-      this.timers.set(rt.id, timer);
-    }
+    if (durationMs === undefined) return;
+    const now = this.now();
+    const endsAt = Date.parse(startedAt) + durationMs;
+    this.clearTimer(rt.id);
+    this.lifecycle(rt.id).endsAt = new Date(endsAt).toISOString();
+    // Restarted after its duration ran out: it ends now, before any request is assigned.
+    if (endsAt <= now) return this.expire(rt.id);
+    const timer = setTimeout(() => this.expire(rt.id), endsAt - now);
+    timer.unref();
+    this.timers.set(rt.id, timer);
+  }
+
+  /**
+   * Fleet: the running run's start as the fleet recorded it (another replica started it first); the
+   * duration counts from there. Counts and evidence stay (the fleet re-pools them under that run).
+   */
+  adoptStart(id: string, rec: PersistedExperiment): void {
+    const rt = this.runtimes.get(id);
+    if (!rt?.assigning || rec.state !== 'running' || rec.startedAt === undefined) return;
+    this.persisted.experiments[id] = { ...rec };
+    const life = this.lifecycle(id);
+    life.startedAt = rec.startedAt;
+    life.startedBy = rec.startedBy ?? life.startedBy;
+    if (rt.spec.schedule === undefined) this.startDuration(rt, rec.startedAt);
   }
 
   private setState(rt: ExperimentRuntime, state: ExperimentState): void {
@@ -514,7 +541,7 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     }
     const bad = outcome !== OUTCOME_OK;
     if (this.pooled !== null) {
-      this.pooled.observe(rt, arm === ARM_CANARY, bad, outcome === OUTCOME_TIMEOUT, latencyMs);
+      this.pooled.observe(rt, arm === ARM_CANARY, bad, outcome === OUTCOME_TIMEOUT, latencyMs, sessionKey);
       return;
     }
     const breach = rt.analyzer.record(

@@ -13,6 +13,13 @@
  *   subsequence of the per-request looks), so every replica shows the pooled evidence; only the
  *   evaluator (the replica holding the lease key, SET NX PX) kills on a breach. A failover loses no
  *   evidence: the new holder's analyzer already saw the same cumulative counts.
+ * - Sticky experiments: a bad event's session bit (the SessionFilter's own hash) is set in one Redis
+ *   bitmap per run and metric by a script that counts it only when the bit was clear, in the same
+ *   atomic write as the replica's counts: one bad event per session fleet-wide, whichever replica saw it.
+ * - Fleet-wide limits (approximate, from what every replica writes each flush): max_active_faults is
+ *   split into fixed shares over the live replicas; the listeners' error-rate guards are judged on the
+ *   sum of the replicas' windows; max_duration counts from the fleet's start (a Redis key that lives
+ *   while any replica does); a run's start is the one recorded in Redis.
  * Nothing here runs per request except `observe` (a map lookup and a few additions).
  */
 import { hostname } from 'node:os';
@@ -23,6 +30,8 @@ import type { ConfigSpec } from '../config/schema.js';
 import { countsOf, type ArmCounts, type ExperimentRuntime } from '../experiments/runtime.js';
 import type { ExperimentTable, OutcomeSink } from '../experiments/table.js';
 import type { PersistedExperiment } from '../killswitch/store.js';
+import type { ErrorRateWindow } from '../killswitch/guards.js';
+import { fmix32 } from '../split/hash.js';
 import type { ArmBatch } from '../stats/analyzer.js';
 import { LogHistogram } from '../stats/histogram.js';
 import { log } from '../telemetry/log.js';
@@ -51,6 +60,57 @@ end
 return h
 `;
 
+/**
+ * One replica's write of one run, atomic (a reader sees its counts and its session bits together):
+ * sticky experiments' bad-event bits (bit * 2 + arm, per metric) are set in the run's bitmaps, and a
+ * bit that was clear counts one bad session in the hash's "#<metric>:<arm>" field. Setting a bit is
+ * idempotent, so a retried write counts nothing twice. Then the replica's cumulative entry.
+ * KEYS: counts hash, error bitmap, timeout bitmap. ARGV: field, entry, ttl ms, error bits, timeout bits.
+ */
+const WRITE_LUA = `
+for m = 1, 2 do
+  local list = ARGV[3 + m]
+  if list ~= '' then
+    for v in string.gmatch(list, '%d+') do
+      local n = tonumber(v)
+      local arm = n % 2
+      if redis.call('SETBIT', KEYS[1 + m], (n - arm) / 2, 1) == 0 then
+        redis.call('HINCRBY', KEYS[1], '#' .. m .. ':' .. arm, 1)
+      end
+    end
+    redis.call('PEXPIRE', KEYS[1 + m], ARGV[3])
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+/** The fleet's start (max_duration counts from it): set by the first replica, kept alive by every tick. */
+const START_LUA = `
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('GET', KEYS[1])
+`;
+
+/** How long the fleet's start outlives its last replica (a rolling restart keeps it, a fleet down this long starts anew). */
+const START_TTL_MS = 60_000;
+/** The evaluator drops replica entries not seen for this long (pods that went away). */
+const REPLICA_FORGET_MS = 10 * 60_000;
+/** Session bitmaps: 2^20 bits (128 KiB) per run and metric, the SessionFilter's size and hash. */
+const SESSION_SHIFT = 12;
+/** Run data in Redis outlives its run this long (reports of a recent run still read it). */
+const RUN_TTL_MS = 7 * 24 * 3600_000;
+
+/** A listener's global error-rate guard, pooled over the fleet (main.ts lists them). */
+export interface PooledGuard {
+  listener: string;
+  threshold: number;
+  window_s: number;
+  min_requests: number;
+  window: ErrorRateWindow;
+}
+
 /** The script queued on a pipeline (its reply comes with the pipeline's). */
 type LeaseCommand = (nkeys: number, ...args: string[]) => unknown;
 
@@ -64,6 +124,14 @@ interface Cumulative {
   errors: [number, number];
   timeouts: [number, number];
   latency: [Float64Array | null, Float64Array | null];
+}
+
+/** A replica's line in the fleet's replicas hash, rewritten every tick. */
+interface ReplicaInfo {
+  replica: string;
+  at: number;
+  /** its listeners' guard windows: [requests, errors] */
+  guards?: Record<string, [number, number]>;
 }
 
 interface ReplicaEntry {
@@ -86,10 +154,29 @@ class LocalPool {
   changed = true;
   /** Sum of the runtime's counts at the last write (requests still finishing after a kill change them). */
   countsTotal = 0;
+  /** Sticky: session bits (bit * 2 + arm) not yet written, per metric (errors, timeouts)... */
+  readonly bits: [number[], number[]] | null;
+  /** ...and a local bitmap of those already queued (the fleet's bitmap decides; this saves traffic). */
+  private readonly queued: [Uint32Array, Uint32Array] | null;
 
-  constructor(runId: number, withLatency: boolean) {
+  constructor(runId: number, withLatency: boolean, sticky: boolean) {
     this.runId = runId;
     this.cum = newCumulative(withLatency);
+    this.bits = sticky ? [[], []] : null;
+    const words = 2 ** (32 - SESSION_SHIFT - 5);
+    this.queued = sticky ? [new Uint32Array(words), new Uint32Array(words)] : null;
+  }
+
+  /** Queue the session bit of a bad event (m: 0 errors, 1 timeouts), once per session and arm. */
+  queueBit(m: 0 | 1, sessionKey: number, a: 0 | 1): void {
+    // The SessionFilter's hash: the arm mixed in, so a key's canary and control sessions differ.
+    const bit = fmix32((sessionKey ^ (a === 0 ? 0x9e3779b9 : 0x7f4a7c15)) >>> 0) >>> SESSION_SHIFT;
+    const q = this.queued![m];
+    const w = bit >>> 5;
+    const mask = 1 << (bit & 31);
+    if ((q[w]! & mask) !== 0) return;
+    q[w] = q[w]! | mask;
+    this.bits![m].push(bit * 2 + a);
   }
 }
 
@@ -97,6 +184,8 @@ class LocalPool {
 class PooledRun {
   readonly consumed = new Map<string, Cumulative>();
   readonly replicas = new Map<string, ReplicaEntry>();
+  /** Sticky: bad sessions consumed so far: [errors canary, errors control, timeouts canary, timeouts control]. */
+  readonly sessions = [0, 0, 0, 0];
   constructor(
     readonly runId: number,
     readonly runKey: string,
@@ -111,6 +200,12 @@ export interface FleetExperimentView {
   this_replica_evaluates: boolean;
   grant: { fresh: boolean; expires_in_ms: number };
   contributing_replicas: number;
+  /** When the fleet started (max_duration counts from it); null before the first answer from Redis. */
+  fleet_started_at: string | null;
+  /** The replicas seen within the last grant TTL (they share max_active_faults). */
+  live_replicas: number;
+  /** max_active_faults: the fleet's limit and this replica's share of it (null: no limit). */
+  max_active_faults: { fleet: number; this_replica: number } | null;
   pooled: { canary: ArmCounts; control: ArmCounts };
   replicas: { replica: string; last_seen: string; canary: ArmCounts; control: ArmCounts }[];
 }
@@ -139,6 +234,15 @@ export class Fleet implements OutcomeSink {
   private readonly gConnected: Gauge;
   private readonly gGrant: Gauge<'experiment'>;
   private readonly gEvaluator: Gauge;
+  /** The listeners' global guards, pooled here (set by the host; none by default). */
+  guards: () => PooledGuard[] = () => [];
+  /** Called when the fleet's start is first known or changes (the host moves its max_duration deadline). */
+  onFleetStart: ((ms: number) => void) | null = null;
+  fleetStartMs: number | null = null;
+  /** Live replicas' fields, sorted (max_active_faults shares follow this order). */
+  private live: string[] = [];
+  /** When each listener's pooled guard last tripped (its window must refill before it judges again). */
+  private readonly guardTripAt = new Map<string, number>();
 
   constructor(spec: FleetSpec, stateDir: string, metrics: Metrics) {
     this.spec = spec;
@@ -160,6 +264,8 @@ export class Fleet implements OutcomeSink {
     this.redis.on('ready', () => this.setConnected(true));
     this.redis.on('close', () => this.setConnected(false));
     this.redis.defineCommand('faultlineLease', { lua: LEASE_LUA });
+    this.redis.defineCommand('faultlineWrite', { lua: WRITE_LUA });
+    this.redis.defineCommand('faultlineStart', { lua: START_LUA });
     this.store = new RedisStateStore(stateDir, this.redis, this.keys);
     const registers = [metrics.registry];
     this.gConnected = new Gauge({
@@ -205,20 +311,24 @@ export class Fleet implements OutcomeSink {
     bad: boolean,
     timedOut: boolean,
     latencyMs: number,
+    sessionKey: number,
   ): void {
     let pool = this.pools.get(rt);
     if (pool === undefined || pool.runId !== rt.runId) {
-      pool = new LocalPool(
-        rt.runId,
-        rt.spec.guardrails.some((g) => g.metric === 'latency'),
-      );
+      pool = newPool(rt);
       this.pools.set(rt, pool);
     }
     const c = pool.cum;
     const a = isCanary ? 0 : 1;
     c.requests[a] += 1;
-    if (bad) c.errors[a] += 1;
-    if (timedOut) c.timeouts[a] += 1;
+    if (bad) {
+      c.errors[a] += 1;
+      if (pool.bits !== null) pool.queueBit(0, sessionKey, a);
+    }
+    if (timedOut) {
+      c.timeouts[a] += 1;
+      if (pool.bits !== null) pool.queueBit(1, sessionKey, a);
+    }
     const lat = c.latency[a];
     if (lat != null && latencyMs >= 0 && latencyMs < Infinity) lat[HIST.bucketOf(latencyMs)]! += 1;
     pool.changed = true;
@@ -238,7 +348,19 @@ export class Fleet implements OutcomeSink {
   private apply(id: string, rec: PersistedExperiment): void {
     const rt = this.table?.get(id);
     if (rec.state !== 'running') this.grantUntil.delete(id);
-    this.table?.adopt(id, rec);
+    // The run in force is the one Redis recorded first (two replicas that started it at once, or one
+    // that resumed an older run from its own file): take its start, so `duration` counts from it and
+    // the counts pool under one run. Not while our own records wait to be written (cut off at start).
+    if (
+      rt !== undefined &&
+      rec.state === 'running' &&
+      rt.assigning &&
+      this.store.pending === null &&
+      rec.startedAt !== undefined &&
+      this.table?.lifecycleOf(id)?.startedAt !== rec.startedAt
+    )
+      this.table?.adoptStart(id, rec);
+    else this.table?.adopt(id, rec);
     if (rt) this.gate(rt);
   }
 
@@ -312,10 +434,28 @@ export class Fleet implements OutcomeSink {
       String(this.spec.grant_ttl_ms),
       ...ids,
     );
-    p.hset(this.keys.replicas, this.field, JSON.stringify({ replica: this.replica, at: t0 }));
+    const guards = this.guards();
+    const info: ReplicaInfo = { replica: this.replica, at: t0 };
+    if (guards.length > 0) {
+      info.guards = {};
+      for (const g of guards) {
+        const w = g.window.rateAt(t0);
+        info.guards[g.listener] = [w.requests, w.errors];
+      }
+    }
+    p.hset(this.keys.replicas, this.field, JSON.stringify(info));
     p.hgetall(this.keys.state);
-    // Reply positions: lease (0), replicas hset (1), state (2), then per experiment its pttl and counts.
-    let n = 3;
+    p.hgetall(this.keys.replicas);
+    (p as unknown as { faultlineStart: LeaseCommand }).faultlineStart(
+      1,
+      this.keys.started,
+      String(t0),
+      String(Math.max(START_TTL_MS, 10 * this.spec.grant_ttl_ms)),
+    );
+    // Reply positions: lease (0), replicas hset (1), state (2), replicas (3), fleet start (4), then per
+    // experiment its pttl and counts.
+    let n = 5;
+    const sending: { pool: LocalPool; bits: [number[], number[]] }[] = [];
     const runs: {
       rt: ExperimentRuntime;
       runId: number;
@@ -332,19 +472,30 @@ export class Fleet implements OutcomeSink {
       const key = `${this.keys.countsPrefix}${rt.id}:${runKey}`;
       let pool = this.pools.get(rt);
       if (pool === undefined || pool.runId !== rt.runId) {
-        pool = new LocalPool(
-          rt.runId,
-          rt.spec.guardrails.some((g) => g.metric === 'latency'),
-        );
+        pool = newPool(rt);
         this.pools.set(rt, pool);
       }
       const total = sumOf(rt.counts);
       if (pool.changed || total !== pool.countsTotal) {
         pool.changed = false;
         pool.countsTotal = total;
-        p.hset(key, this.field, JSON.stringify(entryOf(this.replica, t0, pool.cum, rt.counts)));
-        p.pexpire(key, 7 * 24 * 3600_000);
-        n += 2;
+        let bits: [number[], number[]] = [[], []];
+        if (pool.bits !== null) {
+          bits = [pool.bits[0].splice(0), pool.bits[1].splice(0)];
+          sending.push({ pool, bits });
+        }
+        (p as unknown as { faultlineWrite: LeaseCommand }).faultlineWrite(
+          3,
+          key,
+          `${key}:sessions:errors`,
+          `${key}:sessions:timeouts`,
+          this.field,
+          JSON.stringify(entryOf(this.replica, t0, pool.cum, rt.counts)),
+          String(RUN_TTL_MS),
+          bits[0].join(','),
+          bits[1].join(','),
+        );
+        n += 1;
       }
       p.hgetall(key);
       run.countsAt = n++;
@@ -359,6 +510,8 @@ export class Fleet implements OutcomeSink {
         const pool = this.pools.get(run.rt);
         if (pool !== undefined) pool.changed = true;
       }
+      // Session bits not written go out with the next write (setting a bit twice counts once).
+      for (const x of sending) for (const m of [0, 1] as const) x.pool.bits?.[m].push(...x.bits[m]);
       throw err;
     }
     const value = (i: number): unknown => res[i]?.[1];
@@ -370,6 +523,12 @@ export class Fleet implements OutcomeSink {
       this.gEvaluator.set(holder === this.field ? 1 : 0);
     }
     const states = value(2) as Record<string, string>;
+    this.replicasSeen(value(3) as Record<string, string>, t0, rts);
+    const start = Number(value(4));
+    if (Number.isFinite(start) && start > 0 && start !== this.fleetStartMs) {
+      this.fleetStartMs = start;
+      this.onFleetStart?.(start);
+    }
     for (const run of runs) {
       const pttl = value(run.pttlAt) as number;
       if (pttl > 0) this.grantUntil.set(run.rt.id, t0 + Math.min(pttl, this.spec.grant_ttl_ms));
@@ -394,17 +553,74 @@ export class Fleet implements OutcomeSink {
       }
   }
 
+  /**
+   * The replicas hash: who is live (seen within a grant TTL; they share max_active_faults), and, on
+   * the evaluator, the pooled guard windows and the pruning of replicas long gone.
+   */
+  private replicasSeen(raw: Record<string, string>, now: number, rts: ExperimentRuntime[]): void {
+    const infos = new Map<string, ReplicaInfo>();
+    const gone: string[] = [];
+    for (const [field, text] of Object.entries(raw)) {
+      try {
+        const e = JSON.parse(text) as ReplicaInfo;
+        if (now - e.at <= Math.max(this.spec.grant_ttl_ms, 3 * this.spec.flush_ms)) infos.set(field, e);
+        else if (now - e.at > REPLICA_FORGET_MS) gone.push(field);
+      } catch {
+        gone.push(field);
+      }
+    }
+    // Our own line was written in this round trip; it is live even if the clocks disagree.
+    if (!infos.has(this.field)) infos.set(this.field, { replica: this.replica, at: now });
+    this.live = [...infos.keys()].sort();
+    // max_active_faults in fixed shares: floor(C / N), the remainder to the first replicas by field.
+    // The shares add up to C, so the fleet never holds more than C faults while the replicas agree on
+    // who is live (one flush interval after a join the others still count one replica fewer).
+    const k = this.live.indexOf(this.field);
+    const nLive = this.live.length;
+    for (const rt of rts) {
+      const c = rt.spec.max_active_faults;
+      if (c !== undefined) rt.maxActiveFaults = Math.floor(c / nLive) + (k < c % nLive ? 1 : 0);
+    }
+    if (this.holder !== this.field) return;
+    if (gone.length > 0) void this.redis.hdel(this.keys.replicas, ...gone).catch(() => undefined);
+    for (const g of this.guards()) {
+      // After a trip the window refills with what came after it before the guard judges again.
+      if (now - (this.guardTripAt.get(g.listener) ?? -Infinity) < g.window_s * 1000) continue;
+      let requests = 0;
+      let errors = 0;
+      let replicas = 0;
+      for (const e of infos.values()) {
+        const w = e.guards?.[g.listener];
+        if (w === undefined) continue;
+        requests += w[0];
+        errors += w[1];
+        replicas++;
+      }
+      if (requests < g.min_requests || errors / requests <= g.threshold) continue;
+      this.guardTripAt.set(g.listener, now);
+      const reason = `listener ${g.listener}, fleet ${this.spec.name}: error rate ${((100 * errors) / requests).toFixed(2)}% of ${requests} requests from ${replicas} replicas over ${g.window_s}s exceeds ${(g.threshold * 100).toFixed(2)}%`;
+      const killed = this.table?.killAll('global_error_rate', reason, `guard:${g.listener}`) ?? [];
+      if (killed.length > 0)
+        log('warn', 'fleet: global guard tripped', { listener: g.listener, killed, reason });
+    }
+  }
+
   /** Feed the new pooled outcomes (every replica's cumulative counts minus what was consumed). */
   private pool(rt: ExperimentRuntime, runId: number, runKey: string, entries: Record<string, string>): void {
     let run = this.pooledRuns.get(rt.id);
     if (run === undefined || run.runId !== runId || run.runKey !== runKey) {
+      // Same run, other key: this replica adopted the fleet's start of it; what it consumed under its
+      // own key (its own first counts) comes again under the fleet's, so the evidence starts over.
+      if (run !== undefined && run.runId === runId) rt.analyzer = rt.newAnalyzer();
       run = new PooledRun(runId, runKey);
       this.pooledRuns.set(rt.id, run);
     }
     const withLatency = rt.spec.guardrails.some((g) => g.metric === 'latency');
+    const sticky = rt.stickyKind !== null;
     const c = emptyBatch(withLatency);
     const k = emptyBatch(withLatency);
     for (const [field, raw] of Object.entries(entries)) {
+      if (field.startsWith('#')) continue;
       let e: ReplicaEntry;
       try {
         e = JSON.parse(raw) as ReplicaEntry;
@@ -420,7 +636,23 @@ export class Fleet implements OutcomeSink {
       addDelta(k, cur, prev, 1);
       run.consumed.set(field, cur);
     }
-    if (c.requests + k.requests > 0) rt.analyzer.recordBatch(c, k);
+    if (sticky) {
+      // Bad events enter the tests once per session and arm, fleet-wide (the bitmap's counters).
+      const now = [
+        Number(entries['#1:0'] ?? 0),
+        Number(entries['#1:1'] ?? 0),
+        Number(entries['#2:0'] ?? 0),
+        Number(entries['#2:1'] ?? 0),
+      ];
+      const d = now.map((x, i) => Math.max(0, x - run.sessions[i]!));
+      for (let i = 0; i < 4; i++) run.sessions[i] = Math.max(run.sessions[i]!, now[i]!);
+      c.errors = d[0]!;
+      k.errors = d[1]!;
+      c.timeouts = d[2]!;
+      k.timeouts = d[3]!;
+    }
+    if (c.requests + k.requests + c.errors + k.errors + c.timeouts + k.timeouts > 0)
+      rt.analyzer.recordBatch(c, k, sticky);
   }
 
   // ---- views ----
@@ -450,6 +682,12 @@ export class Fleet implements OutcomeSink {
       this_replica_evaluates: this.holder === this.field,
       grant: { fresh: left > 0, expires_in_ms: left },
       contributing_replicas: replicas.length,
+      fleet_started_at: this.fleetStartMs === null ? null : new Date(this.fleetStartMs).toISOString(),
+      live_replicas: this.live.length,
+      max_active_faults:
+        rt.spec.max_active_faults === undefined
+          ? null
+          : { fleet: rt.spec.max_active_faults, this_replica: rt.maxActiveFaults },
       pooled: { canary: countsOf(pooled, 1), control: countsOf(pooled, 2) },
       replicas,
     };
@@ -495,6 +733,14 @@ export class Fleet implements OutcomeSink {
     this.redis.disconnect();
     this.sub.disconnect();
   }
+}
+
+function newPool(rt: ExperimentRuntime): LocalPool {
+  return new LocalPool(
+    rt.runId,
+    rt.spec.guardrails.some((g) => g.metric === 'latency'),
+    rt.stickyKind !== null,
+  );
 }
 
 function newCumulative(withLatency: boolean): Cumulative {

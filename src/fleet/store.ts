@@ -75,6 +75,8 @@ export interface FleetKeys {
   lease: string;
   replicas: string;
   countsPrefix: string;
+  /** the fleet's start (ms, text): max_duration counts from it */
+  started: string;
 }
 
 /** Keys of one fleet; the {name} hash tag keeps them in one Redis Cluster slot (scripts touch several). */
@@ -87,6 +89,7 @@ export function fleetKeys(name: string): FleetKeys {
     lease: `${p}evaluator`,
     replicas: `${p}replicas`,
     countsPrefix: `${p}counts:`,
+    started: `${p}started`,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
  * Global guard: the error rate of all traffic through a listener over a sliding window of one-second
  * buckets. O(1) per request, fixed memory; trips once per window when the rate passes the threshold.
+ * In a fleet the replicas' window sums are pooled and judged there (src/fleet/fleet.ts, FleetGuards).
  */
 export class ErrorRateWindow {
   private readonly totals: Uint32Array;
@@ -42,6 +43,12 @@ export class ErrorRateWindow {
 
   rate(): { requests: number; errors: number } {
     return { requests: this.sumTotal, errors: this.sumErrors };
+  }
+
+  /** The window's sums at `nowMs` (seconds that slid out are dropped first: a quiet listener reads 0). */
+  rateAt(nowMs: number): { requests: number; errors: number } {
+    this.evictStale(Math.floor(nowMs / 1000));
+    return this.rate();
   }
 
   private evictStale(sec: number): void {

@@ -147,6 +147,8 @@ export class Listener implements ExchangeHost {
   private readonly metrics: Metrics;
   private readonly engine: Engine;
   private guard: ErrorRateWindow | null;
+  /** Fleet mode: the fleet judges this listener's window pooled over the replicas; it only records here. */
+  pooledGuard = false;
   limits: ListenerLimits;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
@@ -495,7 +497,7 @@ export class Listener implements ExchangeHost {
     // The global guard watches real failures: faults injected on purpose here do not count.
     if (this.guard !== null && outcome !== OUTCOME_CLIENT_ABORT && !ex.injected) {
       const failed = outcome === OUTCOME_ERROR || outcome === OUTCOME_TIMEOUT || outcome === OUTCOME_RESET;
-      if (this.guard.record(failed, Date.now())) this.globalGuardTripped();
+      if (this.guard.record(failed, Date.now()) && !this.pooledGuard) this.globalGuardTripped();
     }
     if (this.plan.accessLog) {
       log('info', 'access', {
@@ -523,6 +525,11 @@ export class Listener implements ExchangeHost {
     const killed = this.engine.killAll(reason, `guard:${this.spec.name}`, 'global_error_rate');
     if (killed.length > 0) log('warn', 'global guard tripped', { listener: this.spec.name, killed, reason });
     this.guard?.reset();
+  }
+
+  /** The global guard's window (null without max_error_rate), for the fleet to pool. */
+  errorWindow(): ErrorRateWindow | null {
+    return this.guard;
   }
 
   /** Swap in a new plan (reload): requests already running keep the snapshot they started with. */

@@ -192,9 +192,11 @@ export class ExperimentAnalyzer {
    * Record a batch of finished requests (a fleet's pooled outcomes since the last batch). Every test's
    * evidence after the batch equals the per-request evidence at the same point (counts commute; the
    * latency test's T_p is refreshed at batch starts), so judging batches is judging a subsequence of
-   * looks: the same alpha, detection later by at most one batch. Not for sticky experiments.
+   * looks: the same alpha, detection later by at most one batch. Sticky experiments only with
+   * `sessionsDeduped` (bad counts already one per session and arm: the fleet's bitmap) and rate
+   * guardrails (a latency test's per-session dedup needs each request's latency at its time).
    */
-  recordBatch(canary: ArmBatch, control: ArmBatch): Breach | null {
+  recordBatch(canary: ArmBatch, control: ArmBatch, sessionsDeduped = false): Breach | null {
     this.nCanary += canary.requests;
     this.nControl += control.requests;
     let crossed = -1;
@@ -208,7 +210,7 @@ export class ExperimentAnalyzer {
         const kb = err ? control.errors : control.timeouts;
         s.canaryBad += cb;
         s.controlBad += kb;
-        c = s.test.onBatch(canary.requests, cb, control.requests, kb);
+        c = s.test.onBatch(canary.requests, cb, control.requests, kb, sessionsDeduped);
       } else c = s.test.onBatch(canary.latency, control.latency);
       if (c && crossed < 0) crossed = i;
     }

@@ -53,8 +53,16 @@ export class RateTest {
    * A batch of requests (pooled outcomes of a fleet): both components at the batch's end. Sessions
    * cannot be deduplicated from counts, so a sticky test refuses batches.
    */
-  onBatch(canaryN: number, canaryBad: number, controlN: number, controlBad: number): boolean {
-    if (this.filter !== null)
+  onBatch(
+    canaryN: number,
+    canaryBad: number,
+    controlN: number,
+    controlBad: number,
+    sessionsDeduped = false,
+  ): boolean {
+    // A fleet deduplicates sessions before pooling (one Redis bitmap, the filter's own rule): its
+    // counts are already per session; anyone else's batch would bypass the filter.
+    if (this.filter !== null && !sessionsDeduped)
       throw new Error('RateTest.onBatch: sticky (session-filtered) tests take single requests');
     this.canaryBadCounted += canaryBad;
     this.controlBadCounted += controlBad;

@@ -247,4 +247,26 @@ ${line.includes('fault') ? '' : '    fault: { kind: abort, status: 503 }\n'}`;
       ),
     ).toThrow(/fleet\.flush_ms.*half/);
   });
+
+  it('sticky splits in a fleet: error/timeout guardrails pool per session; a latency guardrail is refused, saying why', () => {
+    const e = (guardrails?: unknown[]) => ({
+      id: 's',
+      hypothesis: 'h',
+      split: { percent: 5, sticky: 'header:x-user' },
+      fault: { kind: 'abort', status: 503 },
+      ...(guardrails ? { guardrails } : {}),
+    });
+    const cfg = (x: unknown) => ({
+      listeners: [{ name: 'l', port: 0, routes: [{ name: 'r', upstream: 'http://127.0.0.1:1' }] }],
+      fleet: { redis: 'redis://r:6379', name: 'c' },
+      experiments: [x],
+    });
+    expect(() =>
+      validateConfig(cfg(e([{ metric: 'error_rate' }, { metric: 'timeout_rate' }])), 'f.yaml'),
+    ).not.toThrow();
+    // The default guardrails include latency: the message says what to list instead.
+    expect(() => validateConfig(cfg(e()), 'f.yaml')).toThrow(
+      /experiments\[0\]\.guardrails\[1\]: a latency guardrail cannot judge a sticky split in a fleet .* use error_rate\/timeout_rate guardrails/,
+    );
+  });
 });
