@@ -138,7 +138,8 @@ const H2_BY_ALPN = 2;
 type AnyServer = NetServer;
 
 export class Listener implements ExchangeHost {
-  readonly spec: ListenerSpec;
+  /** The listener's spec as last loaded (a reload swaps it; bindings cannot change on reload). */
+  spec: ListenerSpec;
   readonly proto: 'http' | 'https';
   plan: ListenerPlan;
   inFlight = 0;
@@ -544,6 +545,8 @@ export class Listener implements ExchangeHost {
     }
     if (JSON.stringify(spec.max_error_rate) !== JSON.stringify(this.spec.max_error_rate))
       this.guard = guardFor(spec);
+    // Keep the spec current: the guard's reason text and the fleet's pooled guard read its threshold.
+    this.spec = spec;
   }
 
   async listen(): Promise<AddressInfo> {

@@ -3,12 +3,12 @@
  * client -> Faultline ingress (split, inject: downstream) -> service A -> Faultline egress (trusted,
  * injects) -> dependency B. The ingress compares what callers see in canary and control.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { startDependency, startService, type RunningServer } from '../../src/demo/services.js';
 import { LoadGenerator } from '../../src/load/generator.js';
 import { startFaultline, type TestFaultline } from '../helpers/faultline.js';
@@ -258,6 +258,35 @@ describe('guardrails and the automatic kill switch', () => {
     const r = (await (await fetch(`${fl.admin}/experiments/a/report`)).json()) as Report;
     expect(r.verdict).toBe('refuted');
     expect(r.verdict_reason).toMatch(/global error-rate guard/);
+  });
+
+  it('a reload that changes max_error_rate is judged, and reported, with the new threshold', async () => {
+    let n = 0;
+    const up = await startUpstream((_req, res) => {
+      res.statusCode = n++ % 2 === 0 ? 500 : 200;
+      res.end();
+    });
+    cleanup.push(() => up.close());
+    const listener = (threshold: number) => ({
+      name: 'ingress',
+      port: 0,
+      max_error_rate: { threshold, window_s: 10, min_requests: 40 },
+      routes: [{ name: 'api', upstream: up.url }],
+    });
+    const experiments = [
+      { id: 'a', hypothesis: 'h', split: { percent: 1 }, fault: { kind: 'latency', ms: 1 } },
+    ];
+    const fl = await startFaultline({ listeners: [listener(0.9)], experiments }, { watch: false });
+    cleanup.push(() => fl.stop());
+    for (let i = 0; i < 50; i++) await fetch(fl.url()).then((r) => r.arrayBuffer());
+    expect((await report(fl, 'a')).state).toBe('running');
+    const cfg = parse(await readFile(fl.configFile, 'utf8')) as Record<string, unknown>;
+    await writeFile(fl.configFile, stringify({ ...cfg, listeners: [listener(0.2)] }));
+    expect((await fl.fl.reload()).status).toBe('ok');
+    for (let i = 0; i < 50; i++) await fetch(fl.url()).then((r) => r.arrayBuffer());
+    const r = await report(fl, 'a');
+    expect(r.state).toBe('killed');
+    expect(r.verdict_reason + JSON.stringify(r.timeline)).toMatch(/exceeds 20\.00%/);
   });
 
   it('a global max_duration kills every running experiment at once; the verdict judges the evidence so far', async () => {
