@@ -79,7 +79,12 @@ class AdminWatcher {
     this.rebasing = fetchExperiments(this.admin, 2000, this.experiment)
       .then((list) => {
         this.note(list);
-        this.track.before = list;
+        // New counters; the state stays the one from before the warm-up ("state before the run").
+        const first = this.track.before;
+        this.track.before = list.map((e) => ({
+          ...e,
+          state: first?.find((b) => b.id === e.id)?.state ?? e.state,
+        }));
       })
       .catch(() => {
         // Keep the snapshot from before the warm-up: its counts then include the warm-up's.
