@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
@@ -31,6 +32,8 @@ export type GeneratorOptions = Pick<
   readonly drainMs?: number;
   /** Requests due while this many are outstanding are dropped (counted, never silently lost). */
   readonly maxOutstanding?: number;
+  /** Pace sends with the worker clock (sub-ms); false: the 1 ms timer alone (default true). */
+  readonly preciseClock?: boolean;
 };
 
 export interface GeneratorSnapshot {
@@ -100,6 +103,33 @@ class Exchange implements Dispatcher.DispatchHandler {
  */
 const TICK_MS = 1;
 
+/**
+ * The pacing clock: a worker thread that sleeps in Atomics.wait, which takes fractional milliseconds,
+ * until each due time and then wakes the generator's loop with a message (a libuv async handle: no
+ * 1 ms rounding). Without it, sends leave on the 1 ms timer, up to ~1 ms late (p50 ~0.5 ms), and that
+ * lateness is in every latency. At most one wake-up is outstanding (a shared flag the generator
+ * clears), so a busy generator is not flooded with messages; the 1 ms timer stays as the backstop.
+ * The worker computes due times on the shared wall clock (timeOrigin + now) because each thread's
+ * performance.now() has its own origin.
+ */
+const CLOCK_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { performance } = require('node:perf_hooks');
+const { startAbs, intervalMs, count, flag } = workerData;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const start = startAbs - performance.timeOrigin;
+for (let i = 0; i < count; i++) {
+  const due = start + i * intervalMs;
+  for (;;) {
+    const wait = due - performance.now();
+    if (wait <= 0) break;
+    Atomics.wait(sleeper, 0, 0, wait);
+  }
+  if (Atomics.load(flag, 0) === 2) break;
+  if (Atomics.compareExchange(flag, 0, 0, 1) === 0) parentPort.postMessage(0);
+}
+`;
+
 export class LoadGenerator {
   /** Canary responses that carried the selected experiment's x-faultline-injected mark. */
   readonly canaryInjected = new ArmStats();
@@ -147,6 +177,13 @@ export class LoadGenerator {
   private eluAtMark: EventLoopUtilization | undefined;
   private cpuAtMark: NodeJS.CpuUsage | undefined;
   private healthAtEnd: GeneratorHealth | undefined;
+  private clock: Worker | undefined;
+  /** 0 idle, 1 a wake-up is on its way, 2 stop. */
+  private readonly clockFlag = new Int32Array(new SharedArrayBuffer(4));
+  private readonly onClock = (): void => {
+    Atomics.store(this.clockFlag, 0, 0);
+    this.tick();
+  };
 
   constructor(readonly opts: GeneratorOptions) {
     this.total = Math.round((opts.ratePerS * opts.durationMs) / 1000);
@@ -156,6 +193,9 @@ export class LoadGenerator {
     this.maxOutstanding = opts.maxOutstanding ?? Math.max(10_000, opts.concurrency * 4);
     this.drainMs = opts.drainMs ?? 10_000;
     this.classifier = new MarkClassifier(opts.experiment);
+    // First calls cost ~0.2 ms (lazy set-up): pay them here, not at the measured window's mark.
+    performance.eventLoopUtilization();
+    process.cpuUsage();
     this.pool = new Pool(opts.target.origin, {
       connections: opts.concurrency,
       pipelining: 1,
@@ -185,6 +225,7 @@ export class LoadGenerator {
       this.startedAt = performance.now();
       this.measureStartAt = this.startedAt + this.warmup.scheduled * this.intervalMs;
       this.timer = setInterval(this.tickBound, TICK_MS);
+      if (this.opts.preciseClock !== false) this.startClock();
       this.tick();
     });
   }
@@ -249,6 +290,7 @@ export class LoadGenerator {
     if (i < end || this.timer === undefined) return;
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopClock();
     this.drainTimer = setTimeout(() => void this.pool.destroy().catch(() => {}), this.drainMs);
     this.drainTimer.unref();
     this.maybeDone();
@@ -274,6 +316,30 @@ export class LoadGenerator {
     } catch {
       this.finish(ex, true);
     }
+  }
+
+  private startClock(): void {
+    const count = this.warmup.scheduled + this.total;
+    const w = new Worker(CLOCK_SOURCE, {
+      eval: true,
+      workerData: {
+        startAbs: performance.timeOrigin + this.startedAt,
+        intervalMs: this.intervalMs,
+        count,
+        flag: this.clockFlag,
+      },
+    });
+    w.on('message', this.onClock);
+    // A clock that fails leaves the 1 ms timer in charge: sends are then up to ~1 ms later.
+    w.on('error', () => {});
+    w.unref();
+    this.clock = w;
+  }
+
+  private stopClock(): void {
+    Atomics.store(this.clockFlag, 0, 2);
+    if (this.clock) void this.clock.terminate().catch(() => {});
+    this.clock = undefined;
   }
 
   private mark(): void {
@@ -328,6 +394,7 @@ export class LoadGenerator {
   async abort(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.stopClock();
     const end = this.warmup.scheduled + this.total;
     const warmLeft = Math.max(0, this.warmup.scheduled - this.next);
     this.warmup.dropped += warmLeft;
