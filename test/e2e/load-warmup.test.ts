@@ -11,8 +11,11 @@ function sink(): { write(s: string): boolean; text: () => string } {
 
 // A real upstream that is slow (SLOW_MS) for the first FIRST_MS after the first request of each
 // phase reaches it, then answers at once: a cold start the warm-up must keep out of the report.
+// At 50 req/s only ~15 requests are held at once: each gets its own connection without a connect
+// storm (on a starved machine, opening ~200 at once took seconds and carried the cold start into
+// the window through the pool, not through the report).
 const SLOW_MS = 1000;
-const FIRST_MS = 400;
+const FIRST_MS = 300;
 
 describe('faultline load: warm-up and the generator health report', () => {
   let arrivals = 0;
@@ -43,7 +46,7 @@ describe('faultline load: warm-up and the generator health report', () => {
   async function load(extra: string[]): Promise<{ code: number; r: LoadReport }> {
     const out = sink();
     const code = await runLoadCommand(
-      ['--target', url, '--rate', '200', '--duration', '1s', '--json', ...extra],
+      ['--target', url, '--rate', '50', '--duration', '1s', '--json', ...extra],
       {
         stdout: out,
         stderr: sink(),
@@ -58,14 +61,14 @@ describe('faultline load: warm-up and the generator health report', () => {
     const { code, r } = await load(['--warmup', '1s']);
     expect(code).toBe(0);
     // The upstream saw the warm-up and the measured window; the report holds exactly the window.
-    expect(r.warmup).toMatchObject({ durationS: 1, scheduled: 200, sent: 200, completed: 200, dropped: 0 });
-    expect(r.scheduled).toBe(200);
-    expect(r.sent).toBe(200);
-    expect(r.completed).toBe(200);
+    expect(r.warmup).toMatchObject({ durationS: 1, scheduled: 50, sent: 50, completed: 50, dropped: 0 });
+    expect(r.scheduled).toBe(50);
+    expect(r.sent).toBe(50);
+    expect(r.completed).toBe(50);
     expect(arrivals).toBe(r.warmup.sent + r.sent);
     // Every request held SLOW_MS was due in the warm-up (the first FIRST_MS of a 1 s warm-up).
     expect(r.latencyMs.max).toBeLessThan(SLOW_MS * 0.8);
-    expect(r.arms.controlOrUntouched.count).toBe(200);
+    expect(r.arms.controlOrUntouched.count).toBe(50);
   });
 
   it('without a warm-up the same cold start is in the report (the check above can fail)', async () => {
@@ -81,8 +84,9 @@ describe('faultline load: warm-up and the generator health report', () => {
     phaseStart = -1e9; // no slow phase
     const { r } = await load(['--warmup', '200ms']);
     const g = r.generator;
-    expect(g.achievedRatePerS).toBeGreaterThan(190);
-    expect(g.achievedRatePerS).toBeLessThan(210);
+    // Within 10 %: the last sends can leave late on a busy machine, which shortens the window.
+    expect(g.achievedRatePerS).toBeGreaterThan(45);
+    expect(g.achievedRatePerS).toBeLessThan(55);
     const l = g.sendLatenessMs;
     expect(l.p50).toBeGreaterThanOrEqual(0);
     expect(l.p99).toBeGreaterThanOrEqual(l.p50);
