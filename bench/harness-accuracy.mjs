@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ROOT, faultlineConfig, freePort } from './peers.mjs';
+import { ROOT, faultlineConfig, faultlineNodeFlags, freePort } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -44,6 +44,8 @@ for (const v of variants) {
     process.stderr.write(`harness-accuracy: ${v.dir}/bin.js missing (npm run build)\n`);
     process.exit(2);
   }
+  // As `faultline ...` runs: with the V8 flags of dist/bin.js's shebang line.
+  v.node = [process.execPath, ...faultlineNodeFlags(join(v.dir, 'bin.js'))];
   v.hasWarmup = readFileSync(join(v.dir, 'load/args.js'), 'utf8').includes('--warmup');
 }
 
@@ -122,7 +124,7 @@ try {
     writeFileSync(join(dir, 'faultline.yaml'), `arm_header: true\n${config}`);
     const fl = variants[0].dir;
     const c = onCore(1, [
-      process.execPath,
+      ...variants[0].node,
       join(fl, 'bin.js'),
       'run',
       '--config',
@@ -140,15 +142,7 @@ try {
     for (const v of variants) for (const p of paths) order.push([v, p]);
     if (rep % 2 === 1) order.reverse();
     for (const [v, p] of order) {
-      const cmd = [
-        process.execPath,
-        join(v.dir, 'bin.js'),
-        'load',
-        '--target',
-        targets[p],
-        '--rate',
-        String(rate),
-      ];
+      const cmd = [...v.node, join(v.dir, 'bin.js'), 'load', '--target', targets[p], '--rate', String(rate)];
       cmd.push('--duration', duration, '--json');
       if (v.hasWarmup) cmd.push('--warmup', warmup);
       const r = JSON.parse(await run(onCore(0, cmd)));
