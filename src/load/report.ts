@@ -176,6 +176,9 @@ function generatorReport(
   if (h.eventLoopUtilization > SATURATION.eventLoopUtilization)
     warnings.push(`event loop busy ${(h.eventLoopUtilization * 100).toFixed(0)}% of the window`);
   if (h.cpuPct > SATURATION.cpuPct) warnings.push(`CPU ${h.cpuPct.toFixed(0)}% of a core`);
+  // Late or "busy" while using little CPU: the time went to other processes (the loop was descheduled).
+  if (warnings.length > 0 && h.cpuPct < (h.eventLoopUtilization * 100) / 2)
+    warnings.push(`only ${h.cpuPct.toFixed(0)}% CPU used: the machine is busy, the generator was starved`);
   return {
     achievedRatePerS: Math.round(achieved * 10) / 10,
     sendLatenessMs: lateness,
