@@ -1,8 +1,9 @@
 // Paced (open-loop) load for the fixed-rate latency figures: runs the project's own load harness
 // (src/load, compiled to dist/load) in its own process so it can be pinned next to the upstream.
 // Usage: node bench/loadgen.mjs [--warmup S] <faultline load flags...>   (prints the JSON report)
-// --warmup runs the same load for S seconds first, unrecorded, so the harness's own JIT warm-up
-// and connection setup do not land in the measured tail.
+// --warmup S (seconds, a bare number) becomes the harness's own `--warmup Ss`: the same schedule
+// runs S seconds first, unrecorded, on the same connections, so the harness's JIT warm-up and
+// connection setup do not land in the measured tail. Without it the harness's default applies.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -13,22 +14,8 @@ if (!existsSync(entry)) {
 }
 const { runLoadCommand } = await import(entry);
 const argv = process.argv.slice(2);
-let warmupS = 0;
 const w = argv.indexOf('--warmup');
-if (w >= 0) {
-  warmupS = Number(argv[w + 1]);
-  argv.splice(w, 2);
-}
-const quiet = { write: () => true };
-if (warmupS > 0) {
-  const d = argv.indexOf('--duration');
-  const warm = [...argv];
-  warm[d + 1] = `${warmupS}s`;
-  // Warm-up against the same target but without the admin, so it does not read /experiments.
-  const a = warm.indexOf('--admin');
-  if (a >= 0) warm.splice(a, 2);
-  await runLoadCommand([...warm, '--json'], { stdout: quiet, stderr: quiet, progressMs: 0 });
-}
+if (w >= 0 && /^\d+(\.\d+)?$/.test(argv[w + 1] ?? '')) argv[w + 1] = `${argv[w + 1]}s`;
 const code = await runLoadCommand([...argv, '--json'], {
   stdout: process.stdout,
   stderr: process.stderr,

@@ -33,7 +33,7 @@ function progressLine(s: GeneratorSnapshot, gen: LoadGenerator): string {
       ? `canary ${canary}  control ${gen.control.count}  untouched ${gen.untouched.count}`
       : `canary ${canary}  rest ${gen.untouched.count}`;
   return (
-    `load ${secs.toFixed(1).padStart(6)}s  sent ${s.sent} (${rate}/s)  done ${s.completed}  in-flight ${s.inFlight}` +
+    `${s.warmingUp ? 'warm-up' : 'load'} ${secs.toFixed(1).padStart(6)}s  sent ${s.sent} (${rate}/s)  done ${s.completed}  in-flight ${s.inFlight}` +
     `  errors ${s.errors}  dropped ${s.dropped}  ${split}  p99<=${p99}ms\n`
   );
 }
@@ -68,6 +68,29 @@ class AdminWatcher {
     }
   }
 
+  private rebasing: Promise<void> | null = null;
+
+  /**
+   * At the end of the warm-up: counters are reported as the change from here, so the warm-up's
+   * requests stay out of them (those in flight at the mark land on either side). A kill during the
+   * warm-up is still noted.
+   */
+  rebase(): void {
+    this.rebasing = fetchExperiments(this.admin, 2000, this.experiment)
+      .then((list) => {
+        this.note(list);
+        // New counters; the state stays the one from before the warm-up ("state before the run").
+        const first = this.track.before;
+        this.track.before = list.map((e) => ({
+          ...e,
+          state: first?.find((b) => b.id === e.id)?.state ?? e.state,
+        }));
+      })
+      .catch(() => {
+        // Keep the snapshot from before the warm-up: its counts then include the warm-up's.
+      });
+  }
+
   poll(): void {
     if (this.busy) return;
     this.busy = true;
@@ -82,6 +105,7 @@ class AdminWatcher {
   }
 
   async last(): Promise<void> {
+    await this.rebasing;
     try {
       this.track.after = await fetchExperiments(this.admin, 2000, this.experiment);
       this.note(this.track.after);
@@ -96,6 +120,7 @@ export async function runLoad(opts: LoadOptions, io: LoadIo = defaultIo): Promis
   const watcher = opts.admin ? new AdminWatcher(opts.admin, opts.experiment, () => gen.startedAt) : null;
   if (watcher) await watcher.first();
   if (watcher?.track.error) io.stderr.write(`load: admin ${watcher.track.error}\n`);
+  if (watcher && opts.warmupMs > 0 && !watcher.track.error) gen.onMeasureStart = () => watcher.rebase();
 
   const progressMs = io.progressMs ?? 1000;
   const ticker =

@@ -1,6 +1,6 @@
 import { ArmStats, summarizeArm } from './arms.js';
 import type { ArmSummary } from './arms.js';
-import type { LoadGenerator } from './generator.js';
+import type { LoadGenerator, WarmupCounts } from './generator.js';
 import type { LoadOptions } from './args.js';
 import { adminArmSummary, armDelta } from './admin.js';
 import type { AdminArmSummary, ExperimentSnapshot } from './admin.js';
@@ -36,11 +36,41 @@ export interface CanarySummary extends ArmSummary {
 /** Where the report's control figures come from. */
 export type ControlSource = 'client' | 'admin' | 'none';
 
+/**
+ * The generator's own health over the measured window. When `saturated`, the latencies measure the
+ * generator (late sends, a busy event loop), not the target: `warnings` says which limit was passed.
+ */
+export interface GeneratorReport {
+  achievedRatePerS: number;
+  /** Actual send - scheduled send of measured requests: this much of every latency is the generator's. */
+  sendLatenessMs: { p50: number; p99: number; max: number };
+  /** Share of the measured window the generator's event loop was busy, 0..1. */
+  eventLoopUtilization: number;
+  /** Generator process CPU over the window, % of one core. */
+  cpuPct: number;
+  saturated: boolean;
+  warnings: string[];
+}
+
+/**
+ * Limits past which the generator, not the target, shapes the figures. Sends leave on a 1 ms timer,
+ * so up to ~1 ms of lateness is the floor; past 2 ms at p99 the tail is being made by the generator.
+ */
+export const SATURATION = {
+  latenessP99Ms: 2,
+  eventLoopUtilization: 0.9,
+  cpuPct: 90,
+  /** achieved / requested below this */
+  rateShortfall: 0.97,
+} as const;
+
 export interface LoadReport {
   target: string;
   method: string;
   ratePerS: number;
   durationS: number;
+  /** Unrecorded warm-up before the measured window (same rate, same target); not in any figure below. */
+  warmup: WarmupCounts & { durationS: number };
   concurrency: number;
   scheduled: number;
   sent: number;
@@ -75,6 +105,7 @@ export interface LoadReport {
   injectedBy: Record<string, number>;
   admin: AdminReport | null;
   killed: boolean;
+  generator: GeneratorReport;
 }
 
 export interface AdminTrack {
@@ -120,6 +151,44 @@ function experimentReports(
   return out;
 }
 
+function generatorReport(
+  gen: LoadGenerator,
+  ratePerS: number,
+  achieved: number,
+  dropped: number,
+): GeneratorReport {
+  const h = gen.health();
+  const l = gen.lateness;
+  const ms = (us: number): number => (Number.isFinite(us) ? Math.round(us) / 1000 : Number.NaN);
+  const lateness = {
+    p50: ms(l.quantileUs(0.5)),
+    p99: ms(l.quantileUs(0.99)),
+    max: ms(l.count === 0 ? Number.NaN : l.maxUs),
+  };
+  const warnings: string[] = [];
+  if (dropped > 0) warnings.push(`${dropped} sends dropped: too many requests outstanding`);
+  if (gen.sent > 0 && achieved < ratePerS * SATURATION.rateShortfall)
+    warnings.push(`achieved ${Math.round(achieved)}/s of the ${ratePerS}/s asked`);
+  if (lateness.p99 > SATURATION.latenessP99Ms)
+    warnings.push(
+      `sends left late: p99 ${lateness.p99} ms, max ${lateness.max} ms after their scheduled time`,
+    );
+  if (h.eventLoopUtilization > SATURATION.eventLoopUtilization)
+    warnings.push(`event loop busy ${(h.eventLoopUtilization * 100).toFixed(0)}% of the window`);
+  if (h.cpuPct > SATURATION.cpuPct) warnings.push(`CPU ${h.cpuPct.toFixed(0)}% of a core`);
+  // Late or "busy" while using little CPU: the time went to other processes (the loop was descheduled).
+  if (warnings.length > 0 && h.cpuPct < (h.eventLoopUtilization * 100) / 2)
+    warnings.push(`only ${h.cpuPct.toFixed(0)}% CPU used: the machine is busy, the generator was starved`);
+  return {
+    achievedRatePerS: Math.round(achieved * 10) / 10,
+    sendLatenessMs: lateness,
+    eventLoopUtilization: Math.round(h.eventLoopUtilization * 1000) / 1000,
+    cpuPct: Math.round(h.cpuPct * 10) / 10,
+    saturated: warnings.length > 0,
+    warnings,
+  };
+}
+
 export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminTrack | null): LoadReport {
   const total = summarizeArm(gen.all());
   const transportErrors =
@@ -127,7 +196,7 @@ export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminT
     gen.canaryPlain.transportErrors +
     gen.control.transportErrors +
     gen.untouched.transportErrors;
-  const windowMs = gen.sent > 0 ? gen.lastSendAt - gen.startedAt + 1000 / opts.ratePerS : 0;
+  const windowMs = gen.sent > 0 ? gen.lastSendAt - gen.measureStartAt + 1000 / opts.ratePerS : 0;
   const achieved = windowMs > 0 ? (gen.sent * 1000) / windowMs : 0;
   const experiments = track ? experimentReports(track, opts.experiment, gen.completed) : [];
 
@@ -151,6 +220,7 @@ export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminT
     method: opts.method,
     ratePerS: opts.ratePerS,
     durationS: opts.durationMs / 1000,
+    warmup: { durationS: opts.warmupMs / 1000, ...gen.warmup },
     concurrency: opts.concurrency,
     scheduled: gen.scheduled,
     sent: gen.sent,
@@ -159,7 +229,7 @@ export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminT
     errors: total.errors,
     errorRate: total.errorRate,
     transportErrors,
-    elapsedS: ((gen.endedAt || gen.startedAt) - gen.startedAt) / 1000,
+    elapsedS: Math.max(0, (gen.endedAt || gen.measureStartAt) - gen.measureStartAt) / 1000,
     achievedRatePerS: Math.round(achieved * 10) / 10,
     rateErrorPct: Math.round(((achieved - opts.ratePerS) / opts.ratePerS) * 10_000) / 100,
     latencyMs: total.latencyMs,
@@ -176,6 +246,7 @@ export function buildReport(opts: LoadOptions, gen: LoadGenerator, track: AdminT
     injectedBy: Object.fromEntries(gen.injectedBy),
     admin: track ? { url: track.url, error: track.error, experiments } : null,
     killed: experiments.some((e) => e.killed),
+    generator: generatorReport(gen, opts.ratePerS, achieved, gen.dropped),
   };
 }
 
@@ -213,6 +284,22 @@ export function formatReport(r: LoadReport): string {
   lines.push(
     `latency from scheduled send (ms): p50 ${num(l.p50)}  p90 ${num(l.p90)}  p99 ${num(l.p99)}  p99.9 ${num(l.p999)}  max ${num(l.max)}`,
   );
+  const w = r.warmup;
+  if (w.scheduled > 0)
+    lines.push(
+      `warm-up (not in any figure): ${w.durationS}s, sent ${w.sent}, completed ${w.completed}, errors ${w.errors}, dropped ${w.dropped}`,
+    );
+  const g = r.generator;
+  const lt = g.sendLatenessMs;
+  lines.push(
+    `generator: ${g.achievedRatePerS}/s  send lateness (ms) p50 ${num(lt.p50)}  p99 ${num(lt.p99)}  max ${num(lt.max)}` +
+      `  event loop ${(g.eventLoopUtilization * 100).toFixed(0)}% busy  CPU ${g.cpuPct}% of a core`,
+  );
+  if (g.saturated)
+    lines.push(
+      `WARNING: the load generator was saturated (${g.warnings.join('; ')}):`,
+      "  the numbers are the generator's, not the target's. Lower --rate, or run the generator on its own core.",
+    );
   lines.push('');
   lines.push(ROW('arm', ['count', 'share', 'errors', 'err%', 'p50 ms', 'p99 ms']));
   const c = r.arms.canary;

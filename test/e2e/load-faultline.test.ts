@@ -107,6 +107,9 @@ function loadArgs(f: Running, rate: number, duration: string): string[] {
     String(rate),
     '--duration',
     duration,
+    // Exact count comparisons with the admin: no warm-up requests around the window's edges.
+    '--warmup',
+    '0s',
     '--admin',
     f.admin,
     '--experiment',

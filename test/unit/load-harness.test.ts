@@ -100,7 +100,19 @@ describe('load harness against a real server', () => {
     const out = sink();
     const err = sink();
     const code = await runLoadCommand(
-      ['--target', `${base}/mark`, '--rate', '500', '--duration', '2s', '--experiment', 'exp1', '--json'],
+      [
+        '--target',
+        `${base}/mark`,
+        '--rate',
+        '500',
+        '--duration',
+        '2s',
+        '--warmup',
+        '0s',
+        '--experiment',
+        'exp1',
+        '--json',
+      ],
       { stdout: out, stderr: err, progressMs: 500 },
     );
     expect(code).toBe(0);
@@ -140,7 +152,19 @@ describe('load harness against a real server', () => {
     const out = sink();
     const err = sink();
     const code = await runLoadCommand(
-      ['--target', `${base}/arms`, '--rate', '400', '--duration', '1.5s', '--experiment', 'exp1', '--json'],
+      [
+        '--target',
+        `${base}/arms`,
+        '--rate',
+        '400',
+        '--duration',
+        '1.5s',
+        '--warmup',
+        '0s',
+        '--experiment',
+        'exp1',
+        '--json',
+      ],
       { stdout: out, stderr: err, progressMs: 400 },
     );
     expect(code).toBe(0);
@@ -177,7 +201,7 @@ describe('load harness against a real server', () => {
     seen = 0;
     const out = sink();
     const code = await runLoadCommand(
-      ['--target', `${base}/arms`, '--rate', '200', '--duration', '1s', '--json'],
+      ['--target', `${base}/arms`, '--rate', '200', '--duration', '1s', '--warmup', '0s', '--json'],
       {
         stdout: out,
         stderr: sink(),
@@ -195,11 +219,14 @@ describe('load harness against a real server', () => {
 
   it('prints the three arms as text when the arm header is present', async () => {
     const out = sink();
-    const code = await runLoadCommand(['--target', `${base}/arms`, '--rate', '100', '--duration', '300ms'], {
-      stdout: out,
-      stderr: sink(),
-      progressMs: 0,
-    });
+    const code = await runLoadCommand(
+      ['--target', `${base}/arms`, '--rate', '100', '--duration', '300ms', '--warmup', '0s'],
+      {
+        stdout: out,
+        stderr: sink(),
+        progressMs: 0,
+      },
+    );
     expect(code).toBe(0);
     const t = out.text();
     expect(t).toMatch(/^canary +\d+/m);
@@ -223,6 +250,8 @@ describe('load harness against a real server', () => {
           '200',
           '--duration',
           '1s',
+          '--warmup',
+          '0s',
           '--admin',
           base,
           '--experiment',
@@ -278,6 +307,8 @@ describe('load harness against a real server', () => {
         '200',
         '--duration',
         '1.5s',
+        '--warmup',
+        '0s',
         '--admin',
         base,
         '--experiment',
@@ -310,7 +341,19 @@ describe('load harness against a real server', () => {
     const out = sink();
     expect(
       await runLoadCommand(
-        ['--target', `${base}/plain`, '--rate', '50', '--duration', '200ms', '--admin', base, '--json'],
+        [
+          '--target',
+          `${base}/plain`,
+          '--rate',
+          '50',
+          '--duration',
+          '200ms',
+          '--warmup',
+          '0s',
+          '--admin',
+          base,
+          '--json',
+        ],
         { stdout: out, stderr: sink(), progressMs: 0 },
       ),
     ).toBe(0);
@@ -325,6 +368,8 @@ describe('load harness against a real server', () => {
           '50',
           '--duration',
           '200ms',
+          '--warmup',
+          '0s',
           '--admin',
           base,
           '--experiment',
@@ -340,11 +385,14 @@ describe('load harness against a real server', () => {
     const dead = createServer();
     const url = await listen(dead);
     await new Promise((r) => dead.close(r));
-    const code = await runLoadCommand(['--target', url, '--rate', '50', '--duration', '200ms'], {
-      stdout: sink(),
-      stderr: sink(),
-      progressMs: 0,
-    });
+    const code = await runLoadCommand(
+      ['--target', url, '--rate', '50', '--duration', '200ms', '--warmup', '0s'],
+      {
+        stdout: sink(),
+        stderr: sink(),
+        progressMs: 0,
+      },
+    );
     expect(code).toBe(1);
   });
 });
@@ -374,6 +422,8 @@ describe('load argument parsing', () => {
       '2000',
       '--duration',
       '500ms',
+      '--warmup',
+      '0s',
       '--concurrency',
       '8',
       '--body',

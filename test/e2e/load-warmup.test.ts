@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { runLoadCommand } from '../../src/load/command.js';
+import type { LoadReport } from '../../src/load/report.js';
+
+function sink(): { write(s: string): boolean; text: () => string } {
+  let buf = '';
+  return { write: (s: string) => ((buf += s), true), text: () => buf };
+}
+
+// A real upstream that is slow (SLOW_MS) for the first FIRST_MS after the first request of each
+// phase reaches it, then answers at once: a cold start the warm-up must keep out of the report.
+// At 50 req/s only ~15 requests are held at once: each gets its own connection without a connect
+// storm (on a starved machine, opening ~200 at once took seconds and carried the cold start into
+// the window through the pool, not through the report).
+const SLOW_MS = 1000;
+const FIRST_MS = 300;
+
+describe('faultline load: warm-up and the generator health report', () => {
+  let arrivals = 0;
+  let phaseStart = 0;
+  let url = '';
+  const server = createServer((req, res) => {
+    arrivals++;
+    const now = performance.now();
+    if (phaseStart === 0) phaseStart = now;
+    req.resume();
+    if (now - phaseStart < FIRST_MS) setTimeout(() => res.end('ok'), SLOW_MS);
+    else res.end('ok');
+  });
+  const reset = (): void => {
+    arrivals = 0;
+    phaseStart = 0;
+  };
+
+  beforeAll(async () => {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  async function load(extra: string[]): Promise<{ code: number; r: LoadReport }> {
+    const out = sink();
+    const code = await runLoadCommand(
+      ['--target', url, '--rate', '50', '--duration', '1s', '--json', ...extra],
+      {
+        stdout: out,
+        stderr: sink(),
+        progressMs: 0,
+      },
+    );
+    return { code, r: JSON.parse(out.text()) as LoadReport };
+  }
+
+  it('keeps the warm-up out of the report: counts are the window, the cold start is not in the tail', async () => {
+    reset();
+    const { code, r } = await load(['--warmup', '1s']);
+    expect(code).toBe(0);
+    // The upstream saw the warm-up and the measured window; the report holds exactly the window.
+    expect(r.warmup).toMatchObject({ durationS: 1, scheduled: 50, sent: 50, completed: 50, dropped: 0 });
+    expect(r.scheduled).toBe(50);
+    expect(r.sent).toBe(50);
+    expect(r.completed).toBe(50);
+    expect(arrivals).toBe(r.warmup.sent + r.sent);
+    // Every request held SLOW_MS was due in the warm-up (the first FIRST_MS of a 1 s warm-up).
+    expect(r.latencyMs.max).toBeLessThan(SLOW_MS * 0.8);
+    expect(r.arms.controlOrUntouched.count).toBe(50);
+  });
+
+  it('without a warm-up the same cold start is in the report (the check above can fail)', async () => {
+    reset();
+    const { r } = await load(['--warmup', '0s']);
+    expect(r.warmup.sent).toBe(0);
+    expect(arrivals).toBe(r.sent);
+    expect(r.latencyMs.max).toBeGreaterThanOrEqual(SLOW_MS);
+  });
+
+  it('reports send lateness, event-loop use and CPU, in JSON and in text', async () => {
+    reset();
+    phaseStart = -1e9; // no slow phase
+    const { r } = await load(['--warmup', '200ms']);
+    const g = r.generator;
+    // Within 10 %: the last sends can leave late on a busy machine, which shortens the window.
+    expect(g.achievedRatePerS).toBeGreaterThan(45);
+    expect(g.achievedRatePerS).toBeLessThan(55);
+    const l = g.sendLatenessMs;
+    expect(l.p50).toBeGreaterThanOrEqual(0);
+    expect(l.p99).toBeGreaterThanOrEqual(l.p50);
+    expect(l.max).toBeGreaterThanOrEqual(l.p99);
+    // Latency is measured from the scheduled send, so it includes the send's lateness.
+    expect(r.latencyMs.max).toBeGreaterThanOrEqual(l.max * 0.99);
+    expect(g.eventLoopUtilization).toBeGreaterThan(0);
+    expect(g.eventLoopUtilization).toBeLessThanOrEqual(1);
+    expect(g.cpuPct).toBeGreaterThan(0);
+    expect(g.saturated).toBe(g.warnings.length > 0);
+
+    const out = sink();
+    phaseStart = -1e9;
+    await runLoadCommand(['--target', url, '--rate', '100', '--duration', '300ms', '--warmup', '200ms'], {
+      stdout: out,
+      stderr: sink(),
+      progressMs: 0,
+    });
+    expect(out.text()).toMatch(/warm-up \(not in any figure\): 0\.2s, sent 20, completed 20/);
+    expect(out.text()).toMatch(
+      /generator: [\d.]+\/s {2}send lateness \(ms\) p50 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/,
+    );
+  });
+
+  it('warns that the numbers are the generator’s when it cannot keep the rate', async () => {
+    reset();
+    phaseStart = -1e9;
+    // 60,000 req/s from one Node process is out of reach: sends fall behind their schedule.
+    const argv = [
+      '--target',
+      url,
+      '--rate',
+      '60000',
+      '--duration',
+      '300ms',
+      '--warmup',
+      '0s',
+      '--concurrency',
+      '16',
+    ];
+    const out = sink();
+    await runLoadCommand([...argv, '--json'], { stdout: out, stderr: sink(), progressMs: 0 });
+    const r = JSON.parse(out.text()) as LoadReport;
+    expect(r.generator.saturated).toBe(true);
+    expect(r.generator.warnings.join('; ')).toMatch(/sends left late|achieved|event loop|CPU|dropped/);
+    expect(r.generator.sendLatenessMs.p99).toBeGreaterThan(2);
+
+    phaseStart = -1e9;
+    const text = sink();
+    await runLoadCommand(argv, { stdout: text, stderr: sink(), progressMs: 0 });
+    expect(text.text()).toMatch(/WARNING: the load generator was saturated \(.+\):/);
+    expect(text.text()).toMatch(/the numbers are the generator's, not the target's/);
+  }, 30_000);
+});
