@@ -20,6 +20,7 @@ import type { ExperimentSeries } from '../experiments/series.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { FaultlineError } from '../errors.js';
 import { DASHBOARD_HEADERS, dashboardAsset } from './dashboard.js';
 
 export interface ConfigStatus {
@@ -62,6 +63,7 @@ export const ADMIN_ERROR_CODES = [
   'not_running',
   'already_armed',
   'disabled',
+  'outside_window',
   'state_not_persisted',
   'config_invalid',
   'internal',
@@ -295,6 +297,8 @@ export class AdminServer {
       try {
         armed = await t.table.arm(rt.id, by);
       } catch (err) {
+        if (err instanceof FaultlineError && err.code === 'FL_OUTSIDE_WINDOW')
+          return sendError(res, 409, 'outside_window', err.message);
         return sendError(
           res,
           503,
