@@ -18,6 +18,8 @@ import type { PointPlan, PointRef } from './engine/point.js';
 import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experiments/journal.js';
 import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
 import { WindowGuard } from './experiments/windows.js';
+import { routeTotals } from './probes/traffic.js';
+import { suggest, timeoutsSetIn, type SuggestionsDocument } from './suggest/suggest.js';
 import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import type { ExperimentRuntime } from './experiments/runtime.js';
@@ -221,6 +223,18 @@ export class Faultline implements AdminTarget {
   /** The fleet view of an experiment (null when not in a fleet). */
   fleetView(rt: ExperimentRuntime): unknown {
     return this.fleet?.view(rt) ?? null;
+  }
+
+  /** Suggested experiments from the traffic seen since start, the config and the journal (src/suggest). */
+  async suggestions(): Promise<SuggestionsDocument> {
+    return suggest({
+      config: this.config,
+      timeoutsSet: await timeoutsSetIn(this.configFile),
+      totals: routeTotals(this.metrics),
+      runs: this.journal.runs(),
+      sinceMs: this.startedAtMs,
+      nowMs: Date.now(),
+    });
   }
 
   /** Extra /ready lines (the fleet connection), null when none. */

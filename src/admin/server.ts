@@ -3,6 +3,7 @@
  *   GET  /healthz  /ready  /metrics  /config  /events (server-sent events)
  *   GET  /experiments  /experiments/{id}  /experiments/{id}/report  /experiments/{id}/verdict
  *   GET  /runs  /experiments/{id}/runs  /experiments/{id}/runs/{n}   (the run journal)
+ *   GET  /suggestions   (suggested experiments from the traffic seen, src/suggest)
  *   GET  /  /dashboard  /dashboard/{asset}  /experiments/{id}/series?since=MS (the live dashboard)
  *   POST /experiments/{id}/kill  /experiments/{id}/arm  /kill  /config/reload
  * Mutating calls need `authorization: Bearer <token>` when a token is configured, a JSON content type,
@@ -43,6 +44,8 @@ export interface AdminTarget {
   reload(): Promise<ConfigStatus>;
   /** Fleet mode: the fleet's view of an experiment (pooled arms, replicas, evaluator), else null. */
   fleetView?(rt: ExperimentRuntime): unknown;
+  /** Suggested experiments (GET /suggestions); absent: 404. */
+  suggestions?(): Promise<unknown>;
   /** Extra lines for /ready (readiness itself is unchanged), null when none. */
   readyDetail?(): string | null;
 }
@@ -160,6 +163,8 @@ export class AdminServer {
       if (parts.length === 1 && a === 'config') return sendJson(res, 200, t.configStatus());
       if (parts.length === 1 && a === 'events') return this.openStream(req, res);
       if (parts.length === 1 && a === 'runs') return sendJson(res, 200, { runs: t.journal.runs() });
+      if (parts.length === 1 && a === 'suggestions' && t.suggestions)
+        return sendJson(res, 200, await t.suggestions());
       if (a === 'experiments' && id !== undefined && action === 'runs') {
         // Runs outlive the experiment's definition: a removed experiment's history is still served.
         const runs = t.journal.runs(id);

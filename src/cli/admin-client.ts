@@ -1,4 +1,4 @@
-/** `faultline status|kill|arm|report|history`: thin clients of a running instance's admin API. */
+/** `faultline status|kill|arm|report|history|suggest`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
 import { writeFile } from 'node:fs/promises';
 import type { RunComparison, RunRecord } from '../experiments/journal.js';
@@ -10,6 +10,8 @@ import {
 } from '../experiments/report.js';
 import { reportHtml } from '../experiments/report-html.js';
 import type { SeriesView } from '../experiments/series.js';
+import type { SuggestionsDocument } from '../suggest/suggest.js';
+import { SUGGEST_USAGE, suggestText } from './suggest.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -36,7 +38,7 @@ export async function adminCall(
   return { status: res.statusCode, json };
 }
 
-type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history';
+type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history' | 'suggest';
 
 const ADMIN_OPTIONS = `  --admin URL    admin API base (default $FAULTLINE_ADMIN_URL, else http://127.0.0.1:9901);
                  $FAULTLINE_ADMIN_TOKEN is sent as the bearer token
@@ -64,6 +66,7 @@ ${ADMIN_OPTIONS}`,
   the run journal: every recorded run (of experiment ID), oldest first, with its verdict
   --json         the records as JSON
 ${ADMIN_OPTIONS}`,
+  suggest: SUGGEST_USAGE + ADMIN_OPTIONS,
 };
 
 const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
@@ -77,6 +80,7 @@ const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
     html: { type: 'string' },
   },
   history: { admin: { type: 'string' }, json: { type: 'boolean' } },
+  suggest: { admin: { type: 'string' }, json: { type: 'boolean' }, top: { type: 'string' } },
 };
 
 export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<number> {
@@ -151,6 +155,16 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
         }
         if (r.status === 200 && !json) {
           process.stdout.write(reportMarkdown(r.json as ExperimentReport));
+          return 0;
+        }
+        break;
+      case 'suggest':
+        r = await adminCall(base, 'GET', '/suggestions');
+        if (r.status === 200 && !json) {
+          const top = Number(parsed.string('top') ?? '5');
+          if (!Number.isInteger(top) || top < 1)
+            return usageError(cmd, usage, '--top: not a positive number');
+          process.stdout.write(suggestText(r.json as SuggestionsDocument, top));
           return 0;
         }
         break;
