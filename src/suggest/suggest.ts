@@ -168,7 +168,8 @@ export function suggest(input: SuggestInput): SuggestionsDocument {
           WEIGHTS.littleTraffic,
           `little traffic: at 1% about ${Math.round(perHourAt1)} canary requests an hour (a guardrail needs 100 per arm)`,
         );
-      const delayMs = Math.max(100, roundNice(r.p99_ms * 5));
+      // Felt by the caller, yet short of the route's timeout and of a stuck request (at most 2 s).
+      const delayMs = Math.min(Math.max(100, roundNice(r.p99_ms * 5)), 2000, Math.floor(r.timeout_ms / 2));
       const target = r.dependency ? `its dependency ${r.route}` : `route ${r.route}`;
       const hypothesis =
         kind === 'latency'
