@@ -37,6 +37,7 @@ const USAGE = `usage: faultline <command> [options]      (faultline <command> --
   report ID [--run N] [--json|--html FILE]  the experiment's report (markdown, JSON, or an HTML file); --run: a past run
   history [ID] [--json]              the run journal: recorded runs and their verdicts
   fleet [ID] [--json]                fleet mode: pooled arms, replicas, evaluator (any replica)
+  suggest [--json] [--top N]         experiments worth running, ranked from the traffic seen (with YAML)
   experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json] [--junit FILE]
   load --target URL --rate R --duration D [...]
   schema                             print the config JSON Schema
@@ -84,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'report':
     case 'history':
     case 'fleet':
+    case 'suggest':
       return adminCommand(cmd, rest);
     case 'experiment':
       if (rest[0] === 'run') return experimentRunCommand(rest.slice(1));

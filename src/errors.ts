@@ -19,6 +19,8 @@ export const FL_ERRORS = {
   FL_BAD_RESPONSE: 'upstream request aborted: its response cannot be sent on (a header Node refuses)',
   FL_RESPONSE_CUT: 'upstream request aborted: a truncate fault cut the response',
   FL_SLOW_UPLOAD: 'upstream request aborted: the client uploaded below min_upload_bytes_per_s',
+  FL_OUTSIDE_WINDOW:
+    "an arm outside the experiment's allowed `windows:` was refused (admin: 409 outside_window)",
   FL_UPSTREAM_DEADLINE: "upstream request aborted: the route's timeout_ms passed",
 } as const;
 

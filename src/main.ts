@@ -17,6 +17,9 @@ import { Engine } from './engine/engine.js';
 import type { PointPlan, PointRef } from './engine/point.js';
 import { FileRunJournal, recordRuns, shortHash, type RunJournal } from './experiments/journal.js';
 import { realClock, Scheduler, type Clock } from './experiments/scheduler.js';
+import { WindowGuard } from './experiments/windows.js';
+import { routeTotals } from './probes/traffic.js';
+import { suggest, timeoutsSetIn, type SuggestionsDocument } from './suggest/suggest.js';
 import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import type { ExperimentRuntime } from './experiments/runtime.js';
@@ -54,6 +57,8 @@ export class Faultline implements AdminTarget {
   readonly journal: RunJournal;
   private configRevision: string;
   private readonly scheduler: Scheduler;
+  /** Allowed `windows:`: starts waiting runs when one opens, ends runs when it closes. */
+  private readonly windows: WindowGuard;
   /** Steady-state probes: the start gate, stop conditions and recovery checks (src/probes). */
   readonly probes: SteadyStateSupervisor;
   /** Fleet mode (config `fleet`): state, grants and statistics shared through Redis; null alone. */
@@ -100,6 +105,9 @@ export class Faultline implements AdminTarget {
     this.configRevision = shortHash(JSON.stringify(config));
     recordRuns(this.table, this.journal, () => this.configRevision);
     this.scheduler = new Scheduler(this.table, clock);
+    this.windows = new WindowGuard(this.table, clock);
+    // A fleet decides each schedule window once (one run fleet-wide, not one per replica).
+    if (this.fleet) this.scheduler.claim = this.fleet.claimWindow.bind(this.fleet);
     this.probes = new SteadyStateSupervisor(this.table, this.metrics);
     this.series = new ExperimentSeries(this.table, this.metrics);
     const now = new Date().toISOString();
@@ -143,6 +151,7 @@ export class Faultline implements AdminTarget {
     this.probes.compile(experiments);
     this.table.activate(experiments);
     this.scheduler.apply(cfg);
+    this.windows.apply(cfg);
     this.fleet?.start();
     this.series.start();
     this.admin = new AdminServer(this, {
@@ -237,6 +246,18 @@ export class Faultline implements AdminTarget {
     return this.fleet?.view(rt) ?? null;
   }
 
+  /** Suggested experiments from the traffic seen since start, the config and the journal (src/suggest). */
+  async suggestions(): Promise<SuggestionsDocument> {
+    return suggest({
+      config: this.config,
+      timeoutsSet: await timeoutsSetIn(this.configFile),
+      totals: routeTotals(this.metrics),
+      runs: this.journal.runs(),
+      sinceMs: this.startedAtMs,
+      nowMs: Date.now(),
+    });
+  }
+
   /** Extra /ready lines (the fleet connection), null when none. */
   readyDetail(): string | null {
     return this.fleet?.readyDetail() ?? null;
@@ -275,6 +296,7 @@ export class Faultline implements AdminTarget {
       this.probes.compile(experiments);
       this.table.activate(experiments);
       this.scheduler.apply(cfg);
+      this.windows.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
       this.configRevision = shortHash(JSON.stringify(cfg));
@@ -421,6 +443,7 @@ export class Faultline implements AdminTarget {
     log('info', 'faultline stopping', { drain_timeout_ms: drainMs });
     // Held faults are let go first (forwarded or answered), so they do not hold the drain open.
     this.scheduler.stop();
+    this.windows.stop();
     this.table.stop();
     this.series.stop();
     this.probes.stop();

@@ -3,6 +3,7 @@
  *   GET  /healthz  /ready  /metrics  /config  /events (server-sent events)
  *   GET  /experiments  /experiments/{id}  /experiments/{id}/report  /experiments/{id}/verdict
  *   GET  /runs  /experiments/{id}/runs  /experiments/{id}/runs/{n}   (the run journal)
+ *   GET  /suggestions   (suggested experiments from the traffic seen, src/suggest)
  *   GET  /  /dashboard  /dashboard/{asset}  /experiments/{id}/series?since=MS (the live dashboard)
  *   POST /experiments/{id}/kill  /experiments/{id}/arm  /kill  /config/reload
  * Mutating calls need `authorization: Bearer <token>` when a token is configured, a JSON content type,
@@ -20,6 +21,7 @@ import type { ExperimentSeries } from '../experiments/series.js';
 import type { ExperimentEvent, ExperimentTable } from '../experiments/table.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { FaultlineError } from '../errors.js';
 import { DASHBOARD_HEADERS, dashboardAsset } from './dashboard.js';
 
 export interface ConfigStatus {
@@ -42,6 +44,8 @@ export interface AdminTarget {
   reload(): Promise<ConfigStatus>;
   /** Fleet mode: the fleet's view of an experiment (pooled arms, replicas, evaluator), else null. */
   fleetView?(rt: ExperimentRuntime): unknown;
+  /** Suggested experiments (GET /suggestions); absent: 404. */
+  suggestions?(): Promise<unknown>;
   /** Extra lines for /ready (readiness itself is unchanged), null when none. */
   readyDetail?(): string | null;
 }
@@ -62,6 +66,7 @@ export const ADMIN_ERROR_CODES = [
   'not_running',
   'already_armed',
   'disabled',
+  'outside_window',
   'state_not_persisted',
   'config_invalid',
   'internal',
@@ -158,6 +163,8 @@ export class AdminServer {
       if (parts.length === 1 && a === 'config') return sendJson(res, 200, t.configStatus());
       if (parts.length === 1 && a === 'events') return this.openStream(req, res);
       if (parts.length === 1 && a === 'runs') return sendJson(res, 200, { runs: t.journal.runs() });
+      if (parts.length === 1 && a === 'suggestions' && t.suggestions)
+        return sendJson(res, 200, await t.suggestions());
       if (a === 'experiments' && id !== undefined && action === 'runs') {
         // Runs outlive the experiment's definition: a removed experiment's history is still served.
         const runs = t.journal.runs(id);
@@ -301,6 +308,8 @@ export class AdminServer {
       try {
         armed = await t.table.arm(rt.id, by);
       } catch (err) {
+        if (err instanceof FaultlineError && err.code === 'FL_OUTSIDE_WINDOW')
+          return sendError(res, 409, 'outside_window', err.message);
         return sendError(
           res,
           503,

@@ -1,4 +1,4 @@
-/** `faultline status|kill|arm|report|history|fleet`: thin clients of a running instance's admin API. */
+/** `faultline status|kill|arm|report|history|fleet|suggest`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
 import { writeFile } from 'node:fs/promises';
 import type { RunComparison, RunRecord } from '../experiments/journal.js';
@@ -11,6 +11,8 @@ import {
 import { reportHtml } from '../experiments/report-html.js';
 import type { SeriesView } from '../experiments/series.js';
 import { fleetText } from './fleet-view.js';
+import type { SuggestionsDocument } from '../suggest/suggest.js';
+import { SUGGEST_USAGE, suggestText } from './suggest.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -37,7 +39,7 @@ export async function adminCall(
   return { status: res.statusCode, json };
 }
 
-type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history' | 'fleet';
+type AdminCommand = 'status' | 'kill' | 'arm' | 'report' | 'history' | 'fleet' | 'suggest';
 
 type FleetRow = Parameters<typeof fleetText>[0][number];
 
@@ -72,6 +74,7 @@ ${ADMIN_OPTIONS}`,
   time, who holds the evaluator lease (kill and arm on any replica act on the whole fleet)
   --json         the experiments' fleet views as JSON
 ${ADMIN_OPTIONS}`,
+  suggest: SUGGEST_USAGE + ADMIN_OPTIONS,
 };
 
 const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
@@ -86,6 +89,7 @@ const ADMIN_FLAGS: Record<AdminCommand, OptionSpecs> = {
   },
   history: { admin: { type: 'string' }, json: { type: 'boolean' } },
   fleet: { admin: { type: 'string' }, json: { type: 'boolean' } },
+  suggest: { admin: { type: 'string' }, json: { type: 'boolean' }, top: { type: 'string' } },
 };
 
 export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<number> {
@@ -183,6 +187,16 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
         );
         return 0;
       }
+      case 'suggest':
+        r = await adminCall(base, 'GET', '/suggestions');
+        if (r.status === 200 && !json) {
+          const top = Number(parsed.string('top') ?? '5');
+          if (!Number.isInteger(top) || top < 1)
+            return usageError(cmd, usage, '--top: not a positive number');
+          process.stdout.write(suggestText(r.json as SuggestionsDocument, top));
+          return 0;
+        }
+        break;
       case 'history':
         r = await adminCall(base, 'GET', id ? `/experiments/${encodeURIComponent(id)}/runs` : '/runs');
         if (r.status === 200 && !json) {

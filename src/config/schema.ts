@@ -10,6 +10,7 @@ import { grpcStatusCode } from '../core/vocab.js';
 import { actsOnResponse } from '../faults/fault.js';
 import { compileFault, faultIssues, rampIntensity } from '../faults/registry.js';
 import { cronIssue } from '../experiments/cron.js';
+import { windowIssue } from '../experiments/windows.js';
 import { ramp, steadyState } from './steady-state-schema.js';
 
 const name = z
@@ -311,6 +312,27 @@ const scheduleFields = {
   timezone: timeZone.default('UTC').describe('IANA time zone of the cron expression, e.g. Europe/Berlin'),
 };
 
+/** An allowed window (`windows:`): days (croner's day-of-week field) and local hours in a time zone. */
+const hhmm = z.string().regex(/^([01][0-9]|2[0-3]):[0-5][0-9]$/, 'must be "HH:MM" (24-hour), e.g. "02:00"');
+const allowedWindow = z
+  .object({
+    days: z
+      .string()
+      .regex(/^[A-Za-z0-9*,\-/]+$/, 'must be a day-of-week list or range, e.g. "mon-fri", "sat,sun" or "*"')
+      .default('*')
+      .describe('days the window opens on (croner day-of-week syntax: mon-fri, sat,sun, 1-5, *)'),
+    from: hhmm.describe('local time the window opens, "HH:MM"'),
+    to: hhmm.describe('local time it closes, "HH:MM"; not after `from`: it closes the next day'),
+    timezone: timeZone.default('UTC').describe('IANA time zone of from/to, e.g. Europe/Berlin'),
+  })
+  .strict()
+  .superRefine((w, ctx) => {
+    if (w.from === w.to)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['to'], message: 'must differ from `from`' });
+    const issue = windowIssue(w);
+    if (issue !== null) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['days'], message: issue });
+  });
+
 /** A named schedule (top-level `schedules`): the experiments naming it take turns, one run per window. */
 const namedSchedule = z
   .object({
@@ -368,6 +390,13 @@ const experiment = z
       .optional()
       .describe(
         'run in windows: {cron, for, timezone}, or the name of a top-level schedule shared by experiments that take turns; between runs the experiment is "scheduled"',
+      ),
+    windows: z
+      .array(allowedWindow)
+      .min(1)
+      .optional()
+      .describe(
+        'hours runs are allowed in (any of the windows): outside them no run starts (an arm is refused, the config start waits) and a run in progress ends when its window closes',
       ),
     guardrails: z
       .array(guardrail)

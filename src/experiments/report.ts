@@ -12,6 +12,7 @@ import type { GuardrailState } from '../stats/analyzer.js';
 import type { RunComparison, RunRecord } from './journal.js';
 import { ARM_CANARY, ARM_CONTROL, type ArmCounts, type ExperimentRuntime } from './runtime.js';
 import type { ExperimentEvent, Lifecycle } from './table.js';
+import type { WindowStatus } from './windows.js';
 
 export type Verdict =
   'held' | 'refuted' | 'inconclusive' | 'aborted' | 'running' | 'disabled' | 'stopped' | 'not_started';
@@ -29,6 +30,8 @@ export interface ExperimentView {
   ends_at: string | null;
   /** Scheduled experiments: when the next window opens (null: paused, or not scheduled). */
   next_start_at: string | null;
+  /** Experiments with `windows:`: inside one now, closes_at / next_open_at (null without windows). */
+  window: WindowStatus | null;
   ended_at: string | null;
   ended: { cause: string | null; reason: string | null; by: string | null } | null;
   active_faults: number;
@@ -65,6 +68,7 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     started_at: life?.startedAt ?? null,
     ends_at: life?.endsAt ?? null,
     next_start_at: life?.nextStartAt ?? null,
+    window: life?.window ?? null,
     ended_at: life?.endedAt ?? null,
     ended,
     active_faults: rt.activeFaults,

@@ -13,6 +13,21 @@ import { fnv1a } from '../split/hash.js';
 import { log } from '../telemetry/log.js';
 import { compileCron, nextFire, previousFire } from './cron.js';
 import type { ExperimentTable } from './table.js';
+import { windowsOf } from './windows.js';
+
+/**
+ * Fleet mode: decides a window's run once for the whole fleet. Given the local pick, resolves to the
+ * member every replica runs in the window opening at `windowStart` (the first claim wins), or null
+ * when none may run (a member is killed fleet-wide). Rejects when the fleet cannot be asked: no run
+ * starts then (a replica cut off from the fleet injects nothing anyway).
+ */
+export type WindowClaim = (
+  schedule: string,
+  windowStart: number,
+  pick: string,
+  members: readonly string[],
+  ttlMs: number,
+) => Promise<string | null>;
 
 export interface Clock {
   now(): number;
@@ -48,6 +63,8 @@ export class Scheduler {
   private schedules = new Map<string, Compiled>();
   private readonly timers = new Map<string, unknown>();
   private stopped = false;
+  /** Set in fleet mode (src/fleet): one run per window fleet-wide instead of one per replica. */
+  claim: WindowClaim | null = null;
 
   constructor(table: ExperimentTable, clock: Clock = realClock) {
     this.table = table;
@@ -131,7 +148,7 @@ export class Scheduler {
       for (const id of s.members) this.table.schedulePaused(id, this.pausedReason(s, killed));
       return;
     }
-    const fire = nextFire(s.cron, now);
+    const fire = this.nextAllowedFire(s, now);
     for (const id of s.members) {
       const st = this.table.get(id)?.state;
       // An expired run of a scheduled experiment goes back to waiting.
@@ -170,22 +187,42 @@ export class Scheduler {
     }
     // Opened just now (this tick is the window's start), not a long wait re-checked mid-window.
     if (windowStart !== null && now - windowStart < 1000) {
-      const pick = this.pick(s, windowStart);
-      if (pick !== null) {
-        const endsAt = Math.min(
-          windowStart + s.forMs,
-          now + (s.durations.get(pick) ?? Number.POSITIVE_INFINITY),
-        );
-        this.table
-          .startRun(pick, `schedule:${s.name}`, endsAt)
+      const local = this.pick(s, windowStart, now);
+      if (local === null) {
+        const outside = s.members.find((id) => this.table.get(id)?.state === 'scheduled');
+        if (outside !== undefined)
+          this.table.note({
+            type: 'not_started',
+            experiment: outside,
+            reason: `schedule ${s.name}: the window opening at ${new Date(windowStart).toISOString()} is outside the allowed windows`,
+            by: 'schedule',
+          });
+      }
+      if (local !== null) {
+        const claimed = this.claim
+          ? this.claim(s.name, windowStart, local, s.members, s.forMs + 60_000)
+          : Promise.resolve(local);
+        claimed
+          .then((pick) => {
+            if (pick === null || this.stopped) return false;
+            const picked = this.table.get(pick);
+            const allowedClose = picked ? windowsOf(picked.spec)?.closesAt(now) : null;
+            const endsAt = Math.min(
+              windowStart + s.forMs,
+              now + (s.durations.get(pick) ?? Number.POSITIVE_INFINITY),
+              allowedClose ?? Number.POSITIVE_INFINITY,
+            );
+            // The run is named by its window's opening: in a fleet every replica starts the same run.
+            return this.table.startRun(pick, `schedule:${s.name}`, endsAt, windowStart);
+          })
           .then((ok) => {
-            if (!ok) log('warn', 'scheduled run did not start', { schedule: s.name, experiment: pick });
+            if (!ok) log('info', 'scheduled run not started here', { schedule: s.name, pick: local });
             this.reconcile(s);
           })
           .catch((err: unknown) => {
-            log('error', 'scheduled run could not be persisted; not started', {
+            log('error', 'scheduled run not started: its claim or record failed', {
               schedule: s.name,
-              experiment: pick,
+              experiment: local,
               error: (err as Error).message,
             });
             this.reconcile(s);
@@ -197,8 +234,10 @@ export class Scheduler {
   }
 
   /** The member that runs in the window opening at `windowStart`. */
-  private pick(s: Compiled, windowStart: number): string | null {
-    const ready = s.members.filter((id) => this.table.get(id)?.state === 'scheduled');
+  private pick(s: Compiled, windowStart: number, now: number): string | null {
+    const ready = s.members.filter(
+      (id) => this.table.get(id)?.state === 'scheduled' && this.allowed(id, now),
+    );
     if (ready.length === 0) return null;
     if (s.order === 'random') return ready[fnv1a(`${s.seed}:${windowStart}`) % ready.length] ?? null;
     // In turn: the member after the one that started last (start times survive restarts).
@@ -214,6 +253,24 @@ export class Scheduler {
     for (let k = 1; k <= s.members.length; k++) {
       const id = s.members[(last + k) % s.members.length] as string;
       if (ready.includes(id)) return id;
+    }
+    return null;
+  }
+
+  /** Inside the experiment's allowed `windows:` at `t` (always, without them). */
+  private allowed(id: string, t: number): boolean {
+    const rt = this.table.get(id);
+    const w = rt ? windowsOf(rt.spec) : null;
+    return w === null || w.inside(t);
+  }
+
+  /** The next opening at which some member may run (its allowed windows), within 1000 openings. */
+  private nextAllowedFire(s: Compiled, now: number): number | null {
+    let t = now;
+    for (let i = 0; i < 1000; i++) {
+      const f = nextFire(s.cron, t);
+      if (f === null || s.members.some((id) => this.allowed(id, f))) return f;
+      t = f;
     }
     return null;
   }

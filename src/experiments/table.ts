@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { HeldTarget, HoldTracer } from '../engine/hold.js';
+import { FaultlineError } from '../errors.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import type { PersistedExperiment, PersistedState, StateStore } from '../killswitch/store.js';
 import { log } from '../telemetry/log.js';
@@ -19,6 +20,7 @@ import {
   type ExperimentState,
   type Outcome,
 } from './runtime.js';
+import { windowsOf, type WindowStatus } from './windows.js';
 
 /**
  * Where outcomes go instead of the local analyzer when a fleet pools them (fleet mode): one call per
@@ -86,6 +88,8 @@ export interface Lifecycle {
   by: string | null;
   evidence: unknown;
   timeline: ExperimentEvent[];
+  /** Experiments with `windows:`: inside one now, when it closes or the next opens (src/experiments/windows.ts). */
+  window?: WindowStatus;
 }
 
 const STATE_NAMES: readonly ExperimentState[] = [
@@ -222,6 +226,12 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     }
     if (!rt.enabled) {
       this.setState(rt, 'disabled');
+      return;
+    }
+    // Outside its allowed windows a fresh start waits for the next one (the window guard starts it).
+    const w = windowsOf(rt.spec);
+    if (w !== null && (!saved || fresh) && !w.inside(this.now())) {
+      this.toScheduled(rt.id, w.nextOpen(this.now()));
       return;
     }
     // A fresh run checks its steady state first; a resumed one (saved as running) already started.
@@ -428,6 +438,14 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     if (!armable(this.runtimes.get(id))) return false;
     const startedAt = this.iso();
     const scheduled = this.runtimes.get(id)?.spec.schedule !== undefined;
+    const w = windowsOf(this.runtimes.get(id)!.spec);
+    if (!scheduled && w !== null && !w.inside(this.now())) {
+      const open = w.nextOpen(this.now());
+      throw new FaultlineError(
+        'FL_OUTSIDE_WINDOW',
+        `experiment "${id}" was not armed: it may run only inside its windows (${w.describe()}); the next opens at ${open === null ? 'no time within a year' : new Date(open).toISOString()}`,
+      );
+    }
     // Arming a scheduled experiment resumes its schedule: it waits for the next window, not runs now.
     const entry = scheduled
       ? ({
@@ -471,10 +489,13 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
    * Schedule hook: starts a fresh run of an experiment waiting in `scheduled` (durable first, as arm),
    * ending at `endsAtMs` (the scheduler's timer ends it). False when it is not waiting.
    */
-  async startRun(id: string, by: string, endsAtMs: number): Promise<boolean> {
+  async startRun(id: string, by: string, endsAtMs: number, startedAtMs?: number): Promise<boolean> {
     if (this.runtimes.get(id)?.state !== 'scheduled') return false;
-    const startedAt = this.iso();
-    const entry = { state: 'running', reason: '', by: '', at: startedAt, startedAt, startedBy: by } as const;
+    // A schedule passes its window's opening: every replica of a fleet names the same run.
+    const startedAt = new Date(startedAtMs ?? this.now()).toISOString();
+    // `by` set: in a fleet the run's record replaces the previous run's end (the merge takes an end
+    // over only for a start someone decided: an operator, or the fleet's one claim of the window).
+    const entry = { state: 'running', reason: '', by, at: startedAt, startedAt, startedBy: by } as const;
     await this.saveWith(id, entry);
     const rt = this.runtimes.get(id);
     if (rt?.state !== 'scheduled') return false;

@@ -733,6 +733,31 @@ export class Fleet implements OutcomeSink {
     this.redis.disconnect();
     this.sub.disconnect();
   }
+
+  /**
+   * Schedules in a fleet (src/experiments/scheduler.ts WindowClaim): the first replica to claim a window
+   * (SET NX on a key per schedule and opening) decides which member runs in it; the others read that
+   * answer and start the same run. A member killed anywhere in the fleet pauses the schedule here too.
+   */
+  async claimWindow(
+    schedule: string,
+    windowStart: number,
+    pick: string,
+    members: readonly string[],
+    ttlMs: number,
+  ): Promise<string | null> {
+    const key = `faultline:{${this.spec.name}}:window:${schedule}:${windowStart}`;
+    const got = (await this.redis.eval(
+      CLAIM_LUA,
+      2,
+      key,
+      this.keys.state,
+      pick,
+      String(ttlMs),
+      ...members,
+    )) as string;
+    return got.startsWith('!') ? null : got;
+  }
 }
 
 function newPool(rt: ExperimentRuntime): LocalPool {
@@ -742,6 +767,15 @@ function newPool(rt: ExperimentRuntime): LocalPool {
     rt.stickyKind !== null,
   );
 }
+/** Window claim: refuse while a member's fleet record is a kill; else first SET NX wins; the winner's pick. */
+const CLAIM_LUA = `
+for i = 3, #ARGV do
+  local rec = redis.call('HGET', KEYS[2], ARGV[i])
+  if rec and cjson.decode(rec).state == 'killed' then return '!' .. ARGV[i] end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+return redis.call('GET', KEYS[1])
+`;
 
 function newCumulative(withLatency: boolean): Cumulative {
   return {

@@ -118,3 +118,51 @@ export function quantileMs(cumulative: Float64Array, q: number): number {
   const frac = inBucket > 0 ? (rank - below) / inBucket : 1;
   return (lower + (upper - lower) * frac) * 1000;
 }
+
+/** Cumulative traffic of one listener/route since the process started (what `faultline suggest` reads). */
+export interface RouteTotals {
+  listener: string;
+  route: string;
+  requests: number;
+  errors: number;
+  /** Cumulative counts per duration bucket (le), +Inf last (quantileMs reads them). */
+  buckets: Float64Array;
+}
+
+/**
+ * Every listener/route's totals from the counters the listeners already keep (one read of the metric
+ * families, off the request path; nothing is added per request).
+ */
+export function routeTotals(metrics: Metrics): RouteTotals[] {
+  const by = new Map<string, RouteTotals>();
+  const entry = (labels: Record<string, string | number>): RouteTotals => {
+    const listener = String(labels.listener ?? '');
+    const route = String(labels.route ?? '');
+    const key = `${listener}\0${route}`;
+    let t = by.get(key);
+    if (t === undefined) {
+      t = {
+        listener,
+        route,
+        requests: 0,
+        errors: 0,
+        buckets: new Float64Array(DURATION_BUCKETS_S.length + 1),
+      };
+      by.set(key, t);
+    }
+    return t;
+  };
+  for (const v of metrics.requests.get().values) {
+    const t = entry(v.labels);
+    t.requests += v.value;
+    const c = v.labels.status_class;
+    if (c === '5xx' || c === 'error') t.errors += v.value;
+  }
+  for (const v of metrics.requestDuration.get().values) {
+    if (v.metricName === undefined || !v.metricName.endsWith('_bucket')) continue;
+    const le = v.labels.le;
+    const i = le === '+Inf' ? DURATION_BUCKETS_S.length : DURATION_BUCKETS_S.indexOf(le as number);
+    if (i >= 0) entry(v.labels).buckets[i]! += v.value;
+  }
+  return [...by.values()].filter((t) => t.requests > 0);
+}

@@ -89,6 +89,7 @@ describe('faultline CLI arguments', () => {
       [['status'], /^usage: faultline status/],
       [['arm'], /^usage: faultline arm/],
       [['report'], /^usage: faultline report/],
+      [['suggest'], /^usage: faultline suggest/],
       [['experiment', 'run'], /^usage: faultline experiment run/],
       [['load'], /^usage: faultline load/],
       [['schema'], /^usage: faultline schema/],
