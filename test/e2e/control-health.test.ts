@@ -84,7 +84,7 @@ async function runToEnd(extra: Record<string, unknown> = {}) {
     any
   >;
   const vr = await fetch(`${t.admin}/experiments/harmless/verdict`);
-  const verdict = { status: vr.status, ...((await vr.json()) as Record<string, any>) };
+  const verdict: Record<string, any> = { status: vr.status, ...((await vr.json()) as object) };
   return { report, verdict, events: events.join('') };
 }
 
