@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import type { ExperimentReport } from '../../src/experiments/report.js';
+import type { VerdictDocument } from '../../src/experiments/verdict.js';
 import { LoadGenerator } from '../../src/load/generator.js';
 import { removeDir, startFaultline } from '../helpers/faultline.js';
 import { runCli } from '../helpers/process.js';
@@ -79,12 +81,9 @@ async function runToEnd(extra: Record<string, unknown> = {}) {
   const end = Date.now() + 3000;
   while (rt.state === 'running' && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
   expect(rt.state).toBe('expired');
-  const report = (await (await fetch(`${t.admin}/experiments/harmless/report`)).json()) as Record<
-    string,
-    any
-  >;
+  const report = (await (await fetch(`${t.admin}/experiments/harmless/report`)).json()) as ExperimentReport;
   const vr = await fetch(`${t.admin}/experiments/harmless/verdict`);
-  const verdict: Record<string, any> = { status: vr.status, ...((await vr.json()) as object) };
+  const verdict = { status: vr.status, ...((await vr.json()) as VerdictDocument) };
   return { report, verdict, events: events.join('') };
 }
 
@@ -93,7 +92,7 @@ describe('unhealthy control arm', () => {
     sick = true;
     const { report, verdict, events } = await runToEnd();
     // The guardrail itself holds (canary no worse than control): only the baseline check speaks.
-    expect(report.guardrails[0].status).not.toBe('breached');
+    expect(report.guardrails[0]!.status).not.toBe('breached');
     expect(report.verdict).toBe('inconclusive');
     expect(report.verdict_cause).toBe('control_unhealthy');
     expect(report.control_health.status).toBe('unhealthy');
