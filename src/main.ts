@@ -147,7 +147,7 @@ export class Faultline implements AdminTarget {
     }
     const experiments = this.table.prepare(cfg.experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
-    this.swapPoints(compilePointPlans(cfg, experiments));
+    this.swapPoints(compilePointPlans(cfg, experiments, this.metrics));
     this.probes.compile(experiments);
     this.table.activate(experiments);
     this.scheduler.apply(cfg);
@@ -290,7 +290,7 @@ export class Faultline implements AdminTarget {
       const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
       // Swap: plans first (requests read them), then the experiment set.
       for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
-      this.swapPoints(compilePointPlans(cfg, experiments));
+      this.swapPoints(compilePointPlans(cfg, experiments, this.metrics));
       const xp = compileExtProcPlan(cfg, experiments);
       if (xp !== null) this.extProc?.swapPlan(xp);
       this.probes.compile(experiments);

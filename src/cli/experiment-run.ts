@@ -2,7 +2,8 @@
  * `faultline experiment run`: chaos as a CI gate. Starts Faultline with one experiment (re-armed if a
  * previous run left it killed), optionally drives load, waits for a kill or the duration, prints the
  * report and exits 0 held, 1 refuted, 2 inconclusive, 3 error or aborted, 4 stopped (a steady-state stop
- * condition), 5 not started (a `before` probe failed).
+ * condition), 5 not started (a `before` probe failed), 6 inconclusive because the control arm itself
+ * was unhealthy (its own code: a CI gate may retry 2 later, 6 says the service was sick without the fault).
  */
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -14,7 +15,15 @@ import { Faultline } from '../main.js';
 import { parseCommand, usageError, type OptionSpecs } from './args.js';
 import { junitXml } from './junit.js';
 
-const EXIT = { held: 0, refuted: 1, inconclusive: 2, error: 3, stopped: 4, not_started: 5 } as const;
+const EXIT = {
+  held: 0,
+  refuted: 1,
+  inconclusive: 2,
+  error: 3,
+  stopped: 4,
+  not_started: 5,
+  control_unhealthy: 6,
+} as const;
 
 export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FILE --experiment ID [--duration D] [--load URL,RATE] [--json] [--junit FILE]
   chaos as a CI gate: starts Faultline from FILE with only experiment ID (re-armed), optionally drives
@@ -27,7 +36,8 @@ export const EXPERIMENT_RUN_USAGE = `usage: faultline experiment run --config FI
   --junit FILE          also write the result as JUnit XML (one test case per guardrail) for CI
   -h, --help            show this help
 exit codes: 0 held, 1 refuted, 2 inconclusive, 3 error, aborted or a usage error (2 means inconclusive here),
-  4 stopped by a steady-state stop condition, 5 not started (a before probe failed)`;
+  4 stopped by a steady-state stop condition, 5 not started (a before probe failed),
+  6 inconclusive: the control arm itself was unhealthy (error or timeout rate above control_health)`;
 
 const FLAGS: OptionSpecs = {
   config: { type: 'string', short: 'c' },
@@ -146,7 +156,7 @@ export async function experimentRunCommand(args: string[]): Promise<number> {
     case 'refuted':
       return EXIT.refuted;
     case 'inconclusive':
-      return EXIT.inconclusive;
+      return report.verdict_cause === 'control_unhealthy' ? EXIT.control_unhealthy : EXIT.inconclusive;
     case 'stopped':
       return EXIT.stopped;
     case 'not_started':

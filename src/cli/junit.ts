@@ -25,6 +25,19 @@ export function junitXml(r: ExperimentReport, durationS: number): string {
     }
     cases.push(testcase(cls, name, durationS, body, g.detail));
   }
+  // A sick control arm: the guardrails compared against nothing healthy, so the suite must not pass.
+  if (r.verdict_cause === 'control_unhealthy') {
+    failures++;
+    cases.push(
+      testcase(
+        cls,
+        'control health',
+        durationS,
+        `<failure message="${attr(r.control_health.detail)}" type="control_unhealthy">${text(JSON.stringify(r.control_health))}</failure>`,
+        r.control_health.detail,
+      ),
+    );
+  }
   const guardrailFailed = failures > 0;
   if (!guardrailFailed && (r.verdict === 'refuted' || r.verdict === 'aborted')) {
     failures++;
@@ -43,6 +56,7 @@ export function junitXml(r: ExperimentReport, durationS: number): string {
       <property name="hypothesis" value="${attr(r.hypothesis)}"/>
       <property name="verdict" value="${attr(r.verdict)}"/>
       <property name="verdict_reason" value="${attr(r.verdict_reason)}"/>
+      <property name="verdict_cause" value="${attr(r.verdict_cause ?? '')}"/>
     </properties>
 ${cases.join('\n')}
   </testsuite>`;

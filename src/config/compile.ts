@@ -7,6 +7,7 @@ import type { PointPlan } from '../engine/point.js';
 import type { ListenerPlan, RouteRuntime } from '../proxy/plan.js';
 import type { UpstreamPools } from '../proxy/upstreams.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { pointTraffic } from '../telemetry/point-traffic.js';
 import type { ConfigSpec, ListenerSpec } from './schema.js';
 
 export function compileListenerPlans(
@@ -72,8 +73,15 @@ export function listenerBindingKey(l: ListenerSpec): string {
 export function compilePointPlans(
   cfg: ConfigSpec,
   experiments: ReadonlyMap<string, ExperimentRuntime>,
+  metrics?: Metrics,
 ): Map<string, PointPlan> {
   const all = [...experiments.values()];
+  // Points a traffic probe watches count all their requests; the others add nothing per request.
+  const watched = new Set(
+    cfg.experiments.flatMap((e) =>
+      e.steady_state.flatMap((p) => (p.traffic?.point ? [p.traffic.point] : [])),
+    ),
+  );
   const plans = new Map<string, PointPlan>();
   for (const p of cfg.points)
     plans.set(
@@ -86,6 +94,7 @@ export function compilePointPlans(
         candidates: Object.freeze(all.filter((e) => e.matcher.listener === p.name)),
         injectedHeader: cfg.injected_header,
         armHeader: cfg.arm_header,
+        traffic: metrics !== undefined && watched.has(p.name) ? pointTraffic(metrics, p.name) : null,
       }),
     );
   return plans;

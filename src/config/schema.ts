@@ -11,7 +11,7 @@ import { actsOnResponse } from '../faults/fault.js';
 import { compileFault, faultIssues, rampIntensity } from '../faults/registry.js';
 import { cronIssue } from '../experiments/cron.js';
 import { windowIssue } from '../experiments/windows.js';
-import { ramp, steadyState } from './steady-state-schema.js';
+import { controlHealthSpec, ramp, steadyState } from './steady-state-schema.js';
 
 const name = z
   .string()
@@ -367,7 +367,9 @@ const experiment = z
       .default({}),
     split: z
       .object({
-        percent: z.number().gt(0).max(50),
+        percent: z
+          .union([z.number().gt(0).max(50), z.array(z.number().gt(0).max(50)).min(2).max(20)])
+          .describe('percent of matching requests in each arm; a list is an exposure ramp (README "Ramp")'),
         allow_above_cap: z.boolean().default(false),
         sticky: sticky.optional(),
       })
@@ -411,6 +413,7 @@ const experiment = z
       .describe('HTTP statuses that count as errors (default: every 5xx)'),
     steady_state: steadyState,
     ramp: ramp.optional(),
+    control_health: controlHealthSpec.optional(),
   })
   .strict();
 
@@ -737,15 +740,18 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
       issue(at('schedule'), `no schedule named "${e.schedule}" in schedules`);
     if (ids.has(e.id)) issue(at('id'), `duplicate experiment id "${e.id}"`);
     ids.add(e.id);
-    if (e.split.percent > SPLIT_CAP_PERCENT && !e.split.allow_above_cap)
-      issue(
-        at('split', 'percent'),
-        `must be at most ${SPLIT_CAP_PERCENT} (set allow_above_cap: true to go higher)`,
-      );
+    const splitSteps = typeof e.split.percent === 'number' ? [e.split.percent] : e.split.percent;
+    const splitPath = (j: number) =>
+      typeof e.split.percent === 'number' ? at('split', 'percent') : at('split', 'percent', j);
+    // An exposure ramp never goes above the cap: every step is checked, not only the first.
+    splitSteps.forEach((p, j) => {
+      if (p > SPLIT_CAP_PERCENT && !e.split.allow_above_cap)
+        issue(splitPath(j), `must be at most ${SPLIT_CAP_PERCENT} (set allow_above_cap: true to go higher)`);
+    });
     for (const [value, path] of [
-      [e.split.percent, at('split', 'percent')],
-      [e.fault.percent, at('fault', 'percent')],
-    ] as const)
+      ...splitSteps.map((p, j) => [p, splitPath(j)] as const),
+      [e.fault.percent, at('fault', 'percent')] as const,
+    ])
       if (Math.abs(value * 100 - Math.round(value * 100)) > 1e-9)
         issue(path, 'must be a multiple of 0.01 (draws are made from 10,000 buckets)');
     const role = e.match.listener !== undefined ? pointRoles.get(e.match.listener) : undefined;
@@ -835,6 +841,16 @@ function steadyStateChecks(
   e.steady_state.forEach((p, j) => {
     const t = p.traffic;
     if (t === undefined) return;
+    if (t.point !== undefined) {
+      const pt = c.points.find((x) => x.name === t.point);
+      if (!pt) issue(at('steady_state', j, 'traffic', 'point'), `no in-process point named "${t.point}"`);
+      else if (pt.role !== 'inbound')
+        issue(
+          at('steady_state', j, 'traffic', 'point'),
+          `point "${t.point}" is outbound: traffic probes watch inbound points (the service's own requests)`,
+        );
+      return;
+    }
     const l = c.listeners.find((x) => x.name === t.listener);
     if (!l) issue(at('steady_state', j, 'traffic', 'listener'), `no listener named "${t.listener}"`);
     else if (t.route !== undefined && !l.routes.some((r) => r.name === t.route))
@@ -844,7 +860,26 @@ function steadyStateChecks(
       );
   });
   const r = e.ramp;
+  const exposure = typeof e.split.percent === 'number' ? null : e.split.percent;
+  if (exposure !== null) {
+    // An exposure ramp widens the split only: its steps increase, and the fault stays as written.
+    for (let i = 1; i < exposure.length; i++)
+      if (exposure[i]! <= exposure[i - 1]!) {
+        issue(at('split', 'percent', i), 'exposure steps must increase');
+        break;
+      }
+    if (r?.steps !== undefined)
+      issue(
+        at('ramp', 'steps'),
+        'cannot be combined with an exposure ramp (split.percent as a list): ramp one thing at a time',
+      );
+    return;
+  }
   if (r === undefined) return;
+  if (r.steps === undefined) {
+    issue(at('ramp', 'steps'), 'is required (or make split.percent a list for an exposure ramp)');
+    return;
+  }
   // What a ramp steps is declared by the fault (src/faults: an intensity, else the fault percent).
   const ri = rampIntensity(e.fault);
   for (const i of ri.issues(r.steps)) issue(at('ramp', ...i.path), i.message);

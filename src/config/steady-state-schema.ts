@@ -84,7 +84,8 @@ const prometheusProbe = z
 
 const trafficProbe = z
   .object({
-    listener: probeName,
+    listener: probeName.optional().describe('a proxy listener (or give `point`)'),
+    point: probeName.optional().describe('an in-process point (createFaultline) instead of a listener'),
     route: probeName.optional().describe('default: every route of the listener'),
     metric: z
       .enum(['error_rate', 'p99_ms', 'throughput'])
@@ -100,7 +101,17 @@ const trafficProbe = z
       .default(20)
       .describe('error_rate and p99_ms are not judged (hold) with fewer requests in the window'),
   })
-  .strict();
+  .strict()
+  .superRefine((t, ctx) => {
+    if ((t.listener === undefined) === (t.point === undefined))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'needs exactly one of "listener" or "point"' });
+    if (t.point !== undefined && t.route !== undefined)
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['route'],
+        message: 'points have no routes (routes belong to listeners)',
+      });
+  });
 
 const WHEN = ['before', 'during', 'after'] as const;
 
@@ -179,8 +190,9 @@ export const ramp = z
       .array(z.number().min(0))
       .min(2, 'needs at least two steps')
       .max(20)
+      .optional()
       .describe(
-        "the fault's magnitude per step: latency ms, abort/reset/timeout/... percent, throttle bytes_per_s",
+        "the fault's magnitude per step: latency ms, abort/reset/timeout/... percent, throttle bytes_per_s; leave out for an exposure ramp (split.percent as a list)",
       ),
     min_canary_per_step: z
       .union([z.literal('auto'), z.number().int().min(10)])
@@ -192,8 +204,39 @@ export const ramp = z
       .enum(['rollback', 'plateau'])
       .default('rollback')
       .describe('rollback: kill at the first step that breaks; plateau: go back to the last step that held'),
+    bisect: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(0)
+      .describe(
+        'after a break, this many extra steps halving the gap between the last step that held and the first that broke (each at the same per-step alpha: the split counts them)',
+      ),
   })
   .strict();
+
+/** The control arm's health bounds (src/experiments/control-health.ts). */
+export const controlHealthSpec = z
+  .object({
+    max_error_rate: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .optional()
+      .describe(
+        "control's error rate (any request not answered OK) above this makes a held run inconclusive; default: the max of a traffic error_rate probe, else 0.05",
+      ),
+    max_timeout_rate: z.number().gt(0).lt(1).optional().describe('the same for timeouts'),
+    min_requests: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('control requests needed before its health is judged (default: min_samples)'),
+  })
+  .strict()
+  .describe('when the control arm itself is unhealthy, a run is not called held');
 
 export type SteadyStateProbeSpec = z.output<typeof steadyStateProbe>;
 export type RampSpec = z.output<typeof ramp>;

@@ -5,6 +5,7 @@
  */
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { DecidePoint } from '../split/assign.js';
+import type { PointTraffic } from '../telemetry/point-traffic.js';
 
 export interface PointPlan extends DecidePoint {
   readonly name: string;
@@ -14,6 +15,8 @@ export interface PointPlan extends DecidePoint {
   /** Mark injected responses (x-faultline-injected) and arms (x-faultline-arm), as listeners do. */
   readonly injectedHeader: boolean;
   readonly armHeader: boolean;
+  /** Inbound points a `traffic` probe watches: every request is counted here (src/probes); else null. */
+  readonly traffic: PointTraffic | null;
 }
 
 export interface PointRef {

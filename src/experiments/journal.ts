@@ -40,6 +40,8 @@ export interface RunRecord {
   reason: string;
   verdict: Verdict;
   verdict_reason: string;
+  /** control_unhealthy, insufficient_data, or null (older records lack it). */
+  verdict_cause?: string | null;
   guardrails: GuardrailState[];
   evidence: unknown;
   arms: { canary: ArmCounts; control: ArmCounts };
@@ -203,7 +205,7 @@ export function runRecord(
     spec_revision: shortHash(rt.specKey),
     hypothesis: rt.spec.hypothesis,
     fault: rt.spec.fault,
-    split_percent: rt.spec.split.percent,
+    split_percent: rt.splitPercent,
     started_at: life.startedAt,
     ended_at: life.endedAt ?? new Date().toISOString(),
     started_by: life.startedBy ?? 'config',
@@ -213,6 +215,7 @@ export function runRecord(
     reason: life.reason ?? '',
     verdict: replaced ? 'aborted' : r.verdict,
     verdict_reason: replaced ? `ended by a config reload: ${life.reason ?? ''}` : r.verdict_reason,
+    verdict_cause: replaced ? null : r.verdict_cause,
     guardrails: r.guardrails,
     evidence: r.evidence,
     arms: r.arms,

@@ -9,6 +9,7 @@
  */
 import type { RampView, SteadyStateView } from '../probes/types.js';
 import type { GuardrailState } from '../stats/analyzer.js';
+import { controlHealth, type ControlHealth } from './control-health.js';
 import type { RunComparison, RunRecord } from './journal.js';
 import { ARM_CANARY, ARM_CONTROL, type ArmCounts, type ExperimentRuntime } from './runtime.js';
 import type { ExperimentEvent, Lifecycle } from './table.js';
@@ -50,6 +51,13 @@ export interface ExperimentView {
 export interface ExperimentReport extends ExperimentView {
   verdict: Verdict;
   verdict_reason: string;
+  /**
+   * Why, in one stable word, when the verdict alone does not say: `control_unhealthy` (the control arm
+   * itself was failing: no baseline, no `held`), `insufficient_data`; else null.
+   */
+  verdict_cause: 'control_unhealthy' | 'insufficient_data' | null;
+  /** The control arm against its health bounds (src/experiments/control-health.ts). */
+  control_health: ControlHealth;
   guardrails: GuardrailState[];
   evidence: unknown;
   timeline: ExperimentEvent[];
@@ -64,7 +72,7 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
     inject: rt.spec.inject,
     inject_at: rt.spec.inject_at ? [...rt.spec.inject_at] : null,
     fault: rt.spec.fault,
-    split: { percent: rt.spec.split.percent, sticky: rt.spec.split.sticky ?? null },
+    split: { percent: rt.splitPercent, sticky: rt.spec.split.sticky ?? null },
     started_at: life?.startedAt ?? null,
     ends_at: life?.endsAt ?? null,
     next_start_at: life?.nextStartAt ?? null,
@@ -82,12 +90,22 @@ export function experimentView(rt: ExperimentRuntime, life: Lifecycle | undefine
 
 export function experimentReport(rt: ExperimentRuntime, life: Lifecycle | undefined): ExperimentReport {
   const guardrails = rt.analyzer.states();
-  const [verdict, judged] = judge(rt, life, guardrails);
+  let [verdict, judged] = judge(rt, life, guardrails);
+  let cause: ExperimentReport['verdict_cause'] = verdict === 'inconclusive' ? 'insufficient_data' : null;
+  const health = controlHealth(rt);
+  // A sick baseline: "canary no worse than control" proves nothing. Refuted stays refuted.
+  if (health.status === 'unhealthy' && (verdict === 'held' || verdict === 'running')) {
+    if (verdict === 'held') verdict = 'inconclusive';
+    judged = `${health.detail}${verdict === 'running' ? ' so far' : ''}; not held (${judged})`;
+    cause = 'control_unhealthy';
+  }
   const why = judged + afterText(rt.steadyState) + rampText(rt.ramp);
   return {
     ...experimentView(rt, life),
     verdict,
     verdict_reason: why,
+    verdict_cause: cause,
+    control_health: health,
     guardrails,
     evidence: life?.evidence ?? null,
     timeline: life?.timeline ?? [],
@@ -159,9 +177,11 @@ export function reportMarkdown(r: ExperimentReport & { run?: number; history?: R
     '',
     `**Hypothesis:** ${r.hypothesis}`,
     '',
-    `**Verdict:** ${r.verdict} - ${r.verdict_reason}`,
+    `**Verdict:** ${r.verdict}${r.verdict_cause ? ` (${r.verdict_cause})` : ''} - ${r.verdict_reason}`,
     '',
     ...historyLines(r.run, r.history),
+    `Control health: ${r.control_health.status}: ${r.control_health.detail}.`,
+    '',
     `State ${r.state}; fault \`${JSON.stringify(r.fault)}\` injected ${r.inject}; split ${r.split.percent}% canary + ${r.split.percent}% control${r.split.sticky ? ` (sticky ${r.split.sticky})` : ''}.`,
     `Started ${r.started_at ?? '-'}; ${r.ended_at ? `ended ${r.ended_at}` : `ends ${r.ends_at ?? 'when stopped'}`}.`,
     '',

@@ -70,9 +70,14 @@ export class ExperimentRuntime {
   readonly matcher: Matcher;
   /** Swapped between steps of a ramp (src/probes/ramp.ts): same kind, another magnitude. */
   fault: Fault;
-  /** Canary takes buckets [0, canaryBuckets), control [canaryBuckets, controlEnd), of 10,000. */
-  readonly canaryBuckets: number;
-  readonly controlEnd: number;
+  /**
+   * Canary takes buckets [0, canaryBuckets), control [canaryBuckets, controlEnd), of 10,000. Written only
+   * by setSplit (an exposure ramp's step, src/probes/ramp.ts); the hot path reads them.
+   */
+  canaryBuckets = 0;
+  controlEnd = 0;
+  /** The split in force, percent per arm (an exposure ramp's current step). */
+  splitPercent = 0;
   readonly stickyKind: StickyKind | null;
   readonly stickyName: string;
   readonly seed: number;
@@ -143,8 +148,7 @@ export class ExperimentRuntime {
     this.specKey = JSON.stringify(spec);
     this.matcher = compileMatcher(spec.match);
     this.fault = compileFault(spec.fault);
-    this.canaryBuckets = Math.max(1, Math.round((spec.split.percent * BUCKETS) / 100));
-    this.controlEnd = Math.min(BUCKETS, 2 * this.canaryBuckets);
+    this.setSplit(splitSteps(spec)[0] as number);
     const sticky = spec.split.sticky;
     if (sticky === undefined) {
       this.stickyKind = null;
@@ -184,6 +188,13 @@ export class ExperimentRuntime {
   /** A fresh analyzer for a new run (the start, every re-arm). */
   newAnalyzer(): ExperimentAnalyzer {
     return new ExperimentAnalyzer(this.analyzerConfig);
+  }
+
+  /** Both arms at `percent` each: canary and control stay disjoint and equal in size. */
+  setSplit(percent: number): void {
+    this.splitPercent = percent;
+    this.canaryBuckets = Math.max(1, Math.round((percent * BUCKETS) / 100));
+    this.controlEnd = Math.min(BUCKETS, 2 * this.canaryBuckets);
   }
 
   setState(state: ExperimentState): void {
@@ -410,4 +421,9 @@ export function analyzerConfig(spec: ExperimentSpec, alpha = 1 - spec.confidence
     guardrails: spec.guardrails.map(toGuardrailSpec),
     sticky: spec.split.sticky !== undefined,
   };
+}
+
+/** The split steps of an experiment: one for a fixed split, the list of an exposure ramp. */
+export function splitSteps(spec: ExperimentSpec): readonly number[] {
+  return typeof spec.split.percent === 'number' ? [spec.split.percent] : spec.split.percent;
 }

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { HeldTarget, HoldTracer } from '../engine/hold.js';
 import { FaultlineError } from '../errors.js';
+import { controlHealth } from './control-health.js';
 import type { ExperimentSpec } from '../config/schema.js';
 import type { PersistedExperiment, PersistedState, StateStore } from '../killswitch/store.js';
 import { log } from '../telemetry/log.js';
@@ -65,7 +66,9 @@ export interface ExperimentEvent {
     // Steady-state probes and ramps (src/probes): a run refused at the gate, probe phases, ramp steps.
     | 'not_started'
     | 'steady_state'
-    | 'ramp_step';
+    | 'ramp_step'
+    // A run ended with its control arm failing (src/experiments/control-health.ts): not held.
+    | 'control_unhealthy';
   at: string;
   experiment?: string;
   cause?: KillCause;
@@ -417,6 +420,9 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
         ? { type: 'killed', experiment: rt.id, cause: cause ?? 'manual', reason, by, evidence }
         : { type: 'expired', experiment: rt.id, reason };
     this.event(ev);
+    const health = controlHealth(rt);
+    if (health.status === 'unhealthy')
+      this.event({ type: 'control_unhealthy', experiment: rt.id, reason: health.detail, evidence: health });
     log(state === 'killed' ? 'warn' : 'info', `experiment ${state}`, {
       experiment: rt.id,
       cause,

@@ -26,12 +26,32 @@ import type { RequestView } from '../engine/target.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { assignmentContext } from './context.js';
 import { addMarks } from './marks.js';
+import type { PointTraffic } from '../telemetry/point-traffic.js';
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Back-reference from the response to its call, so the close listener is one module-level function. */
 const kCall = Symbol('faultline.inboundCall');
 type TrackedResponse = ServerResponse & { [kCall]?: InboundCall };
+/** A request outside every experiment at a point a traffic probe watches: its counter and start time. */
+const kTraffic = Symbol('faultline.pointTraffic');
+const kStart = Symbol('faultline.pointStart');
+type WatchedResponse = ServerResponse & { [kTraffic]?: PointTraffic; [kStart]?: number };
+
+/** 5xx, or no whole answer (reset, client gone): what a listener's traffic view counts as an error. */
+function trafficError(res: ServerResponse): boolean {
+  return !res.writableFinished || res.statusCode >= 500;
+}
+
+function onWatchedClose(this: WatchedResponse): void {
+  this[kTraffic]?.record(trafficError(this), performance.now() - (this[kStart] as number));
+}
+
+function watch(res: ServerResponse, traffic: PointTraffic): void {
+  (res as WatchedResponse)[kTraffic] = traffic;
+  (res as WatchedResponse)[kStart] = performance.now();
+  res.on('close', onWatchedClose);
+}
 
 class InboundCall extends TargetState implements HeldTarget, RequestView {
   // FaultTarget
@@ -143,7 +163,9 @@ class InboundCall extends TargetState implements HeldTarget, RequestView {
       outcome =
         this.holdTimer !== null && this.injected ? exp.fault.callerLeftDuringHold : OUTCOME_CLIENT_ABORT;
     cancelHold(this);
-    this.engine.record(this, this.plan.name, outcome, statusClass, 0, performance.now() - this.startMs);
+    const latencyMs = performance.now() - this.startMs;
+    this.plan.traffic?.record(trafficError(res), latencyMs);
+    this.engine.record(this, this.plan.name, outcome, statusClass, 0, latencyMs);
   }
 }
 
@@ -161,6 +183,7 @@ export function wrapInbound(engine: Engine, ref: PointRef, handler: RequestHandl
     const plan = ref.plan;
     // Untouched path: no experiment can match here and no assignment to strip or honour.
     if (plan.candidates.length === 0 && rawHeader(req.rawHeaders, 'baggage') === undefined) {
+      if (plan.traffic !== null) watch(res, plan.traffic);
       handler(req, res);
       return;
     }
@@ -171,6 +194,7 @@ export function wrapInbound(engine: Engine, ref: PointRef, handler: RequestHandl
     if (call.baggageOut === '') delete req.headers['baggage'];
     else if (call.baggageOut !== null) req.headers['baggage'] = call.baggageOut;
     if (call.exp === null) {
+      if (plan.traffic !== null) watch(res, plan.traffic);
       handler(req, res);
       return;
     }

@@ -228,7 +228,11 @@ class TrafficProbe implements Probe {
   constructor(spec: SteadyStateProbeSpec, t: TrafficSpec, metrics: Metrics) {
     this.spec = spec;
     this.t = t;
-    this.sampler = new TrafficSampler(metrics, t.listener, t.route ?? null, t.window);
+    this.sampler = new TrafficSampler(
+      metrics,
+      t.point !== undefined ? { point: t.point } : { listener: t.listener ?? '', route: t.route ?? null },
+      t.window,
+    );
   }
 
   ready(): Promise<void> {
@@ -238,7 +242,7 @@ class TrafficProbe implements Probe {
   evaluate(): Promise<ProbeResult> {
     const t = this.t;
     const w = this.sampler.window();
-    const where = `${t.listener}${t.route ? `/${t.route}` : ''}`;
+    const where = t.point !== undefined ? `point ${t.point}` : `${t.listener}${t.route ? `/${t.route}` : ''}`;
     const over = `${w.requests} requests over ${w.seconds.toFixed(1)} s on ${where}`;
     let v: number;
     switch (t.metric) {

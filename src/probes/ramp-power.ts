@@ -3,12 +3,14 @@
  * analyzer (src/stats), not a formula: the canary count at which a breach of the reference size is
  * detected in 90% of simulated runs at the step's alpha. The reference breach of a rate guardrail
  * (max_increase Δ, max_ratio R) over a baseline p0 is p1 = max(p0 + 2Δ, 2·R·p0): twice the tolerated
- * margin, so beyond both parts of the "ratio > R AND difference > Δ" rule. Latency guardrails are not
- * simulated (their breach size depends on the latency distribution); a ramp with only latency
- * guardrails advances after min_samples and claims no power.
+ * margin, so beyond both parts of the "ratio > R AND difference > Δ" rule. The reference breach of a
+ * latency guardrail (canary <= R·control + a at its quantile) doubles the tolerated margin the same
+ * way: every canary request takes (1 + 2(R − 1))·L + 2a where control takes L, with L lognormal
+ * (median 100 ms, σ 0.6: the latency simulations' model, test/sim/scenarios.ts). The claim is about
+ * that shape; a breach on a few requests only (a slow tail) needs more canary requests than this.
  */
 import { ExperimentAnalyzer, type AnalyzerConfig, type GuardrailSpec } from '../stats/analyzer.js';
-import { createPrng } from '../stats/prng.js';
+import { createPrng, gaussian } from '../stats/prng.js';
 
 export const POWER_TARGET = 0.9;
 /** Baseline error/timeout rate assumed for the reference breach. */
@@ -28,6 +30,59 @@ export interface PowerPlan {
 const cache = new Map<string, PowerPlan>();
 
 type RateSpec = Extract<GuardrailSpec, { metric: 'error_rate' | 'timeout_rate' }>;
+type LatencySpec = Extract<GuardrailSpec, { metric: 'latency' }>;
+
+/** Median and log-sd of the control latency the latency reference breach is simulated on. */
+export const LATENCY_MEDIAN_MS = 100;
+const LATENCY_SIGMA = 0.6;
+
+/** The reference canary latency for control latency L: twice the tolerated margin over it. */
+export function referenceLatency(g: LatencySpec, l: number): number {
+  return (1 + 2 * (g.maxRatio - 1)) * l + 2 * g.maxIncreaseMs;
+}
+
+function describeLatency(g: LatencySpec): string {
+  const r = Number((1 + 2 * (g.maxRatio - 1)).toPrecision(3));
+  return `latency p${Number((g.quantile * 100).toPrecision(4))} x${r}${g.maxIncreaseMs > 0 ? ` + ${Number((2 * g.maxIncreaseMs).toPrecision(4))} ms` : ''} (lognormal, median ${LATENCY_MEDIAN_MS} ms)`;
+}
+
+/**
+ * Detection canary counts of `runs` simulated runs where every canary request is the latency
+ * reference breach of `g` (MAX_CANARY + 1: not detected).
+ */
+export function latencyDetectionCounts(
+  cfg: AnalyzerConfig,
+  g: LatencySpec,
+  runs: number,
+  seed: number,
+  canaryLatency: (l: number, rnd: () => number) => number = (l) => referenceLatency(g, l),
+): number[] {
+  const rnd = createPrng(seed);
+  const out: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const a = new ExperimentAnalyzer(cfg);
+    let n = 0;
+    let hit = MAX_CANARY + 1;
+    while (n < MAX_CANARY) {
+      const canary = rnd() < 0.5;
+      const l = LATENCY_MEDIAN_MS * Math.exp(LATENCY_SIGMA * gaussian(rnd));
+      if (canary) n++;
+      const ms = canary ? canaryLatency(l, rnd) : l;
+      if (a.record(canary ? 'canary' : 'control', false, false, ms) !== null) {
+        hit = n;
+        break;
+      }
+    }
+    out.push(hit);
+  }
+  return out;
+}
+
+function countsOf(cfg: AnalyzerConfig, g: GuardrailSpec, runs: number, seed: number): number[] {
+  return g.metric === 'latency'
+    ? latencyDetectionCounts(cfg, g, runs, seed)
+    : detectionCounts(cfg, g, runs, seed);
+}
 
 export function referenceRate(g: RateSpec, p0 = BASELINE_RATE): number {
   return Math.min(0.99, Math.max(p0 + 2 * g.maxIncrease, 2 * g.maxRatio * p0));
@@ -65,26 +120,27 @@ export function powerPlan(cfg: AnalyzerConfig, fixed: number | undefined, seed =
   const key = JSON.stringify([cfg, fixed, seed]);
   const hit = cache.get(key);
   if (hit) return hit;
-  const rate = cfg.guardrails.filter((g): g is RateSpec => g.metric !== 'latency');
+  const all = cfg.guardrails;
   let plan: PowerPlan;
-  if (rate.length === 0) plan = { needed: fixed ?? cfg.minSamples, breach: null, power: null };
+  if (all.length === 0) plan = { needed: fixed ?? cfg.minSamples, breach: null, power: null };
   else {
     let needed = cfg.minSamples;
     let power = 1;
     const names: string[] = [];
-    for (const g of rate) {
-      const counts = detectionCounts(cfg, g, RUNS, seed).sort((x, y) => x - y);
+    const counted = all.map((g) => countsOf(cfg, g, RUNS, seed).sort((x, y) => x - y));
+    all.forEach((g, i) => {
+      const counts = counted[i] as number[];
       const n90 = counts[Math.ceil(POWER_TARGET * RUNS) - 1] as number;
       needed = Math.max(needed, Math.min(n90, MAX_CANARY));
-      names.push(`${g.metric} ${pct(BASELINE_RATE)} -> ${pct(referenceRate(g))}`);
-      if (fixed !== undefined) power = Math.min(power, counts.filter((c) => c <= fixed).length / RUNS);
-    }
+      names.push(
+        g.metric === 'latency'
+          ? describeLatency(g)
+          : `${g.metric} ${pct(BASELINE_RATE)} -> ${pct(referenceRate(g))}`,
+      );
+    });
     if (fixed !== undefined) needed = fixed;
-    else
-      for (const g of rate) {
-        const counts = detectionCounts(cfg, g, RUNS, seed);
-        power = Math.min(power, counts.filter((c) => c <= needed).length / RUNS);
-      }
+    // Each guardrail's claim, at the count the step waits for (the weakest one is reported).
+    for (const counts of counted) power = Math.min(power, counts.filter((c) => c <= needed).length / RUNS);
     plan = { needed, breach: names.join(', '), power };
   }
   cache.set(key, plan);

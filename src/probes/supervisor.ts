@@ -14,7 +14,7 @@ import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { compileProbe, type Probe } from './probe.js';
-import { RampController } from './ramp.js';
+import { hasRamp, RampController } from './ramp.js';
 import type { ProbeResult, ProbeView, SteadyStateView } from './types.js';
 
 interface Compiled {
@@ -75,9 +75,9 @@ export class SteadyStateSupervisor {
         next.set(rt, have);
         continue;
       }
-      if (rt.spec.steady_state.length === 0 && rt.spec.ramp === undefined) continue;
+      if (rt.spec.steady_state.length === 0 && !hasRamp(rt.spec)) continue;
       const probes = rt.spec.steady_state.map((s) => compileProbe(s, this.metrics));
-      const ramp = rt.spec.ramp !== undefined ? new RampController(rt, this.table) : null;
+      const ramp = hasRamp(rt.spec) ? new RampController(rt, this.table) : null;
       const c: Compiled = {
         rt,
         probes,

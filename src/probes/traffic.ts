@@ -6,6 +6,7 @@
  * included (a stop condition is about the system as its users see it).
  */
 import { DURATION_BUCKETS_S, type Metrics } from '../telemetry/metrics.js';
+import { pointTraffic, type PointTraffic } from '../telemetry/point-traffic.js';
 
 interface Sample {
   t: number;
@@ -22,20 +23,26 @@ export interface TrafficWindow {
   p99Ms: number;
 }
 
+/** Where a sampler reads: a proxy listener (and route) from the request metrics, or an in-process point. */
+export type TrafficSource =
+  { listener: string; route: string | null; point?: undefined } | { point: string; listener?: undefined };
+
 export class TrafficSampler {
   private readonly metrics: Metrics;
   private readonly listener: string;
   private readonly route: string | null;
+  private readonly point: PointTraffic | null;
   private readonly windowMs: number;
   private readonly periodMs: number;
   private readonly samples: Sample[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly startedAt = Date.now();
 
-  constructor(metrics: Metrics, listener: string, route: string | null, windowMs: number) {
+  constructor(metrics: Metrics, source: TrafficSource, windowMs: number) {
     this.metrics = metrics;
-    this.listener = listener;
-    this.route = route;
+    this.listener = source.listener ?? '';
+    this.route = source.point === undefined ? source.route : null;
+    this.point = source.point === undefined ? null : pointTraffic(metrics, source.point);
     this.windowMs = windowMs;
     // Twenty samples per window: the window's edge is known to within 5%.
     this.periodMs = Math.max(50, Math.min(5000, Math.round(windowMs / 20)));
@@ -81,6 +88,13 @@ export class TrafficSampler {
   }
 
   private sample(): Sample {
+    if (this.point !== null) {
+      const p = this.point;
+      const buckets = new Float64Array(p.buckets.length);
+      let sum = 0;
+      for (let i = 0; i < buckets.length; i++) buckets[i] = sum += p.buckets[i] as number;
+      return { t: Date.now(), requests: p.requests, errors: p.errors, buckets };
+    }
     let requests = 0;
     let errors = 0;
     for (const v of this.metrics.requests.get().values) {

@@ -57,13 +57,22 @@ export interface RampStepView {
   canary_bad: number;
   /** Canary requests judged before the step may advance (power 90% for a breach of the guardrail size). */
   needed: number;
-  /** Per-step significance level (the run's alpha split over the steps). */
+  /** Per-step significance level (the run's alpha split over the steps, bisection steps included). */
   alpha: number;
+  /** A bisection step: between the last step that held and the first that broke (ramp.bisect). */
+  bisect: boolean;
+  /** Requests drawn at this hop during the step: canary, control, and matched but in neither arm. */
+  assigned: { canary: number; control: number; none: number };
   detail: string;
 }
 
 export interface RampView {
+  /** intensity: the fault's magnitude steps (ramp.steps); exposure: the split's percent steps. */
+  kind: 'intensity' | 'exposure';
   unit: string;
+  /** Bisection steps allowed after a break (ramp.bisect) and how many ran. */
+  bisect: number;
+  bisected: number;
   on_breach: 'rollback' | 'plateau';
   /** The power claim behind `needed`, e.g. "power 90% for error_rate 1% -> 3%" (simulated). */
   power: string;

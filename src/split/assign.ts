@@ -46,7 +46,11 @@ export function assign(
     // arms lose the same requests).
     if (!assignmentFits(exp.baggageMembers, rest)) break;
     const arm = exp.draw(raw);
-    if (arm === 0) break;
+    if (arm === 0) {
+      // Matched but outside both arms: counted too, so an exposure ramp can show each arm's share.
+      exp.assigned[0]! += 1;
+      break;
+    }
     slot.exp = exp;
     slot.arm = arm;
     slot.observe = true;
