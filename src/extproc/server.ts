@@ -76,6 +76,22 @@ const SET: string[] = [];
 const MUTATION: Mutation = { set: SET, remove: EMPTY, rawValue: true };
 const REMOVE_BAGGAGE: readonly string[] = ['baggage'];
 
+/**
+ * The last immediate_response encoded, and what it was made of (compared by identity): a fault
+ * answers its canary requests alike (abort and timeout pass the same status, headers and body
+ * objects every time), so the bytes are reused rather than encoded per request.
+ */
+const lastImmediate = {
+  plan: null as ExtProcPlan | null,
+  exp: null as ExperimentRuntime | null,
+  marks: -1,
+  status: 0,
+  headers: null as Readonly<Record<string, string>> | null,
+  body: '',
+  grpcStatus: -1,
+  bytes: CONTINUE_REQUEST,
+};
+
 function mutation(plan: ExtProcPlan): Mutation & { set: string[] } {
   SET.length = 0;
   MUTATION.remove = EMPTY;
@@ -257,8 +273,18 @@ class ExtProcCall implements HeldTarget, RequestView {
   forward(): void {
     if (this.requestAnswered) return;
     this.requestAnswered = true;
-    if (this.baggageOut === null && this.envoyDelayMs === 0) this.send(CONTINUE_REQUEST);
-    else this.send(encodeHeadersReply(KIND_REQUEST_HEADERS, this.requestMutation()));
+    const b = this.baggageOut;
+    if (b === null && this.envoyDelayMs === 0) {
+      this.send(CONTINUE_REQUEST);
+      return;
+    }
+    // The common case, the assignment's own baggage and nothing else: bytes encoded with the plan.
+    const exp = this.exp;
+    const cached =
+      exp !== null && this.envoyDelayMs === 0 && b === exp.baggageMembers[this.arm]
+        ? (this.plan as ExtProcPlan).continueWithBaggage.get(exp)?.[this.arm]
+        : undefined;
+    this.send(cached ?? encodeHeadersReply(KIND_REQUEST_HEADERS, this.requestMutation()));
   }
 
   /** Baggage (the assignment travels on; forged faultline.* members removed) and Envoy fault headers. */
@@ -298,10 +324,7 @@ class ExtProcCall implements HeldTarget, RequestView {
       return;
     }
     this.requestAnswered = true;
-    const m = mutation(this.plan as ExtProcPlan);
-    for (const k in headers) m.set.push(k, headers[k] as string);
-    this.addMarks(m.set);
-    this.send(encodeImmediateResponse(status, m, body, -1, DETAILS));
+    this.send(this.immediate(status, headers, body, -1));
     const exp = this.exp as ExperimentRuntime;
     if (this.isGrpc) {
       // Envoy turns an HTTP-status local reply to a gRPC call into a grpc-status.
@@ -322,11 +345,45 @@ class ExtProcCall implements HeldTarget, RequestView {
       return;
     }
     this.requestAnswered = true;
-    const m = mutation(this.plan as ExtProcPlan);
-    this.addMarks(m.set);
-    this.send(encodeImmediateResponse(GRPC_TO_HTTP[code] ?? 500, m, message, code, DETAILS));
+    this.send(this.immediate(GRPC_TO_HTTP[code] ?? 500, null, message, code));
     this.grpcStatus = code;
     this.recordGrpc();
+  }
+
+  /** An immediate_response: the last one's bytes when it was made of the same parts. */
+  private immediate(
+    status: number,
+    headers: Readonly<Record<string, string>> | null,
+    body: string,
+    grpcStatus: number,
+  ): Buffer {
+    const plan = this.plan as ExtProcPlan;
+    const exp = this.exp;
+    const marks = (this.injected ? 4 : 0) + this.arm;
+    const l = lastImmediate;
+    if (
+      l.plan === plan &&
+      l.exp === exp &&
+      l.marks === marks &&
+      l.status === status &&
+      l.headers === headers &&
+      l.body === body &&
+      l.grpcStatus === grpcStatus
+    )
+      return l.bytes;
+    const m = mutation(plan);
+    if (headers !== null) for (const k in headers) m.set.push(k, headers[k] as string);
+    this.addMarks(m.set);
+    const bytes = encodeImmediateResponse(status, m, body, grpcStatus, DETAILS);
+    l.plan = plan;
+    l.exp = exp;
+    l.marks = marks;
+    l.status = status;
+    l.headers = headers;
+    l.body = body;
+    l.grpcStatus = grpcStatus;
+    l.bytes = bytes;
+    return bytes;
   }
 
   /** Delay and abort both in Envoy's fault filter; the outcome comes back as response_headers. */
