@@ -12,7 +12,7 @@
 // Every rep runs every server once per phase, order alternating (interleaved A/B); medians at the end.
 // Server CPU: process.cpuUsage() read in the server process over IPC before and after each run.
 //
-//   npm run build && node bench/extproc.mjs [--streams 3000] [--concurrency 64] [--reps 3]
+//   npm run build && node bench/extproc.mjs [--streams 3000] [--concurrency 64] [--reps 3] [--warmup 1000]
 //       [--variant new=dist] [--variant base=dist-base] [--no-echo] [--echo-channelz] [--echo-http2] [--no-proxy]
 //       [--server-flags --cpu-prof,--cpu-prof-dir=/tmp/p]
 //       [--proxy-us 60.2] [--out bench/results/extproc]
@@ -338,22 +338,28 @@ async function main() {
       { id: 'assigned', msgs: control, twoLegs: true, expect: 0x0a },
       { id: 'aborted', msgs: canary, twoLegs: false, expect: 0x3a },
     ];
-    for (const srv of servers) for (const p of phases) await drive(srv, p.msgs, p.twoLegs, 200); // warm-up
+    console.error(`servers: ${all.map((x) => `${x.name} pid ${x.child.pid}`).join(', ')}`);
+    const warm = Number(opt('warmup', '1000'));
+    for (const srv of servers) for (const p of phases) await drive(srv, p.msgs, p.twoLegs, warm);
     // The proxy host, same build, same run: an untouched 1 KB GET, the figure bench/RESULTS.md reports.
     const proxyPhase = { id: 'http proxy, 1 KB GET', msgs: [null], twoLegs: false, expect: 200 };
-    if (proxy) await drive(proxy, proxyPhase.msgs, false, 200);
+    if (proxy) await drive(proxy, proxyPhase.msgs, false, warm);
     const units = phases.map((p) => [p, servers]);
     if (proxy) units.push([proxyPhase, [proxy]]);
 
     const samples = []; // { rep, server, phase, streamsPerS, cpuUs, purity }
     for (let rep = 0; rep < reps; rep++) {
-      for (const [p, list] of units)
+      // Phases and servers both in alternating order: neither goes first every time.
+      for (const [p, list] of rep % 2 === 0 ? units : [...units].reverse())
         for (const srv of rep % 2 === 0 ? list : [...list].reverse()) {
           const c0 = await srv.cpu();
           const t0 = performance.now();
           const tags = await drive(srv, p.msgs, p.twoLegs, N);
           const ms = performance.now() - t0;
           const c1 = await srv.cpu();
+          console.error(
+            `rep ${rep} ${p.id} ${srv.name}: ${((c1 - c0) / N).toFixed(1)} us/stream, ${(N / (ms / 1000)).toFixed(0)}/s`,
+          );
           samples.push({
             rep,
             server: srv.name,
@@ -382,17 +388,34 @@ async function main() {
           phase_purity: Math.min(...mine.map((s) => s.purity)),
         });
       }
-    const floorOf = (phase) => rows.find((r) => r.phase === phase && r.server === 'echo')?.cpu_us_per_stream;
+    // Ratios are paired per rep (the two servers measured back to back), then the median over reps:
+    // load from other processes moves both sides of a pair alike, far less than it moves medians.
+    const paired = (r, other, fn) => {
+      const xs = [];
+      for (let rep = 0; rep < reps; rep++) {
+        const a = samples.find((x) => x.rep === rep && x.phase === r.phase && x.server === r.server);
+        const b = samples.find((x) => x.rep === rep && x.phase === r.phase && x.server === other);
+        if (a && b) xs.push(fn(a.cpuUs, b.cpuUs));
+      }
+      return xs.length ? median(xs) : null;
+    };
     const proxyRow = rows.find((r) => r.server === 'proxy');
     const proxyRef = proxyRow ? proxyRow.cpu_us_per_stream : proxyUs ? Number(proxyUs) : null;
     const baseName = variants.length > 1 ? variants[variants.length - 1][0] : null;
+    const proxySample = (rep) => samples.find((x) => x.rep === rep && x.server === 'proxy')?.cpuUs;
     for (const r of rows) {
-      const floor = floorOf(r.phase);
-      r.x_echo_floor = floor ? r.cpu_us_per_stream / floor : null;
-      r.over_floor_us = floor ? r.cpu_us_per_stream - floor : null;
-      const base = baseName && rows.find((b) => b.phase === r.phase && b.server === baseName);
-      r.x_base = base && !r.server.startsWith('echo') ? r.cpu_us_per_stream / base.cpu_us_per_stream : null;
-      r.x_proxy = proxyRef ? r.cpu_us_per_stream / proxyRef : null;
+      r.x_echo_floor = withEcho ? paired(r, 'echo', (a, b) => a / b) : null;
+      r.over_floor_us = withEcho ? paired(r, 'echo', (a, b) => a - b) : null;
+      r.x_base =
+        baseName && variants.some(([n]) => n === r.server) ? paired(r, baseName, (a, b) => a / b) : null;
+      // Against the proxy: per rep too when it was measured in this run.
+      const xp = [];
+      if (proxyRow)
+        for (let rep = 0; rep < reps; rep++) {
+          const a = samples.find((x) => x.rep === rep && x.phase === r.phase && x.server === r.server);
+          if (a && proxySample(rep)) xp.push(a.cpuUs / proxySample(rep));
+        }
+      r.x_proxy = xp.length ? median(xp) : proxyRef ? r.cpu_us_per_stream / proxyRef : null;
     }
 
     const f = (x, d = 1) => (x === null || x === undefined ? '-' : x.toFixed(d));
@@ -411,7 +434,7 @@ async function main() {
       `# ext_proc: server CPU per decision`,
       '',
       `Run ${result.run}: \`${result.command}\`; ${reps} rep(s) x ${N} streams, ${C} in flight on one HTTP/2`,
-      `connection; servers in their own processes, order alternating per rep; medians. Machine: ${result.machine.cpus} CPUs,`,
+      `connection; servers in their own processes, order alternating per rep; medians (ratios: per rep, then the median). Machine: ${result.machine.cpus} CPUs,`,
       `${result.machine.model}; node ${result.machine.node}. "echo" is an empty grpc-js bidi server (constant replies,`,
       `no decode): grpc-js's floor.` +
         (proxyRow
@@ -438,7 +461,11 @@ async function main() {
       s.child.removeAllListeners('exit');
       s.child.send('stop');
     }
-    await new Promise((r) => setTimeout(r, 500));
+    // Up to 5 s to stop cleanly (a --cpu-prof child writes its profile on exit), then SIGKILL.
+    const exited = all.map((x) =>
+      x.child.exitCode === null ? new Promise((r) => x.child.once('exit', r)) : null,
+    );
+    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 5000))]);
     for (const s of all) if (s.child.exitCode === null) s.child.kill('SIGKILL');
     if (upstream) upstream.kill('SIGTERM');
   }
