@@ -1,98 +1,472 @@
-// ext_proc decisions per second and server CPU per decision, driven by a grpc-js Envoy stand-in in
-// this process (the client's own CPU is included in the process CPU: an upper bound for the server).
-// Usage: npm run build && node bench/extproc.mjs [streams=4000] [concurrency=64]
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { credentials, loadPackageDefinition } from '@grpc/grpc-js';
+// ext_proc decisions per second and the SERVER's CPU per decision, with the Envoy stand-in (a grpc-js
+// client sending pre-encoded ProcessingRequest bytes, as Envoy does over one HTTP/2 connection) in this
+// process and every server in a child process of its own, so the client's CPU is never counted.
+//
+// Servers: one Faultline per --variant (its dist build), and "echo": an empty grpc-js bidi server that
+// answers each message with constant bytes (no decode, no decision): grpc-js's own floor per stream.
+// Phases, each driven the way Envoy drives it:
+//   untouched  experiments loaded, none matches: request_headers -> CONTINUE, response_headers -> CONTINUE
+//   assigned   control arm: request_headers -> CONTINUE + baggage mutation, response_headers -> outcome recorded
+//   aborted    canary arm:  request_headers -> immediate_response 503 (Envoy ends the stream)
+// Arms are sticky on x-request-id, so the bench probes ids once and drives each phase with ids of one arm.
+// Every rep runs every server once per phase, order alternating (interleaved A/B); medians at the end.
+// Server CPU: process.cpuUsage() read in the server process over IPC before and after each run.
+//
+//   npm run build && node bench/extproc.mjs [--streams 3000] [--concurrency 64] [--reps 3] [--warmup 1000]
+//       [--variant new=dist] [--variant base=dist-base] [--no-echo] [--echo-channelz] [--echo-http2] [--no-proxy]
+//       [--server-flags --cpu-prof,--cpu-prof-dir=/tmp/p]
+//       [--proxy-us 60.2] [--out bench/results/extproc]
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Server, ServerCredentials, credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
+import { Pool } from 'undici';
+import { faultlineNodeFlags } from './peers.mjs';
 import { loadSync } from '@grpc/proto-loader';
-import { Faultline } from '../dist/main.js';
-import { validateConfig } from '../dist/config/load.js';
-import { EXT_PROC_PROTO, PROTO_DIR } from '../dist/extproc/proto.js';
 
-const N = Number(process.argv[2] ?? 4000);
-const C = Number(process.argv[3] ?? 64);
-const state = mkdtempSync(join(tmpdir(), 'fl-bench-extproc-'));
-const cfg = {
-  state_dir: state,
-  admin: { port: 0 },
-  ext_proc: { name: 'envoy', port: 0 },
-  experiments: [
-    {
-      id: 'abort',
-      hypothesis: 'bench',
-      match: { listener: 'envoy', path_prefix: '/abort' },
-      split: { percent: 50, allow_above_cap: true },
-      fault: { kind: 'abort', status: 503 },
-    },
-  ],
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
+const raw = (b) => b;
+const RAW_METHOD = {
+  path: PATH,
+  requestStream: true,
+  responseStream: true,
+  requestSerialize: raw,
+  requestDeserialize: raw,
+  responseSerialize: raw,
+  responseDeserialize: raw,
 };
-const fl = await Faultline.start({
-  configFile: join(state, 'x.yaml'),
-  config: validateConfig(cfg, 'bench'),
-  watch: false,
-});
-const def = loadSync(EXT_PROC_PROTO, {
-  includeDirs: [PROTO_DIR],
-  keepCase: true,
-  longs: Number,
-  enums: Number,
-  defaults: false,
-  oneofs: true,
-});
-const Ctor = loadPackageDefinition(def).envoy.service.ext_proc.v3.ExternalProcessor;
-const client = new Ctor(`127.0.0.1:${fl.port('envoy')}`, credentials.createInsecure());
-const hm = (h) => ({ headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) });
 
-function one(path) {
-  return new Promise((resolve) => {
-    const s = client.Process();
-    let step = 0;
-    s.on('data', (r) => {
-      if (step === 0 && r.response === 'request_headers') {
-        step = 1;
-        s.write({ response_headers: { headers: hm({ ':status': '200' }), end_of_stream: true } });
-      } else s.end();
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+
+// ---- server side (a child process) ---------------------------------------------------------------
+
+async function serveFaultline(dist, upstreamPort) {
+  const { Faultline } = await import(pathToFileURL(join(dist, 'main.js')).href);
+  const { validateConfig } = await import(pathToFileURL(join(dist, 'config/load.js')).href);
+  const state = mkdtempSync(join(tmpdir(), 'fl-bench-extproc-'));
+  const cfg = {
+    state_dir: state,
+    admin: { port: 0 },
+    // `proxy`: the same experiment behind the HTTP proxy host, for its CPU per request in this run.
+    listeners: upstreamPort
+      ? [
+          {
+            name: 'ingress',
+            address: '127.0.0.1',
+            port: 0,
+            routes: [{ name: 'api', path_prefix: '/', upstream: `http://127.0.0.1:${upstreamPort}` }],
+          },
+        ]
+      : [],
+    ext_proc: { name: 'envoy', port: 0 },
+    experiments: [
+      {
+        id: 'abort',
+        hypothesis: 'bench',
+        match: { listener: upstreamPort ? 'ingress' : 'envoy', path_prefix: '/checkout' },
+        split: { percent: 50, allow_above_cap: true, sticky: 'request_id' },
+        fault: { kind: 'abort', status: 503 },
+      },
+    ],
+  };
+  const fl = await Faultline.start({
+    configFile: join(state, 'x.yaml'),
+    config: validateConfig(cfg, 'bench'),
+    watch: false,
+  });
+  return {
+    port: fl.port(upstreamPort ? 'ingress' : 'envoy'),
+    stop: async () => {
+      await fl.stop(100);
+      rmSync(state, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * grpc-js with nothing on top: each message answered with the constant reply its kind gets. With
+ * channelz off, as Faultline's server runs (`echo-channelz`: grpc-js's defaults, to show what that saves).
+ */
+async function serveEcho(channelz) {
+  const CONT_REQ = Buffer.from('0a00', 'hex'); // ProcessingResponse{request_headers: {}}
+  const CONT_RESP = Buffer.from('1200', 'hex'); // ProcessingResponse{response_headers: {}}
+  const server = new Server(channelz ? {} : { 'grpc.enable_channelz': 0 });
+  server.addService(
+    { Process: RAW_METHOD },
+    {
+      Process(stream) {
+        stream.on('data', (b) => stream.write(b[0] === 0x12 ? CONT_REQ : CONT_RESP));
+        stream.on('end', () => stream.end());
+        stream.on('error', () => {});
+      },
+    },
+  );
+  const port = await new Promise((res, rej) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
+  return { port, stop: () => new Promise((r) => server.tryShutdown(r)) };
+}
+
+/**
+ * The same echo on node:http2 alone (gRPC's 5-byte message framing by hand, no grpc-js): how much of
+ * grpc-js's floor is Node's HTTP/2 itself. Assumes each DATA chunk holds whole messages, as the
+ * bench's small messages do.
+ */
+async function serveHttp2Echo() {
+  const { createServer, constants } = await import('node:http2');
+  const frame = (hex) => {
+    const m = Buffer.from(hex, 'hex');
+    const b = Buffer.alloc(5 + m.length);
+    b.writeUInt32BE(m.length, 1);
+    m.copy(b, 5);
+    return b;
+  };
+  const CONT_REQ = frame('0a00');
+  const CONT_RESP = frame('1200');
+  const HEAD = { [constants.HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc+proto' };
+  const server = createServer();
+  server.on('stream', (stream) => {
+    stream.respond(HEAD, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.on('data', (chunk) => {
+      for (let i = 0; i + 5 <= chunk.length; i += 5 + chunk.readUInt32BE(i + 1))
+        stream.write(chunk[i + 5] === 0x12 ? CONT_REQ : CONT_RESP);
     });
-    s.on('status', () => resolve());
-    s.on('error', () => resolve());
-    s.write({
+    stream.on('end', () => stream.end());
+    stream.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, stop: () => new Promise((r) => server.close(r)) };
+}
+
+if (args[0] === '--serve') {
+  const kind = args[1];
+  const s =
+    kind === 'echo-http2'
+      ? await serveHttp2Echo()
+      : kind.startsWith('echo')
+        ? await serveEcho(kind === 'echo-channelz')
+        : await serveFaultline(resolve(ROOT, args[2]), kind === 'proxy' ? Number(args[3]) : 0);
+  process.on('message', async (m) => {
+    if (m === 'cpu') {
+      const u = process.cpuUsage();
+      process.send({ cpu: u.user + u.system });
+    } else if (m === 'stop') {
+      await s.stop();
+      process.exit(0);
+    }
+  });
+  process.send({ port: s.port });
+} else await main();
+
+// ---- client side (this process) -------------------------------------------------------------------
+
+async function main() {
+  const N = Number(opt('streams', '3000'));
+  const C = Number(opt('concurrency', '64'));
+  const reps = Number(opt('reps', '3'));
+  const serverFlags = opt('server-flags', '');
+  const proxyUs = opt('proxy-us', null);
+  const out = opt('out', join(ROOT, 'bench/results/extproc'));
+  const variants = [];
+  for (let i = 0; i < args.length; i++) if (args[i] === '--variant') variants.push(args[++i].split('='));
+  if (variants.length === 0) variants.push(['faultline', 'dist']);
+  const withEcho = !args.includes('--no-echo');
+  const withProxy = !args.includes('--no-proxy');
+
+  // The client encodes with proto-loader from the repo's .proto files once, up front: per stream it
+  // only writes Buffers, so its own cost stays small and out of the servers' figures anyway.
+  const def = loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
+    includeDirs: [join(ROOT, 'proto')],
+    keepCase: true,
+    longs: Number,
+    enums: Number,
+    defaults: false,
+    oneofs: true,
+  });
+  const method = def['envoy.service.ext_proc.v3.ExternalProcessor'].Process;
+  const hm = (h) => ({ headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) });
+  // What Envoy sends for a plain GET through its router (request and response header modes SEND).
+  const reqHeaders = (path, id) =>
+    method.requestSerialize({
       request_headers: {
         headers: hm({
-          ':method': 'GET',
+          ':authority': 'shop.example',
           ':path': path,
-          ':authority': 'svc',
-          'user-agent': 'bench',
+          ':method': 'GET',
+          ':scheme': 'http',
+          'user-agent': 'curl/8.5.0',
           accept: '*/*',
+          'x-forwarded-proto': 'http',
+          'x-request-id': id,
+          'x-envoy-expected-rq-timeout-ms': '15000',
         }),
         end_of_stream: true,
       },
     });
+  const RESP = method.requestSerialize({
+    response_headers: {
+      headers: hm({
+        ':status': '200',
+        'content-type': 'application/json',
+        'content-length': '1024',
+        date: 'Tue, 01 Dec 2026 11:00:00 GMT',
+        'x-envoy-upstream-service-time': '1',
+      }),
+      end_of_stream: true,
+    },
   });
-}
 
-async function run(label, path) {
-  let next = 0;
-  const worker = async () => {
-    while (next < N) {
-      next++;
-      await one(path);
+  const all = []; // every child, for cleanup
+  let upstream = null;
+  // Every server runs with the node flags Faultline ships with (dist/bin.js's shebang), echo included.
+  const nodeFlags = [...faultlineNodeFlags(), ...(serverFlags ? serverFlags.split(',') : [])];
+  const startServer = (name, kind, dist, extra = '') =>
+    new Promise((res, rej) => {
+      const child = fork(fileURLToPath(import.meta.url), ['--serve', kind, dist ?? '', extra], {
+        execArgv: nodeFlags,
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        env: { ...process.env, FAULTLINE_LOG_LEVEL: 'error' },
+      });
+      const waiters = [];
+      child.on('message', (m) => {
+        if (m.port !== undefined) {
+          const client =
+            kind === 'proxy'
+              ? new Pool(`http://127.0.0.1:${m.port}`, { connections: C })
+              : new (makeGenericClientConstructor({ Process: RAW_METHOD }, 'Raw'))(
+                  `127.0.0.1:${m.port}`,
+                  credentials.createInsecure(),
+                );
+          const srv = {
+            name,
+            kind,
+            child,
+            client,
+            cpu: () => new Promise((r) => (waiters.push(r), child.send('cpu'))),
+          };
+          all.push(srv);
+          res(srv);
+        } else if (m.cpu !== undefined) waiters.shift()(m.cpu);
+      });
+      child.once('exit', (code) => rej(new Error(`${name} exited (${code})`)));
+    });
+
+  /** One stream as Envoy runs it; resolves with the first reply's oneof tag (0x0a CONTINUE, 0x3a immediate). */
+  function one(srv, first, twoLegs) {
+    return new Promise((resolve) => {
+      const s = srv.client.Process();
+      let tag = 0;
+      s.on('data', (b) => {
+        if (tag === 0) {
+          tag = b[0];
+          if (twoLegs && tag === 0x0a) {
+            s.write(RESP);
+            return;
+          }
+        }
+        s.end();
+      });
+      s.on('status', () => resolve(tag));
+      s.on('error', () => resolve(-1));
+      s.write(first);
+    });
+  }
+
+  /** One 1 KB GET through the proxy host; resolves with the status. */
+  async function get(pool) {
+    const r = await pool.request({ path: '/catalog/item', method: 'GET' });
+    await r.body.dump();
+    return r.statusCode;
+  }
+
+  async function drive(srv, msgs, twoLegs, n) {
+    let next = 0;
+    const tags = new Map();
+    const worker = async () => {
+      while (next < n) {
+        const m = msgs[next++ % msgs.length];
+        const t = srv.kind === 'proxy' ? await get(srv.client) : await one(srv, m, twoLegs);
+        tags.set(t, (tags.get(t) ?? 0) + 1);
+      }
+    };
+    await Promise.all(Array.from({ length: C }, worker));
+    return tags;
+  }
+
+  try {
+    for (const [name, dist] of variants) await startServer(name, 'faultline', dist);
+    if (withEcho) await startServer('echo', 'echo');
+    if (args.includes('--echo-channelz')) await startServer('echo-channelz', 'echo-channelz');
+    if (args.includes('--echo-http2')) await startServer('echo-http2', 'echo-http2');
+    let proxy = null;
+    if (withProxy) {
+      upstream = fork(join(ROOT, 'bench/upstream.mjs'), [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+      const upPort = await new Promise((res) =>
+        upstream.stdout.on('data', (d) => {
+          const m = /READY (\d+)/.exec(String(d));
+          if (m) res(Number(m[1]));
+        }),
+      );
+      proxy = await startServer('proxy', 'proxy', variants[0][1], String(upPort));
     }
-  };
-  await Promise.all(Array.from({ length: 50 }, () => one(path))); // warm-up
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: C }, worker));
-  const ms = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  const cpuUs = (cpu.user + cpu.system) / N;
-  console.log(
-    `${label.padEnd(32)} ${(N / (ms / 1000)).toFixed(0).padStart(6)} streams/s   ${cpuUs.toFixed(0)} µs CPU/stream (client + server)`,
-  );
-}
+    const servers = all.filter((x) => x !== proxy);
 
-await run('untouched (no match)', '/other');
-await run('assigned (50% canary abort)', '/abort');
-client.close();
-await fl.stop(100);
-rmSync(state, { recursive: true, force: true });
+    // Probe ids once: the arm of an id is sticky (x-request-id), the same in every Faultline build.
+    const probe = servers[0];
+    const control = [];
+    const canary = [];
+    for (let i = 0; i < 400; i++) {
+      const id = `bench-${i.toString(16).padStart(8, '0')}`;
+      const m = reqHeaders('/checkout/pay', id);
+      ((await one(probe, m, false)) === 0x3a ? canary : control).push(m);
+    }
+    const phases = [
+      {
+        id: 'untouched',
+        msgs: [reqHeaders('/catalog/item', 'bench-untouched')],
+        twoLegs: true,
+        expect: 0x0a,
+      },
+      { id: 'assigned', msgs: control, twoLegs: true, expect: 0x0a },
+      { id: 'aborted', msgs: canary, twoLegs: false, expect: 0x3a },
+    ];
+    console.error(`servers: ${all.map((x) => `${x.name} pid ${x.child.pid}`).join(', ')}`);
+    const warm = Number(opt('warmup', '1000'));
+    for (const srv of servers) for (const p of phases) await drive(srv, p.msgs, p.twoLegs, warm);
+    // The proxy host, same build, same run: an untouched 1 KB GET, the figure bench/RESULTS.md reports.
+    const proxyPhase = { id: 'http proxy, 1 KB GET', msgs: [null], twoLegs: false, expect: 200 };
+    if (proxy) await drive(proxy, proxyPhase.msgs, false, warm);
+    const units = phases.map((p) => [p, servers]);
+    if (proxy) units.push([proxyPhase, [proxy]]);
+
+    const samples = []; // { rep, server, phase, streamsPerS, cpuUs, purity }
+    for (let rep = 0; rep < reps; rep++) {
+      // Phases and servers both in alternating order: neither goes first every time.
+      for (const [p, list] of rep % 2 === 0 ? units : [...units].reverse())
+        for (const srv of rep % 2 === 0 ? list : [...list].reverse()) {
+          const c0 = await srv.cpu();
+          const t0 = performance.now();
+          const tags = await drive(srv, p.msgs, p.twoLegs, N);
+          const ms = performance.now() - t0;
+          const c1 = await srv.cpu();
+          console.error(
+            `rep ${rep} ${p.id} ${srv.name}: ${((c1 - c0) / N).toFixed(1)} us/stream, ${(N / (ms / 1000)).toFixed(0)}/s`,
+          );
+          samples.push({
+            rep,
+            server: srv.name,
+            phase: p.id,
+            streamsPerS: N / (ms / 1000),
+            cpuUs: (c1 - c0) / N,
+            purity: srv.kind.startsWith('echo') ? 1 : (tags.get(p.expect) ?? 0) / N,
+          });
+        }
+    }
+
+    const median = (xs) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    };
+    const rows = [];
+    for (const [p, list] of units)
+      for (const srv of list) {
+        const mine = samples.filter((s) => s.phase === p.id && s.server === srv.name);
+        rows.push({
+          phase: p.id,
+          server: srv.name,
+          decisions_per_s: median(mine.map((s) => s.streamsPerS)),
+          cpu_us_per_stream: median(mine.map((s) => s.cpuUs)),
+          cpu_us_samples: mine.map((s) => +s.cpuUs.toFixed(1)),
+          phase_purity: Math.min(...mine.map((s) => s.purity)),
+        });
+      }
+    // Ratios are paired per rep (the two servers measured back to back), then the median over reps:
+    // load from other processes moves both sides of a pair alike, far less than it moves medians.
+    const paired = (r, other, fn) => {
+      const xs = [];
+      for (let rep = 0; rep < reps; rep++) {
+        const a = samples.find((x) => x.rep === rep && x.phase === r.phase && x.server === r.server);
+        const b = samples.find((x) => x.rep === rep && x.phase === r.phase && x.server === other);
+        if (a && b) xs.push(fn(a.cpuUs, b.cpuUs));
+      }
+      return xs.length ? median(xs) : null;
+    };
+    const proxyRow = rows.find((r) => r.server === 'proxy');
+    const proxyRef = proxyRow ? proxyRow.cpu_us_per_stream : proxyUs ? Number(proxyUs) : null;
+    const baseName = variants.length > 1 ? variants[variants.length - 1][0] : null;
+    const proxySample = (rep) => samples.find((x) => x.rep === rep && x.server === 'proxy')?.cpuUs;
+    for (const r of rows) {
+      r.x_echo_floor = withEcho ? paired(r, 'echo', (a, b) => a / b) : null;
+      r.over_floor_us = withEcho ? paired(r, 'echo', (a, b) => a - b) : null;
+      r.x_base =
+        baseName && variants.some(([n]) => n === r.server) ? paired(r, baseName, (a, b) => a / b) : null;
+      // Against the proxy: per rep too when it was measured in this run.
+      const xp = [];
+      if (proxyRow)
+        for (let rep = 0; rep < reps; rep++) {
+          const a = samples.find((x) => x.rep === rep && x.phase === r.phase && x.server === r.server);
+          if (a && proxySample(rep)) xp.push(a.cpuUs / proxySample(rep));
+        }
+      r.x_proxy = xp.length ? median(xp) : proxyRef ? r.cpu_us_per_stream / proxyRef : null;
+    }
+
+    const f = (x, d = 1) => (x === null || x === undefined ? '-' : x.toFixed(d));
+    const result = {
+      run: new Date().toISOString(),
+      command: `node bench/extproc.mjs ${args.join(' ')}`,
+      machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+      streams: N,
+      concurrency: C,
+      reps,
+      proxy_cpu_us_per_request: proxyRef,
+      proxy_cpu_source: proxyRow ? 'measured in this run' : proxyUs ? 'bench/RESULTS.md (--proxy-us)' : null,
+      rows,
+    };
+    const md = [
+      `# ext_proc: server CPU per decision`,
+      '',
+      `Run ${result.run}: \`${result.command}\`; ${reps} rep(s) x ${N} streams, ${C} in flight on one HTTP/2`,
+      `connection; servers in their own processes, order alternating per rep; medians (ratios: per rep, then the median). Machine: ${result.machine.cpus} CPUs,`,
+      `${result.machine.model}; node ${result.machine.node}. "echo" is an empty grpc-js bidi server (constant replies,`,
+      `no decode): grpc-js's floor.` +
+        (proxyRow
+          ? ` "x proxy": against the HTTP proxy host's CPU per 1 KB GET measured in this run (${f(proxyRef)} us, first variant's build, undici client, ${C} connections).`
+          : proxyUs
+            ? ` "x proxy": against the proxy's CPU per 1 KB GET in bench/RESULTS.md (${proxyUs} us).`
+            : ''),
+      '',
+      '| phase | server | decisions/s | server CPU us/decision | x echo floor | over floor us | x base | x proxy | phase purity | samples us |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+      ...rows.map(
+        (r) =>
+          `| ${r.phase} | ${r.server} | ${f(r.decisions_per_s, 0)} | ${f(r.cpu_us_per_stream)} | ${f(r.x_echo_floor, 2)} | ${f(r.over_floor_us)} | ${f(r.x_base, 2)} | ${f(r.x_proxy, 2)} | ${f(r.phase_purity * 100, 0)}% | ${r.cpu_us_samples.join(' ')} |`,
+      ),
+      '',
+    ].join('\n');
+    writeFileSync(`${out}.json`, JSON.stringify(result, null, 2));
+    writeFileSync(`${out}.md`, md);
+    console.log(md);
+    console.log(`wrote ${out}.json, ${out}.md`);
+  } finally {
+    for (const s of all) {
+      s.client.close();
+      s.child.removeAllListeners('exit');
+      s.child.send('stop');
+    }
+    // Up to 5 s to stop cleanly (a --cpu-prof child writes its profile on exit), then SIGKILL.
+    const exited = all.map((x) =>
+      x.child.exitCode === null ? new Promise((r) => x.child.once('exit', r)) : null,
+    );
+    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 5000))]);
+    for (const s of all) if (s.child.exitCode === null) s.child.kill('SIGKILL');
+    if (upstream) upstream.kill('SIGTERM');
+  }
+}

@@ -6,6 +6,8 @@
 import type { ConfigSpec } from '../config/schema.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import type { DecidePoint } from '../split/assign.js';
+import { ARM_CANARY, ARM_CONTROL } from '../core/vocab.js';
+import { encodeHeadersReply, KIND_REQUEST_HEADERS } from './codec.js';
 
 export interface ExtProcPlan extends DecidePoint {
   /** Experiments that name this ext_proc in match.listener, in config order. */
@@ -16,6 +18,11 @@ export interface ExtProcPlan extends DecidePoint {
   readonly rawValue: boolean;
   readonly injectedHeader: boolean;
   readonly armHeader: boolean;
+  /**
+   * Per candidate, by arm: the request_headers CONTINUE that writes the assignment's baggage (the
+   * reply of every assigned request without incoming baggage), encoded once per config load.
+   */
+  readonly continueWithBaggage: ReadonlyMap<ExperimentRuntime, readonly (Buffer | undefined)[]>;
 }
 
 export interface ExtProcRef {
@@ -28,18 +35,31 @@ export function compileExtProcPlan(
 ): ExtProcPlan | null {
   const x = cfg.ext_proc;
   if (x === undefined) return null;
+  const rawValue = x.header_value_field === 'raw_value';
+  // Named explicitly, as points are: an experiment without match.listener is a proxy experiment
+  // and may carry faults (throttle, truncate) that ext_proc cannot inject.
+  const candidates = [...experiments.values()].filter((e) => e.matcher.listener === x.name);
+  const continueWithBaggage = new Map<ExperimentRuntime, (Buffer | undefined)[]>();
+  for (const e of candidates)
+    continueWithBaggage.set(
+      e,
+      [ARM_CANARY, ARM_CONTROL].reduce<(Buffer | undefined)[]>((a, arm) => {
+        const set = ['baggage', e.baggageMembers[arm] as string];
+        a[arm] = encodeHeadersReply(KIND_REQUEST_HEADERS, { set, remove: [], rawValue });
+        return a;
+      }, []),
+    );
   return Object.freeze({
     name: x.name,
     trustAssignment: x.trust_assignment,
     experimentsById: experiments,
-    // Named explicitly, as points are: an experiment without match.listener is a proxy experiment
-    // and may carry faults (throttle, truncate) that ext_proc cannot inject.
-    candidates: Object.freeze([...experiments.values()].filter((e) => e.matcher.listener === x.name)),
+    candidates: Object.freeze(candidates),
     maxHoldMs: x.max_hold_ms,
     envoyFaultHeaders: x.envoy_fault_headers,
-    rawValue: x.header_value_field === 'raw_value',
+    rawValue,
     injectedHeader: cfg.injected_header,
     armHeader: cfg.arm_header,
+    continueWithBaggage,
   });
 }
 

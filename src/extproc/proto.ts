@@ -1,12 +1,15 @@
 /**
  * Envoy's ext_proc wire contract, loaded from the .proto files in proto/ (package names and field
- * numbers as envoyproxy/data-plane-api publishes them) with @grpc/proto-loader. The loader's options
- * are the message shapes the host reads and writes: snake_case names, oneofs as a `request` /
- * `response` discriminator, absent fields absent (no defaults), bytes as Buffers.
+ * numbers as envoyproxy/data-plane-api publishes them) with @grpc/proto-loader: what clients (the
+ * Envoy stand-in in the tests) and the wire test encode with. The loader's options are the message
+ * shapes below: snake_case names, oneofs as a `request` / `response` discriminator, absent fields
+ * absent (no defaults), bytes as Buffers. The server itself decodes and encodes with ./codec.ts
+ * (extProcServerService).
  */
 import { fileURLToPath } from 'node:url';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { decodeProcessingRequest, type ExtProcMessage } from './codec.js';
 
 /** proto/ at the package root: two levels up from both src/extproc and dist/extproc. */
 export const PROTO_DIR = fileURLToPath(new URL('../../proto', import.meta.url));
@@ -28,6 +31,24 @@ export function extProcService(): ServiceDefinition {
   cached = def[EXT_PROC_SERVICE] as ServiceDefinition;
   return cached;
 }
+
+const passBuffer = (b: Buffer): Buffer => b;
+
+/**
+ * The service as the server registers it: requests decoded by the host's codec, replies written as
+ * the Buffers the codec (or a constant) made. The other two directions are a client's and unused.
+ */
+export const extProcServerService: ServiceDefinition = {
+  Process: {
+    path: `/${EXT_PROC_SERVICE}/Process`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: passBuffer,
+    requestDeserialize: decodeProcessingRequest as (b: Buffer) => ExtProcMessage,
+    responseSerialize: passBuffer,
+    responseDeserialize: passBuffer,
+  },
+};
 
 // ---- message shapes (the subset of fields the host uses) ---------------------------------------------
 

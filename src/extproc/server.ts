@@ -39,18 +39,20 @@ import { log, LogLimiter } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ExtProcPlan, ExtProcRef } from './plan.js';
 import {
-  extProcService,
-  OVERWRITE_IF_EXISTS_OR_ADD,
-  type HeaderMutation,
-  type HeaderValue,
-  type HeaderValueOption,
-  type HttpHeaders,
-  type HttpTrailers,
-  type ProcessingRequest,
-  type ProcessingResponse,
-} from './proto.js';
+  CONTINUE_BYTES,
+  encodeHeadersReply,
+  encodeImmediateResponse,
+  KIND_NONE,
+  KIND_REQUEST_HEADERS,
+  KIND_RESPONSE_HEADERS,
+  KIND_RESPONSE_TRAILERS,
+  type ExtProcMessage,
+  type Mutation,
+} from './codec.js';
+import { extProcServerService } from './proto.js';
 
-type Stream = ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+/** Requests arrive decoded by ./codec.ts; replies leave as the Buffers it encodes. */
+type Stream = ServerDuplexStream<ExtProcMessage, Buffer>;
 
 // Envoy's header-controlled fault filter (HTTPFault.header_abort / header_delay), placed after ext_proc.
 export const ENVOY_FAULT_DELAY = 'x-envoy-fault-delay-request';
@@ -59,16 +61,43 @@ export const ENVOY_FAULT_ABORT_GRPC = 'x-envoy-fault-abort-grpc-request';
 /** Envoy's deadline for the request (router timeout), set on requests it forwards. */
 const ENVOY_EXPECTED_TIMEOUT = 'x-envoy-expected-rq-timeout-ms';
 
-// Replies without mutations are constants: the untouched path serialises them and allocates nothing else.
-const CONTINUE: Readonly<Record<string, ProcessingResponse>> = {
-  request_headers: { request_headers: {} },
-  response_headers: { response_headers: {} },
-  request_body: { request_body: {} },
-  response_body: { response_body: {} },
-  request_trailers: { request_trailers: {} },
-  response_trailers: { response_trailers: {} },
-};
+// Replies without mutations are constant Buffers (CONTINUE_BYTES): the untouched path allocates no reply.
+const CONTINUE_REQUEST = CONTINUE_BYTES[KIND_REQUEST_HEADERS] as Buffer;
+const CONTINUE_RESPONSE = CONTINUE_BYTES[KIND_RESPONSE_HEADERS] as Buffer;
+const CONTINUE_TRAILERS = CONTINUE_BYTES[KIND_RESPONSE_TRAILERS] as Buffer;
 const EMPTY: readonly string[] = [];
+const DETAILS = 'faultline_fault_injected';
+
+/**
+ * The one mutation being built: encoding is synchronous, so every reply reuses these arrays instead
+ * of allocating header objects (the codec writes them straight into the reply's Buffer).
+ */
+const SET: string[] = [];
+const MUTATION: Mutation = { set: SET, remove: EMPTY, rawValue: true };
+const REMOVE_BAGGAGE: readonly string[] = ['baggage'];
+
+/**
+ * The last immediate_response encoded, and what it was made of (compared by identity): a fault
+ * answers its canary requests alike (abort and timeout pass the same status, headers and body
+ * objects every time), so the bytes are reused rather than encoded per request.
+ */
+const lastImmediate = {
+  plan: null as ExtProcPlan | null,
+  exp: null as ExperimentRuntime | null,
+  marks: -1,
+  status: 0,
+  headers: null as Readonly<Record<string, string>> | null,
+  body: '',
+  grpcStatus: -1,
+  bytes: CONTINUE_REQUEST,
+};
+
+function mutation(plan: ExtProcPlan): Mutation & { set: string[] } {
+  SET.length = 0;
+  MUTATION.remove = EMPTY;
+  MUTATION.rawValue = plan.rawValue;
+  return MUTATION as Mutation & { set: string[] };
+}
 const UNIT_MS: Readonly<Record<string, number>> = {
   H: 3_600_000,
   M: 60_000,
@@ -150,28 +179,28 @@ class ExtProcCall implements HeldTarget, RequestView {
     this.stream = stream;
   }
 
-  send(msg: ProcessingResponse): void {
+  send(msg: Buffer): void {
     this.answered = true;
     if (this.closed || this.asyncMode) return;
     this.stream.write(msg);
   }
 
-  message(req: ProcessingRequest): void {
+  message(req: ExtProcMessage): void {
     this.answered = false;
-    this.asyncMode = req.async_mode === true;
-    const kind = req.request;
+    this.asyncMode = req.asyncMode;
+    const kind = req.kind;
     try {
       switch (kind) {
-        case 'request_headers':
-          this.onRequestHeaders(req.request_headers ?? {});
+        case KIND_REQUEST_HEADERS:
+          this.onRequestHeaders(req.headers);
           break;
-        case 'response_headers':
-          this.onResponseHeaders(req.response_headers ?? {});
+        case KIND_RESPONSE_HEADERS:
+          this.onResponseHeaders(req.headers, req.endOfStream);
           break;
-        case 'response_trailers':
-          this.onResponseTrailers(req.response_trailers ?? {});
+        case KIND_RESPONSE_TRAILERS:
+          this.onResponseTrailers(req.headers);
           break;
-        case undefined:
+        case KIND_NONE:
           // Nothing Faultline knows (a newer Envoy's message kind, or no request at all): closing the
           // stream cleanly tells Envoy to go on without this processor (external_processor.proto, 6).
           this.answered = true;
@@ -180,36 +209,35 @@ class ExtProcCall implements HeldTarget, RequestView {
           break;
         default:
           // Bodies and request trailers are not asked for (processing mode NONE/SKIP); answer anyway.
-          this.send(CONTINUE[kind] as ProcessingResponse);
+          this.send(CONTINUE_BYTES[kind] as Buffer);
       }
     } catch (err) {
       this.host.failOpen('error', err);
-      if (kind === 'request_headers') {
+      if (kind === KIND_REQUEST_HEADERS) {
         if (!this.requestAnswered && this.holdTimer === null) {
           this.requestAnswered = true;
-          this.send(CONTINUE.request_headers as ProcessingResponse);
+          this.send(CONTINUE_REQUEST);
         }
-      } else if (!this.answered && kind !== undefined) this.send(CONTINUE[kind] as ProcessingResponse);
+      } else if (!this.answered && kind !== KIND_NONE) this.send(CONTINUE_BYTES[kind] as Buffer);
     }
   }
 
   // ---- request leg ---------------------------------------------------------------------------------
 
-  private onRequestHeaders(h: HttpHeaders): void {
+  private onRequestHeaders(raw: readonly string[]): void {
     if (this.startMs !== 0) {
       // A second request_headers on one stream: out of protocol; let it through.
-      this.send(CONTINUE.request_headers as ProcessingResponse);
+      this.send(CONTINUE_REQUEST);
       return;
     }
     this.startMs = performance.now();
     const plan = this.host.ref.plan;
     this.plan = plan;
-    const raw = flatten(h.headers?.headers);
     this.rawHeaders = raw;
     // Untouched path: no experiment can match and no baggage to strip or honour.
     if (plan.candidates.length === 0 && rawHeader(raw, 'baggage') === undefined) {
       this.requestAnswered = true;
-      this.send(CONTINUE.request_headers as ProcessingResponse);
+      this.send(CONTINUE_REQUEST);
       return;
     }
     this.method = rawHeader(raw, ':method') ?? '';
@@ -245,31 +273,28 @@ class ExtProcCall implements HeldTarget, RequestView {
   forward(): void {
     if (this.requestAnswered) return;
     this.requestAnswered = true;
-    const mutation = this.requestMutation();
-    if (mutation === null) this.send(CONTINUE.request_headers as ProcessingResponse);
-    else this.send({ request_headers: { response: { header_mutation: mutation } } });
+    const b = this.baggageOut;
+    if (b === null && this.envoyDelayMs === 0) {
+      this.send(CONTINUE_REQUEST);
+      return;
+    }
+    // The common case, the assignment's own baggage and nothing else: bytes encoded with the plan.
+    const exp = this.exp;
+    const cached =
+      exp !== null && this.envoyDelayMs === 0 && b === exp.baggageMembers[this.arm]
+        ? (this.plan as ExtProcPlan).continueWithBaggage.get(exp)?.[this.arm]
+        : undefined;
+    this.send(cached ?? encodeHeadersReply(KIND_REQUEST_HEADERS, this.requestMutation()));
   }
 
   /** Baggage (the assignment travels on; forged faultline.* members removed) and Envoy fault headers. */
-  private requestMutation(): HeaderMutation | null {
+  private requestMutation(): Mutation & { set: string[] } {
+    const m = mutation(this.plan as ExtProcPlan);
     const b = this.baggageOut;
-    if (b === null && this.envoyDelayMs === 0) return null;
-    const m: HeaderMutation = {};
-    if (b === '') m.remove_headers = ['baggage'];
-    const set: HeaderValueOption[] = [];
-    if (b !== null && b !== '') set.push(this.header('baggage', b));
-    if (this.envoyDelayMs > 0) set.push(this.header(ENVOY_FAULT_DELAY, String(this.envoyDelayMs)));
-    if (set.length > 0) m.set_headers = set;
+    if (b === '') m.remove = REMOVE_BAGGAGE;
+    else if (b !== null) m.set.push('baggage', b);
+    if (this.envoyDelayMs > 0) m.set.push(ENVOY_FAULT_DELAY, String(this.envoyDelayMs));
     return m;
-  }
-
-  private header(key: string, value: string): HeaderValueOption {
-    return {
-      header: (this.plan as ExtProcPlan).rawValue
-        ? { key, raw_value: Buffer.from(value, 'latin1') }
-        : { key, value },
-      append_action: OVERWRITE_IF_EXISTS_OR_ADD,
-    };
   }
 
   /**
@@ -299,17 +324,7 @@ class ExtProcCall implements HeldTarget, RequestView {
       return;
     }
     this.requestAnswered = true;
-    const set: HeaderValueOption[] = [];
-    for (const k in headers) set.push(this.header(k, headers[k] as string));
-    this.addMarks(set);
-    this.send({
-      immediate_response: {
-        status: { code: status },
-        headers: { set_headers: set },
-        body,
-        details: 'faultline_fault_injected',
-      },
-    });
+    this.send(this.immediate(status, headers, body, -1));
     const exp = this.exp as ExperimentRuntime;
     if (this.isGrpc) {
       // Envoy turns an HTTP-status local reply to a gRPC call into a grpc-status.
@@ -330,27 +345,53 @@ class ExtProcCall implements HeldTarget, RequestView {
       return;
     }
     this.requestAnswered = true;
-    const set: HeaderValueOption[] = [];
-    this.addMarks(set);
-    this.send({
-      immediate_response: {
-        status: { code: GRPC_TO_HTTP[code] ?? 500 },
-        headers: { set_headers: set },
-        body: message,
-        grpc_status: { status: code },
-        details: 'faultline_fault_injected',
-      },
-    });
+    this.send(this.immediate(GRPC_TO_HTTP[code] ?? 500, null, message, code));
     this.grpcStatus = code;
     this.recordGrpc();
+  }
+
+  /** An immediate_response: the last one's bytes when it was made of the same parts. */
+  private immediate(
+    status: number,
+    headers: Readonly<Record<string, string>> | null,
+    body: string,
+    grpcStatus: number,
+  ): Buffer {
+    const plan = this.plan as ExtProcPlan;
+    const exp = this.exp;
+    const marks = (this.injected ? 4 : 0) + this.arm;
+    const l = lastImmediate;
+    if (
+      l.plan === plan &&
+      l.exp === exp &&
+      l.marks === marks &&
+      l.status === status &&
+      l.headers === headers &&
+      l.body === body &&
+      l.grpcStatus === grpcStatus
+    )
+      return l.bytes;
+    const m = mutation(plan);
+    if (headers !== null) for (const k in headers) m.set.push(k, headers[k] as string);
+    this.addMarks(m.set);
+    const bytes = encodeImmediateResponse(status, m, body, grpcStatus, DETAILS);
+    l.plan = plan;
+    l.exp = exp;
+    l.marks = marks;
+    l.status = status;
+    l.headers = headers;
+    l.body = body;
+    l.grpcStatus = grpcStatus;
+    l.bytes = bytes;
+    return bytes;
   }
 
   /** Delay and abort both in Envoy's fault filter; the outcome comes back as response_headers. */
   private envoyAbort(header: string, code: number): void {
     this.requestAnswered = true;
-    const m = this.requestMutation() as HeaderMutation;
-    (m.set_headers as HeaderValueOption[]).push(this.header(header, String(code)));
-    this.send({ request_headers: { response: { header_mutation: m } } });
+    const m = this.requestMutation();
+    m.set.push(header, String(code));
+    this.send(encodeHeadersReply(KIND_REQUEST_HEADERS, m));
   }
 
   /** ext_proc cannot reset a stream (config validation keeps reset faults away); fail open. */
@@ -373,41 +414,40 @@ class ExtProcCall implements HeldTarget, RequestView {
 
   // ---- response leg --------------------------------------------------------------------------------
 
-  private onResponseHeaders(h: HttpHeaders): void {
+  private onResponseHeaders(raw: readonly string[], endOfStream: boolean): void {
     if (this.exp === null || this.recorded) {
-      this.send(CONTINUE.response_headers as ProcessingResponse);
+      this.send(CONTINUE_RESPONSE);
       return;
     }
-    const raw = flatten(h.headers?.headers);
     this.responseSeen = true;
     this.status = Number(rawHeader(raw, ':status') ?? 0);
-    const set: HeaderValueOption[] = [];
-    this.addMarks(set);
-    if (set.length === 0) this.send(CONTINUE.response_headers as ProcessingResponse);
-    else this.send({ response_headers: { response: { header_mutation: { set_headers: set } } } });
+    const m = mutation(this.plan as ExtProcPlan);
+    this.addMarks(m.set);
+    if (m.set.length === 0) this.send(CONTINUE_RESPONSE);
+    else this.send(encodeHeadersReply(KIND_RESPONSE_HEADERS, m));
     const gs = rawHeader(raw, 'grpc-status');
     if (gs !== undefined) {
       // Trailers-only gRPC reply: the status came with the headers.
       this.grpcStatus = Number(gs);
       this.recordGrpc();
-    } else if (h.end_of_stream === true) this.recordResponse();
+    } else if (endOfStream) this.recordResponse();
   }
 
-  private onResponseTrailers(t: HttpTrailers): void {
-    this.send(CONTINUE.response_trailers as ProcessingResponse);
+  private onResponseTrailers(raw: readonly string[]): void {
+    this.send(CONTINUE_TRAILERS);
     if (this.exp === null || this.recorded) return;
-    const gs = rawHeader(flatten(t.trailers?.headers), 'grpc-status');
+    const gs = rawHeader(raw, 'grpc-status');
     if (gs !== undefined) this.grpcStatus = Number(gs);
     this.recordResponse();
   }
 
-  private addMarks(set: HeaderValueOption[]): void {
+  private addMarks(set: string[]): void {
     const exp = this.exp;
     const plan = this.plan;
     if (exp === null || plan === null) return;
-    if (this.injected && plan.injectedHeader) set.push(this.header(HEADER_INJECTED, exp.injectedMark));
+    if (this.injected && plan.injectedHeader) set.push(HEADER_INJECTED, exp.injectedMark);
     const arm = plan.armHeader ? exp.armMarks[this.arm] : null;
-    if (arm) set.push(this.header(HEADER_ARM, arm));
+    if (arm) set.push(HEADER_ARM, arm);
   }
 
   // ---- outcomes ------------------------------------------------------------------------------------
@@ -486,19 +526,7 @@ class ExtProcCall implements HeldTarget, RequestView {
   }
 }
 
-function flatten(list: readonly HeaderValue[] | undefined): string[] {
-  if (list === undefined) return [];
-  const out = new Array<string>(list.length * 2);
-  for (let i = 0; i < list.length; i++) {
-    const hv = list[i] as HeaderValue;
-    out[2 * i] = hv.key ?? '';
-    const raw = hv.raw_value;
-    out[2 * i + 1] = raw !== undefined && raw.length > 0 ? raw.toString('latin1') : (hv.value ?? '');
-  }
-  return out;
-}
-
-function onData(this: TrackedStream, req: ProcessingRequest): void {
+function onData(this: TrackedStream, req: ExtProcMessage): void {
   this[kCall].message(req);
 }
 
@@ -509,6 +537,12 @@ function onEnd(this: TrackedStream): void {
 function onGone(this: TrackedStream): void {
   this[kCall].finished();
 }
+
+/**
+ * grpc-js's channelz bookkeeping runs per call and per message (closures, counters, Date.now()) for an
+ * introspection service Faultline does not serve: off.
+ */
+const SERVER_OPTIONS = { 'grpc.enable_channelz': 0 };
 
 export class ExtProcServer {
   readonly engine: Engine;
@@ -522,9 +556,9 @@ export class ExtProcServer {
     this.engine = engine;
     this.ref = { plan };
     this.metrics = metrics;
-    this.server = new Server();
+    this.server = new Server(SERVER_OPTIONS);
     const impl: UntypedServiceImplementation = { Process: (stream: Stream) => this.open(stream) };
-    this.server.addService(extProcService(), impl);
+    this.server.addService(extProcServerService, impl);
   }
 
   private open(stream: Stream): void {
