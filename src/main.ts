@@ -21,6 +21,7 @@ import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import type { ExperimentRuntime } from './experiments/runtime.js';
 import { Fleet } from './fleet/fleet.js';
+import { WorkerPool } from './cluster/pool.js';
 import { FileStateStore } from './killswitch/store.js';
 import { compileExtProcPlan, extProcBindingKey, type ExtProcPlan } from './extproc/plan.js';
 import { ExtProcServer } from './extproc/server.js';
@@ -44,6 +45,11 @@ export interface StartOptions {
   admin?: boolean;
   /** Clock of schedules and lifecycle times (tests inject one). */
   clock?: Clock;
+  /**
+   * Processes serving the listeners (config `workers`, applied by `faultline run` only): above 1 this
+   * process is their primary (src/cluster) and binds no listener itself.
+   */
+  workers?: number;
 }
 
 export class Faultline implements AdminTarget {
@@ -63,6 +69,8 @@ export class Faultline implements AdminTarget {
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
+  /** `workers: N` (src/cluster): the worker processes serving the listeners, or null (this one serves). */
+  workerPool: WorkerPool | null = null;
   /** Envoy's ext_proc host (config `ext_proc`), or null. */
   extProc: ExtProcServer | null = null;
   private readonly pools = new UpstreamPools();
@@ -109,7 +117,7 @@ export class Faultline implements AdminTarget {
     const config = opts.config ?? (await loadConfigFile(opts.configFile));
     const fl = new Faultline(opts.configFile, config, opts.clock ?? realClock);
     try {
-      await fl.boot(opts.admin ?? true);
+      await fl.boot(opts.admin ?? true, opts.workers ?? 1);
     } catch (err) {
       await fl.stop(0);
       throw err;
@@ -120,7 +128,7 @@ export class Faultline implements AdminTarget {
     return fl;
   }
 
-  private async boot(startAdmin: boolean): Promise<void> {
+  private async boot(startAdmin: boolean, workers: number): Promise<void> {
     const cfg = this.config;
     const token = adminToken(cfg);
     const unguarded = adminGuardIssue(cfg);
@@ -149,7 +157,11 @@ export class Faultline implements AdminTarget {
       allowedHosts: cfg.admin.allowed_hosts,
     });
     if (startAdmin) await this.listenAdmin();
-    for (const spec of cfg.listeners) {
+    if (workers > 1) {
+      this.workerPool = new WorkerPool(this, workers, cfg);
+      await this.workerPool.start();
+    }
+    for (const spec of this.workerPool === null ? cfg.listeners : []) {
       const listener = new Listener(
         spec,
         plans.get(spec.name)!,
@@ -218,7 +230,18 @@ export class Faultline implements AdminTarget {
 
   /** Extra /ready lines (the fleet connection), null when none. */
   readyDetail(): string | null {
-    return this.fleet?.readyDetail() ?? null;
+    const lines = [this.fleet?.readyDetail(), this.workerPool?.readyDetail()].filter((l) => l !== undefined);
+    return lines.length === 0 ? null : lines.join('\n');
+  }
+
+  /** Per-worker counts of an experiment's run (`workers: N`), else null. */
+  workersView(rt: ExperimentRuntime): unknown {
+    return this.workerPool?.view(rt) ?? null;
+  }
+
+  /** The Prometheus text of every process (`workers: N`), else this registry's. */
+  metricsText(): Promise<string> {
+    return this.workerPool?.metricsText() ?? this.metrics.registry.metrics();
   }
 
   configStatus(): ConfigStatus {
@@ -227,6 +250,8 @@ export class Faultline implements AdminTarget {
 
   port(listener: string): number {
     if (this.extProc !== null && this.extProc.ref.plan.name === listener) return this.extProc.address().port;
+    const shared = this.workerPool?.port(listener);
+    if (shared !== undefined) return shared;
     const l = this.listeners.get(listener);
     if (!l) throw new Error(`no listener ${listener}`);
     return l.address().port;
@@ -252,7 +277,11 @@ export class Faultline implements AdminTarget {
       const xp = compileExtProcPlan(cfg, experiments);
       if (xp !== null) this.extProc?.swapPlan(xp);
       this.probes.compile(experiments);
+      // Workers get the new config with the states it leads to, in one message (no state of a runtime
+      // they do not have yet).
+      this.workerPool?.hold();
       this.table.activate(experiments);
+      this.workerPool?.reload(cfg);
       this.scheduler.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;
@@ -326,6 +355,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'fleet', reason: 'joining, leaving or changing a fleet needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
+    if (cfg.workers !== this.config.workers)
+      issues.push({ path: 'workers', reason: 'changing the number of workers needs a restart' });
     if (JSON.stringify(cfg.tracing) !== JSON.stringify(this.config.tracing))
       issues.push({ path: 'tracing', reason: 'changing tracing needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
@@ -405,6 +436,8 @@ export class Faultline implements AdminTarget {
     this.probes.stop();
     await Promise.all([
       ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
+      // Workers drain theirs and send their last counts before they exit.
+      this.workerPool?.stop(drainMs),
       this.extProc?.close(drainMs),
     ]);
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);
