@@ -57,6 +57,7 @@ interface WorkerEntry {
   at: number;
   cum: Cumulative;
   counts: number[];
+  assigned: number[];
   active: number;
 }
 
@@ -246,6 +247,7 @@ export class WorkerPool {
       at: Date.now(),
       cum: cur,
       counts: e.counts,
+      assigned: e.assigned,
       active: e.active,
     });
     const c = emptyBatch(withLatency);
@@ -254,9 +256,11 @@ export class WorkerPool {
     addDelta(k, cur, prev, 1);
     // The runtime's counts are the workers' sum: admin, reports and the journal read them as one process's.
     rt.counts.fill(0);
+    rt.assigned.fill(0);
     let active = 0;
     for (const entry of run.entries.values()) {
       for (let j = 0; j < rt.counts.length; j++) rt.counts[j]! += entry.counts[j] ?? 0;
+      for (let j = 0; j < rt.assigned.length; j++) rt.assigned[j]! += entry.assigned[j] ?? 0;
       active += entry.active;
     }
     rt.activeFaults = active;

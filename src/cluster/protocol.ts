@@ -35,6 +35,8 @@ export interface BatchEntry {
   lat: [number[], number[]];
   /** The runtime's counts array (arm rows of outcomes and status classes). */
   counts: number[];
+  /** Requests assigned per arm at this worker ([none, canary, control]). */
+  assigned: number[];
   /** Faults in progress in this worker now. */
   active: number;
 }

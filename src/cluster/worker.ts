@@ -149,6 +149,7 @@ export class WorkerHost {
       this.engine.tracer = this.tracer;
     }
     const experiments = this.table.prepare(cfg.experiments);
+    this.tag(experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     this.activate(experiments, states);
     for (const spec of cfg.listeners) {
@@ -171,6 +172,7 @@ export class WorkerHost {
   reload(config: ConfigSpec, states: WorkerState[]): void {
     const cfg = untimed(config);
     const experiments = this.table.prepare(cfg.experiments);
+    this.tag(experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
     // Outcomes of runtimes the reload replaces go out first.
@@ -210,6 +212,20 @@ export class WorkerHost {
     }
   }
 
+  /**
+   * `arm_header: true` (a debug and load-test header) also says which worker served:
+   * `<id>; group=canary; worker=2`. Set once per runtime, so the hot path is unchanged.
+   */
+  private tag(experiments: Map<string, ExperimentRuntime>): void {
+    for (const rt of experiments.values()) {
+      const marks = rt.armMarks;
+      if (marks[1]?.includes('; worker=')) continue;
+      (rt as { armMarks: readonly (string | null)[] }).armMarks = marks.map((m) =>
+        m === null ? null : `${m}; worker=${this.index}`,
+      );
+    }
+  }
+
   /** Send the changed cumulative counts (idempotent: the primary consumes deltas). */
   flush(): void {
     const entries: BatchEntry[] = [];
@@ -220,6 +236,7 @@ export class WorkerHost {
       if (run === undefined || run.runId !== rt.runId) run = this.sink.fresh(rt);
       let total = 0;
       for (let i = 0; i < rt.counts.length; i++) total += rt.counts[i]!;
+      total += rt.assigned[1]! + rt.assigned[2]!;
       if (!run.changed && total === this.sentTotals.get(rt)) continue;
       run.changed = false;
       this.sentTotals.set(rt, total);
@@ -232,6 +249,7 @@ export class WorkerHost {
         tmo: [...c.timeouts],
         lat: [sparse(c.latency[0]), sparse(c.latency[1])],
         counts: Array.from(rt.counts),
+        assigned: Array.from(rt.assigned),
         active: rt.activeFaults,
       });
     }
