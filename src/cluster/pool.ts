@@ -15,7 +15,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { ConfigSpec } from '../config/schema.js';
 import { FaultlineError } from '../errors.js';
-import type { ExperimentRuntime } from '../experiments/runtime.js';
+import { ARM_CANARY, ARM_CONTROL, countsOf, type ExperimentRuntime } from '../experiments/runtime.js';
 import type { ExperimentTable, KillCause } from '../experiments/table.js';
 import {
   addDelta,
@@ -285,8 +285,8 @@ export class WorkerPool {
         worker: e.worker,
         pid: e.pid,
         last_seen: new Date(e.at).toISOString(),
-        canary: e.cum.requests[0],
-        control: e.cum.requests[1],
+        canary: countsOf(e.counts, ARM_CANARY).requests,
+        control: countsOf(e.counts, ARM_CONTROL).requests,
       }))
       .sort((a, b) => a.worker - b.worker || a.pid - b.pid);
   }

@@ -200,6 +200,38 @@ describe('workers: 2 (real processes via dist/bin.js)', () => {
     const again = await Promise.all([get(port), get(port), get(port), get(port)]);
     expect(again.every((s) => s.status === 200 && s.arm === undefined)).toBe(true);
 
+    // An arm on the primary starts a fresh run in every worker (marks again, counts from zero).
+    const armed = await fetch(`${admin}/experiments/e1/arm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(armed.status).toBe(200);
+    const rearmed: Sent[] = [];
+    for (let i = 0; i < 6; i++)
+      rearmed.push(...(await Promise.all([get(port), get(port), get(port), get(port)])));
+    expect(new Set(rearmed.filter((s) => s.arm?.startsWith('e1;')).map(workerOf))).toEqual(new Set([1, 2]));
+
+    // Reloads reach the workers: an invalid file keeps the running config everywhere, a valid one
+    // (e1 replaced by e2, a dry run) is in force in both workers.
+    const e2 = { ...exp({ id: 'e2', split: { percent: 25, allow_above_cap: true } }), dry_run: true };
+    await writeFile(file, 'workers: 2\nlisteners: nope\n');
+    fl.child.kill('SIGHUP');
+    await until('invalid reload', async () => (await json('/config')).status === 'invalid');
+    const kept: Sent[] = [];
+    for (let i = 0; i < 5; i++)
+      kept.push(...(await Promise.all([get(port), get(port), get(port), get(port)])));
+    expect(kept.filter((s) => s.arm?.startsWith('e2;'))).toEqual([]);
+    expect(kept.some((s) => s.arm?.startsWith('e1;'))).toBe(true);
+    await writeFile(file, stringify({ ...config, experiments: [e2] }));
+    fl.child.kill('SIGHUP');
+    await until('valid reload', async () => (await json('/config')).status === 'ok');
+    const next: Sent[] = [];
+    for (let i = 0; i < 10; i++)
+      next.push(...(await Promise.all([get(port), get(port), get(port), get(port)])));
+    expect(new Set(next.filter((s) => s.arm?.startsWith('e2;')).map(workerOf))).toEqual(new Set([1, 2]));
+    expect(next.filter((s) => s.arm?.startsWith('e1;') || s.injected !== undefined)).toEqual([]);
+
     // SIGTERM: both workers drain and exit, then the primary, with 0.
     const live = [pids[1] as number, replaced['pid'] as number];
     fl.child.kill('SIGTERM');
