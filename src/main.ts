@@ -279,9 +279,8 @@ export class Faultline implements AdminTarget {
       this.probes.compile(experiments);
       // Workers get the new config with the states it leads to, in one message (no state of a runtime
       // they do not have yet).
-      this.workerPool?.hold();
-      this.table.activate(experiments);
-      this.workerPool?.reload(cfg);
+      if (this.workerPool !== null) this.workerPool.reload(cfg, () => this.table.activate(experiments));
+      else this.table.activate(experiments);
       this.scheduler.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
       this.config = cfg;

@@ -212,14 +212,18 @@ export class WorkerPool {
     for (const s of this.slots) if (s.worker !== null && s.ready) this.send(s.worker, { t: 'state', states });
   }
 
-  /** A reload is being applied here: no pushes until the workers get the new config with its states. */
-  hold(): void {
+  /**
+   * Apply a reload here (`activate`) and send it to the workers with the states it leads to: no push
+   * in between, so no worker hears of a runtime before it has the config that makes it.
+   */
+  reload(cfg: ConfigSpec, activate: () => void): void {
     this.holding = true;
-  }
-
-  reload(cfg: ConfigSpec): void {
+    try {
+      activate();
+    } finally {
+      this.holding = false;
+    }
     this.config = cfg;
-    this.holding = false;
     const states = this.states();
     this.lastPushed = JSON.stringify(states);
     for (const s of this.slots)
