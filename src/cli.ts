@@ -9,10 +9,13 @@
  * faultline import istio|envoy FILE     convert Istio / Envoy fault configs into experiments
  * Every command parses its arguments with src/cli/args.ts: --help/-h, unknown flags exit 2.
  */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { adminCommand } from './cli/admin-client.js';
 import { EXIT_USAGE, parseCommand, usageError } from './cli/args.js';
+import { workerCount } from './cluster/protocol.js';
+import { runWorker } from './cluster/worker.js';
 import { demoCommand } from './cli/demo.js';
 import { handleSignals } from './cli/signals.js';
 import { experimentRunCommand, EXPERIMENT_RUN_USAGE } from './cli/experiment-run.js';
@@ -164,10 +167,19 @@ async function runCommand(args: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   const file = parsed.string('config');
   if (!file) return usageError('run', RUN_USAGE, 'missing --config FILE');
+  // A worker of `workers: N` (src/cluster): its config and states come from the primary.
+  if (cluster.isWorker && process.env['FAULTLINE_WORKER'] !== undefined) return runWorker();
   const signals = handleSignals();
   let fl: Faultline;
   try {
-    fl = await Faultline.start({ configFile: resolve(file), watch: !parsed.flag('no-watch') });
+    const configFile = resolve(file);
+    const config = await loadConfigFile(configFile);
+    fl = await Faultline.start({
+      configFile,
+      config,
+      watch: !parsed.flag('no-watch'),
+      workers: workerCount(config.workers),
+    });
   } catch (err) {
     if (err instanceof ConfigError) log('error', 'invalid config', { file: err.file, issues: err.issues });
     else log('error', 'cannot start', { error: (err as Error).message });

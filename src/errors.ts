@@ -15,6 +15,8 @@ export const FL_ERRORS = {
   FL_POINT_UNKNOWN: 'createFaultline: no in-process point of that name in the config',
   FL_POINT_ROLE: 'createFaultline: the point exists but has the other role (inbound vs outbound)',
   FL_USAGE: 'a command line the CLI cannot run (exit 2)',
+  FL_WORKER_START:
+    '`workers: N`: a worker could not start (e.g. a listener could not bind) or exited during the start',
   FL_CLIENT_GONE: 'upstream request aborted: the client went away',
   FL_BAD_RESPONSE: 'upstream request aborted: its response cannot be sent on (a header Node refuses)',
   FL_RESPONSE_CUT: 'upstream request aborted: a truncate fault cut the response',

@@ -24,6 +24,7 @@ import { ExperimentSeries } from './experiments/series.js';
 import { ExperimentTable, type ExperimentEvent } from './experiments/table.js';
 import type { ExperimentRuntime } from './experiments/runtime.js';
 import { Fleet, type PooledGuard } from './fleet/fleet.js';
+import { WorkerPool } from './cluster/pool.js';
 import { FileStateStore } from './killswitch/store.js';
 import { compileExtProcPlan, extProcBindingKey, type ExtProcPlan } from './extproc/plan.js';
 import { ExtProcServer } from './extproc/server.js';
@@ -47,6 +48,11 @@ export interface StartOptions {
   admin?: boolean;
   /** Clock of schedules and lifecycle times (tests inject one). */
   clock?: Clock;
+  /**
+   * Processes serving the listeners (config `workers`, applied by `faultline run` only): above 1 this
+   * process is their primary (src/cluster) and binds no listener itself.
+   */
+  workers?: number;
 }
 
 export class Faultline implements AdminTarget {
@@ -68,6 +74,8 @@ export class Faultline implements AdminTarget {
   readonly listeners = new Map<string, Listener>();
   /** In-process points by name; hosts hold the ref and read its plan per call (a reload swaps it). */
   readonly points = new Map<string, PointRef>();
+  /** `workers: N` (src/cluster): the worker processes serving the listeners, or null (this one serves). */
+  workerPool: WorkerPool | null = null;
   /** Envoy's ext_proc host (config `ext_proc`), or null. */
   extProc: ExtProcServer | null = null;
   private readonly pools = new UpstreamPools();
@@ -118,7 +126,7 @@ export class Faultline implements AdminTarget {
     const config = opts.config ?? (await loadConfigFile(opts.configFile));
     const fl = new Faultline(opts.configFile, config, opts.clock ?? realClock);
     try {
-      await fl.boot(opts.admin ?? true);
+      await fl.boot(opts.admin ?? true, opts.workers ?? 1);
     } catch (err) {
       await fl.stop(0);
       throw err;
@@ -129,7 +137,7 @@ export class Faultline implements AdminTarget {
     return fl;
   }
 
-  private async boot(startAdmin: boolean): Promise<void> {
+  private async boot(startAdmin: boolean, workers: number): Promise<void> {
     const cfg = this.config;
     const token = adminToken(cfg);
     const unguarded = adminGuardIssue(cfg);
@@ -160,7 +168,11 @@ export class Faultline implements AdminTarget {
       allowedHosts: cfg.admin.allowed_hosts,
     });
     if (startAdmin) await this.listenAdmin();
-    for (const spec of cfg.listeners) {
+    if (workers > 1) {
+      this.workerPool = new WorkerPool(this, workers, cfg);
+      await this.workerPool.start();
+    }
+    for (const spec of this.workerPool === null ? cfg.listeners : []) {
       const listener = new Listener(
         spec,
         plans.get(spec.name)!,
@@ -260,7 +272,18 @@ export class Faultline implements AdminTarget {
 
   /** Extra /ready lines (the fleet connection), null when none. */
   readyDetail(): string | null {
-    return this.fleet?.readyDetail() ?? null;
+    const lines = [this.fleet?.readyDetail(), this.workerPool?.readyDetail()].filter((l) => l !== undefined);
+    return lines.length === 0 ? null : lines.join('\n');
+  }
+
+  /** Per-worker counts of an experiment's run (`workers: N`), else null. */
+  workersView(rt: ExperimentRuntime): unknown {
+    return this.workerPool?.view(rt) ?? null;
+  }
+
+  /** The Prometheus text of every process (`workers: N`), else this registry's. */
+  metricsText(): Promise<string> {
+    return this.workerPool?.metricsText() ?? this.metrics.registry.metrics();
   }
 
   configStatus(): ConfigStatus {
@@ -269,6 +292,8 @@ export class Faultline implements AdminTarget {
 
   port(listener: string): number {
     if (this.extProc !== null && this.extProc.ref.plan.name === listener) return this.extProc.address().port;
+    const shared = this.workerPool?.port(listener);
+    if (shared !== undefined) return shared;
     const l = this.listeners.get(listener);
     if (!l) throw new Error(`no listener ${listener}`);
     return l.address().port;
@@ -294,7 +319,10 @@ export class Faultline implements AdminTarget {
       const xp = compileExtProcPlan(cfg, experiments);
       if (xp !== null) this.extProc?.swapPlan(xp);
       this.probes.compile(experiments);
-      this.table.activate(experiments);
+      // Workers get the new config with the states it leads to, in one message (no state of a runtime
+      // they do not have yet).
+      if (this.workerPool !== null) this.workerPool.reload(cfg, () => this.table.activate(experiments));
+      else this.table.activate(experiments);
       this.scheduler.apply(cfg);
       this.windows.apply(cfg);
       if (JSON.stringify(cfg.webhook) !== JSON.stringify(this.config.webhook)) this.setWebhook(cfg.webhook);
@@ -369,6 +397,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'fleet', reason: 'joining, leaving or changing a fleet needs a restart' });
     if (JSON.stringify(cfg.admin) !== JSON.stringify(this.config.admin))
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
+    if (cfg.workers !== this.config.workers)
+      issues.push({ path: 'workers', reason: 'changing the number of workers needs a restart' });
     if (JSON.stringify(cfg.tracing) !== JSON.stringify(this.config.tracing))
       issues.push({ path: 'tracing', reason: 'changing tracing needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);
@@ -449,6 +479,8 @@ export class Faultline implements AdminTarget {
     this.probes.stop();
     await Promise.all([
       ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
+      // Workers drain theirs and send their last counts before they exit.
+      this.workerPool?.stop(drainMs),
       this.extProc?.close(drainMs),
     ]);
     if (this.globalDeadline !== null) clearTimeout(this.globalDeadline);

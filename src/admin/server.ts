@@ -48,6 +48,10 @@ export interface AdminTarget {
   suggestions?(): Promise<unknown>;
   /** Extra lines for /ready (readiness itself is unchanged), null when none. */
   readyDetail?(): string | null;
+  /** `workers: N`: the Prometheus text of every process (src/cluster/pool.ts), else the registry's. */
+  metricsText?(): Promise<string>;
+  /** `workers: N`: per-worker counts of an experiment's run, else null. */
+  workersView?(rt: ExperimentRuntime): unknown;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -155,7 +159,7 @@ export class AdminServer {
         return t.isReady() ? sendText(res, 200, `ready\n${more}`) : sendText(res, 503, `not ready\n${more}`);
       }
       if (parts.length === 1 && a === 'metrics') {
-        const body = await t.metrics.registry.metrics();
+        const body = await (t.metricsText?.() ?? t.metrics.registry.metrics());
         res.writeHead(200, { 'content-type': t.metrics.registry.contentType });
         res.end(body);
         return;
@@ -193,7 +197,8 @@ export class AdminServer {
         const rt = id !== undefined ? t.table.get(id) : undefined;
         if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);
         const fleet = t.fleetView?.(rt) ?? null;
-        const extra = fleet === null ? {} : { fleet };
+        const workers = t.workersView?.(rt) ?? null;
+        const extra = { ...(fleet === null ? {} : { fleet }), ...(workers === null ? {} : { workers }) };
         if (parts.length === 2)
           return sendJson(res, 200, { ...experimentView(rt, t.table.lifecycleOf(rt.id)), ...extra });
         if (parts.length === 3 && action === 'report') {

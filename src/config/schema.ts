@@ -538,6 +538,12 @@ export const configSchema = z
       .strict()
       .optional(),
     fleet: fleet.optional(),
+    workers: z
+      .union([z.literal('auto'), z.number().int().min(1).max(256)])
+      .default(1)
+      .describe(
+        'processes serving the listeners (`faultline run`): N or auto (the cores available); 1 = no workers. The primary keeps the experiment state and the analyzers',
+      ),
     tracing: z
       .object({
         enabled: z.boolean().default(false).describe('export a span per assigned request (off by default)'),
@@ -670,6 +676,25 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
             'a latency guardrail cannot judge a sticky split in a fleet (one slow request per session would need every request judged against control at its own time, in one place); use error_rate/timeout_rate guardrails here (list them explicitly: the default includes latency), or drop split.sticky',
           );
       });
+    });
+  }
+
+  if (c.workers !== 1) {
+    // Workers send counts, not requests: what needs each request in one analyzer cannot be pooled yet.
+    if (c.ext_proc !== undefined) issue(['workers'], 'is not supported with ext_proc yet: use workers: 1');
+    c.experiments.forEach((e, i) => {
+      if (e.split.sticky !== undefined)
+        issue(
+          ['experiments', i, 'split', 'sticky'],
+          'is not supported with workers yet: pooled counts cannot deduplicate sessions across workers',
+        );
+      if (e.ramp !== undefined)
+        issue(['experiments', i, 'ramp'], 'is not supported with workers yet: use workers: 1 for a ramp');
+      if (typeof e.split.percent !== 'number')
+        issue(
+          ['experiments', i, 'split', 'percent'],
+          'an exposure ramp (a list) is not supported with workers yet: use workers: 1 or one percent',
+        );
     });
   }
 

@@ -116,10 +116,10 @@ type LeaseCommand = (nkeys: number, ...args: string[]) => unknown;
 
 /** Layout of the default LogHistogram (the analyzer's): pooled latency bucket counts use it. */
 const HIST = new LogHistogram();
-const NBUCKETS = HIST.counts.length;
+export const NBUCKETS = HIST.counts.length;
 
 /** One replica's cumulative outcomes of one run, as written to Redis. */
-interface Cumulative {
+export interface Cumulative {
   requests: [number, number];
   errors: [number, number];
   timeouts: [number, number];
@@ -331,6 +331,30 @@ export class Fleet implements OutcomeSink {
     }
     const lat = c.latency[a];
     if (lat != null && latencyMs >= 0 && latencyMs < Infinity) lat[HIST.bucketOf(latencyMs)]! += 1;
+    pool.changed = true;
+  }
+
+  /**
+   * Workers (src/cluster): one worker's new outcomes as a batch (deltas of its cumulative counts), added
+   * to this replica's pool as `observe` would add them one by one.
+   */
+  absorb(rt: ExperimentRuntime, canary: ArmBatch, control: ArmBatch): void {
+    let pool = this.pools.get(rt);
+    if (pool === undefined || pool.runId !== rt.runId) {
+      pool = newPool(rt);
+      this.pools.set(rt, pool);
+    }
+    const c = pool.cum;
+    for (const [a, b] of [
+      [0, canary],
+      [1, control],
+    ] as const) {
+      c.requests[a] += b.requests;
+      c.errors[a] += b.errors;
+      c.timeouts[a] += b.timeouts;
+      const lat = c.latency[a];
+      if (lat != null && b.latency !== null) for (let j = 0; j < lat.length; j++) lat[j]! += b.latency[j]!;
+    }
     pool.changed = true;
   }
 
@@ -777,7 +801,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
 return redis.call('GET', KEYS[1])
 `;
 
-function newCumulative(withLatency: boolean): Cumulative {
+export function newCumulative(withLatency: boolean): Cumulative {
   return {
     requests: [0, 0],
     errors: [0, 0],
@@ -786,11 +810,11 @@ function newCumulative(withLatency: boolean): Cumulative {
   };
 }
 
-function emptyBatch(withLatency: boolean): ArmBatch {
+export function emptyBatch(withLatency: boolean): ArmBatch {
   return { requests: 0, errors: 0, timeouts: 0, latency: withLatency ? new Float64Array(NBUCKETS) : null };
 }
 
-function sparse(a: Float64Array | null): number[] {
+export function sparse(a: Float64Array | null): number[] {
   const out: number[] = [];
   if (a !== null) for (let i = 0; i < a.length; i++) if (a[i] !== 0) out.push(i, a[i]!);
   return out;
@@ -808,7 +832,10 @@ function entryOf(replica: string, at: number, c: Cumulative, counts: Float64Arra
   };
 }
 
-function cumulativeOf(e: ReplicaEntry, withLatency: boolean): Cumulative {
+export function cumulativeOf(
+  e: Pick<ReplicaEntry, 'req' | 'err' | 'tmo' | 'lat'>,
+  withLatency: boolean,
+): Cumulative {
   const c = newCumulative(withLatency);
   for (const a of [0, 1] as const) {
     c.requests[a] = e.req?.[a] ?? 0;
@@ -821,7 +848,7 @@ function cumulativeOf(e: ReplicaEntry, withLatency: boolean): Cumulative {
   return c;
 }
 
-function addDelta(b: ArmBatch, cur: Cumulative, prev: Cumulative, a: 0 | 1): void {
+export function addDelta(b: ArmBatch, cur: Cumulative, prev: Cumulative, a: 0 | 1): void {
   b.requests += cur.requests[a] - prev.requests[a];
   b.errors += cur.errors[a] - prev.errors[a];
   b.timeouts += cur.timeouts[a] - prev.timeouts[a];

@@ -1,0 +1,223 @@
+// `workers: 2` vs `workers: 1` (issue 13): throughput, CPU per request and whether the kill still lands
+// on the next request. Both variants run at once (only one is loaded at a time), reps interleaved with
+// alternating order, medians and the ratio against workers: 1 at the end. Nothing is pinned: two workers
+// need both cores, so wrk and the upstream share them (as in a pod with two cores and a sidecar).
+//   node bench/workers.mjs [--reps 5] [--duration 5] [--connections 64] [--port 18900] [--out FILE.json]
+//
+// Kill phase (per variant, after the throughput reps): an experiment on its own route (100% abort on a
+// 10% canary, error-rate guardrail) gets closed-loop traffic (8 in flight, fresh connections) until the
+// kill; reported: the decision time (admin ended_at), the last request that still carried a mark, and
+// how many requests started after the decision (+0 ms, +10 ms, +50 ms) still got one. With one process
+// the kill is taken on the request path (synchronous); with workers the primary decides on a batch
+// (every 100 ms) and pushes the kill (IPC), so marks may still appear until the push arrives.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cpuMicros } from './procstat.mjs';
+import { ROOT, faultlineEntry, faultlineNodeFlags } from './peers.mjs';
+import { runWrk } from './wrk.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const reps = Number(opt('reps', '5'));
+const durationS = Number(opt('duration', '5'));
+const connections = Number(opt('connections', '64'));
+const basePort = Number(opt('port', '18900'));
+const out = opt('out', '');
+const tmp = mkdtempSync(join(tmpdir(), 'fl-workers-'));
+const children = [];
+const entry = faultlineEntry();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Whatever happens (a variant that does not start), no child outlives the bench.
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+function start(cmd, argv, readyRe) {
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let logs = '';
+  return new Promise((res, rej) => {
+    const on = (d) => {
+      logs += d;
+      if (readyRe.test(logs)) res(child);
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', on);
+    child.once('exit', (c) => rej(new Error(`${argv.join(' ')} exited ${c}: ${logs}`)));
+  });
+}
+
+function config({ workers, port, adminPort, upstreamPort, stateDir }) {
+  const up = `http://127.0.0.1:${upstreamPort}`;
+  return `workers: ${workers}
+state_dir: ${stateDir}
+arm_header: true
+admin: { address: 127.0.0.1, port: ${adminPort} }
+listeners:
+  - name: ingress
+    address: 127.0.0.1
+    port: ${port}
+    routes:
+      - { name: kill, path_prefix: /kill/, upstream: "${up}", timeout_ms: 30000 }
+      - { name: api, path_prefix: /, upstream: "${up}", timeout_ms: 30000 }
+experiments:
+  - id: k
+    hypothesis: "the bench's kill phase"
+    match: { listener: ingress, route: kill }
+    split: { percent: 10, allow_above_cap: true }
+    fault: { kind: abort, status: 503, percent: 100 }
+    exclude_injected: false
+    min_samples: 20
+    guardrails: [{ metric: error_rate }]
+`;
+}
+
+/** One GET on a fresh connection: start time and whether it carried an experiment mark. */
+function get(port, path) {
+  const t = Date.now();
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      res.resume();
+      const marked =
+        res.headers['x-faultline-arm'] !== undefined || res.headers['x-faultline-injected'] !== undefined;
+      res.on('end', () => resolve({ t, marked }));
+    });
+    req.on('error', () => resolve({ t, marked: false }));
+    req.end();
+  });
+}
+
+async function killPhase(v) {
+  const sent = [];
+  let decision = null;
+  let stop = false;
+  const poll = (async () => {
+    while (!stop && decision === null) {
+      const j = await (await fetch(`${v.admin}/experiments/k`)).json();
+      if (j.state === 'killed') decision = Date.parse(j.ended_at);
+      else await sleep(20);
+    }
+  })();
+  const deadline = Date.now() + 30_000;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      // Traffic goes on for 500 ms after the decision (or until the deadline).
+      while (Date.now() < deadline && (decision === null || Date.now() < decision + 500))
+        sent.push(await get(v.port, '/kill/x'));
+    }),
+  );
+  stop = true;
+  await poll;
+  if (decision === null) return { killed: false, requests: sent.length };
+  const marked = sent.filter((s) => s.marked);
+  const lastMarked = marked.length === 0 ? null : Math.max(...marked.map((s) => s.t)) - decision;
+  const after = (ms) => marked.filter((s) => s.t > decision + ms).length;
+  return {
+    killed: true,
+    requests: sent.length,
+    requests_after_decision: sent.filter((s) => s.t > decision).length,
+    last_marked_start_ms_after_decision: lastMarked,
+    marked_after: { '0ms': after(0), '10ms': after(10), '50ms': after(50) },
+    lands_on_next_request: after(0) === 0,
+  };
+}
+
+const upPort = basePort;
+await start('node', [join(ROOT, 'bench/upstream.mjs'), String(upPort)], /READY/);
+const flags = faultlineNodeFlags(entry);
+const variants = [];
+for (const [i, workers] of [1, 2].entries()) {
+  const port = basePort + 10 + i;
+  const adminPort = basePort + 20 + i;
+  const cfg = join(tmp, `w${workers}.yaml`);
+  writeFileSync(
+    cfg,
+    config({ workers, port, adminPort, upstreamPort: upPort, stateDir: join(tmp, `state${workers}`) }),
+  );
+  const child = await start(
+    'node',
+    [...flags, entry, 'run', '--config', cfg, '--no-watch'],
+    /"faultline started"/,
+  );
+  variants.push({ name: `workers_${workers}`, workers, port, admin: `http://127.0.0.1:${adminPort}`, child });
+}
+
+const results = Object.fromEntries(variants.map((v) => [v.name, []]));
+const kill = {};
+try {
+  for (const v of variants)
+    await runWrk({ url: `http://127.0.0.1:${v.port}/`, connections, durationS: 1, tmpDir: tmp });
+  for (let r = 0; r < reps; r++) {
+    for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
+      const c0 = cpuMicros(v.child.pid);
+      const w = await runWrk({ url: `http://127.0.0.1:${v.port}/`, connections, durationS, tmpDir: tmp });
+      const c1 = cpuMicros(v.child.pid);
+      const errs = Object.values(w.errors).reduce((a, b) => a + b, 0);
+      results[v.name].push({
+        rps: w.rps,
+        cpu_us_per_req: (c1 - c0) / w.requests,
+        p99_ms: w.latencyUs.p99 / 1000,
+        errs,
+      });
+      process.stderr.write(
+        `rep${r} ${v.name}: ${w.rps.toFixed(0)} req/s, ${((c1 - c0) / w.requests).toFixed(1)} us/req, errs ${errs}\n`,
+      );
+    }
+  }
+  for (const v of variants) kill[v.name] = await killPhase(v);
+} finally {
+  for (const c of children) c.kill('SIGKILL');
+}
+
+const med = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const base = med(results.workers_1.map((x) => x.rps));
+const summary = variants.map((v) => {
+  const xs = results[v.name];
+  const rps = med(xs.map((x) => x.rps));
+  return {
+    variant: v.name,
+    rps,
+    ratio: rps / base,
+    cpu_us_per_req: med(xs.map((x) => x.cpu_us_per_req)),
+    p99_ms: med(xs.map((x) => x.p99_ms)),
+    errors: xs.reduce((a, x) => a + x.errs, 0),
+    kill: kill[v.name],
+  };
+});
+const doc = {
+  bench: 'workers',
+  reps,
+  duration_s: durationS,
+  connections,
+  target_ratio: 1.35,
+  summary,
+  raw: results,
+};
+if (out) writeFileSync(out, JSON.stringify(doc, null, 2) + '\n');
+console.log(
+  `\nreps=${reps} duration=${durationS}s c=${connections}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
+);
+console.log(
+  '| variant | req/s | x workers_1 | CPU us/req | p99 ms | errors | kill: last mark after decision | marked after +0/+10/+50 ms |',
+);
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+for (const s of summary) {
+  const k = s.kill;
+  const km = k.killed ? `${k.last_marked_start_ms_after_decision} ms` : 'not killed';
+  const ka = k.killed
+    ? `${k.marked_after['0ms']}/${k.marked_after['10ms']}/${k.marked_after['50ms']} of ${k.requests_after_decision}`
+    : '-';
+  console.log(
+    `| ${s.variant} | ${s.rps.toFixed(0)} | ${s.ratio.toFixed(2)} | ${s.cpu_us_per_req.toFixed(1)} | ${s.p99_ms.toFixed(2)} | ${s.errors} | ${km} | ${ka} |`,
+  );
+}
+process.exit(0);

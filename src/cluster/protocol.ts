@@ -1,0 +1,73 @@
+/**
+ * `workers: N`: one Faultline process forks N workers (node:cluster) that share the listening ports.
+ * The primary holds the experiment state and the analyzers; the workers serve traffic. These are the
+ * messages between them (IPC, structured-clone serialisation: a ConfigSpec goes as it is).
+ *
+ *   worker -> primary: hello, listening, ready, fatal, batch (cumulative counts), kill, metrics
+ *   primary -> worker: init (config + states), state (pushed on every change), reload, metrics, stop
+ */
+import { availableParallelism } from 'node:os';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { ConfigSpec } from '../config/schema.js';
+import type { ExperimentState } from '../experiments/runtime.js';
+
+/** What a worker mirrors of one experiment: the primary decides all of it. */
+export interface WorkerState {
+  id: string;
+  state: ExperimentState;
+  /** Injection allowed (false in a fleet without a fresh grant). */
+  granted: boolean;
+  /** The primary's runtime and run: a change starts a fresh run in the worker (counts from zero). */
+  epoch: string;
+}
+
+/**
+ * One worker's cumulative outcomes of one run (the fleet's ReplicaEntry shape: idempotent, so the
+ * primary consumes deltas and a lost or repeated batch cannot double count).
+ */
+export interface BatchEntry {
+  id: string;
+  epoch: string;
+  req: [number, number];
+  err: [number, number];
+  tmo: [number, number];
+  /** Sparse latency buckets per arm: [index, count, ...] (LogHistogram layout). */
+  lat: [number[], number[]];
+  /** The runtime's counts array (arm rows of outcomes and status classes). */
+  counts: number[];
+  /** Requests assigned per arm at this worker ([none, canary, control]). */
+  assigned: number[];
+  /** Faults in progress in this worker now. */
+  active: number;
+}
+
+export type ToWorker =
+  | { t: 'init'; index: number; config: ConfigSpec; states: WorkerState[] }
+  | { t: 'state'; states: WorkerState[] }
+  | { t: 'reload'; config: ConfigSpec; states: WorkerState[] }
+  | { t: 'metrics'; req: number }
+  | { t: 'stop'; drainMs: number };
+
+export type FromWorker =
+  | { t: 'hello' }
+  | { t: 'listening'; listener: string; address: string; port: number }
+  | { t: 'ready' }
+  | { t: 'fatal'; message: string }
+  | { t: 'batch'; entries: BatchEntry[] }
+  | { t: 'kill'; id: string; cause: string; reason: string; by: string; evidence: unknown }
+  | { t: 'metrics'; req: number; json: MetricObjectWithValues<MetricValue<string>>[] };
+
+/** Every message carries this tag: other cluster traffic (prom-client's) passes by. */
+export const TAG = 'faultline';
+
+/** `workers` of the config as a number of processes: `auto` is the cores this process may use. */
+export function workerCount(spec: ConfigSpec['workers']): number {
+  return spec === 'auto' ? availableParallelism() : spec;
+}
+
+/**
+ * Metrics the primary owns (experiment state, kills, evidence, config, fleet, probes): the workers'
+ * copies of these are dropped before aggregation, everything else is summed over the processes.
+ */
+export const PRIMARY_OWNED =
+  /^faultline_(experiment_state|kill_switch_trips_total|guardrail_|config_|fleet_|probe_)/;

@@ -1,0 +1,67 @@
+// `workers` in the config: N or auto, default 1, and what cannot be pooled from workers is refused by name.
+import { availableParallelism } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { workerCount } from '../../src/cluster/protocol.js';
+import { validateConfig } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+
+const base = (over: Record<string, unknown> = {}, exp: Record<string, unknown> = {}) => ({
+  listeners: [{ name: 'ingress', port: 8080, routes: [{ name: 'api', upstream: 'http://127.0.0.1:9000' }] }],
+  experiments: [
+    {
+      id: 'e1',
+      hypothesis: 'fine',
+      split: { percent: 5 },
+      fault: { kind: 'abort', status: 503 },
+      ...exp,
+    },
+  ],
+  ...over,
+});
+
+function issues(raw: unknown): { path: string; reason: string }[] {
+  try {
+    validateConfig(raw, 'w.yaml');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return [...(err as ConfigError).issues];
+  }
+  throw new Error('config was accepted');
+}
+
+describe('config: workers', () => {
+  it('defaults to 1 (no workers); takes a number or auto (the cores available)', () => {
+    expect(validateConfig(base(), 'w.yaml').workers).toBe(1);
+    expect(workerCount(validateConfig(base({ workers: 3 }), 'w.yaml').workers)).toBe(3);
+    expect(workerCount(validateConfig(base({ workers: 'auto' }), 'w.yaml').workers)).toBe(
+      availableParallelism(),
+    );
+  });
+
+  it('refuses 0, fractions and other words, naming the field', () => {
+    for (const bad of [0, 1.5, 'many', -2])
+      expect(issues(base({ workers: bad })).map((i) => i.path)).toContain('workers');
+  });
+
+  it('refuses what needs every request in one analyzer: sticky splits, ramps, ext_proc', () => {
+    expect(
+      issues(base({ workers: 2 }, { split: { percent: 5, sticky: 'request_id' } })).find(
+        (i) => i.path === 'experiments[0].split.sticky',
+      )?.reason,
+    ).toMatch(/not supported with workers/);
+    expect(
+      issues(base({ workers: 2 }, { ramp: { steps: [10, 20] } })).find(
+        (i) => i.path === 'experiments[0].ramp',
+      )?.reason,
+    ).toMatch(/not supported with workers/);
+    expect(
+      issues(base({ workers: 'auto', ext_proc: { name: 'envoy', port: 9002 } })).find(
+        (i) => i.path === 'workers',
+      )?.reason,
+    ).toMatch(/ext_proc/);
+    // The same config with one process is fine.
+    expect(() =>
+      validateConfig(base({}, { split: { percent: 5, sticky: 'request_id' } }), 'w.yaml'),
+    ).not.toThrow();
+  });
+});
