@@ -27,3 +27,4 @@ server.on('stream', (down, headers) => {
 });
 server.listen(Number(port), '127.0.0.1', () => process.stdout.write(`READY ${server.address().port}\n`));
 process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0)); // exit cleanly so --cpu-prof writes its profile

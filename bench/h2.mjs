@@ -91,8 +91,9 @@ function h2load(url, seconds) {
   });
 }
 
-function faultlineYaml({ port, adminPort, h1Port, h2Port }) {
-  return `listeners:
+function faultlineYaml({ port, adminPort, h1Port, h2Port, stateDir }) {
+  return `state_dir: ${stateDir}
+listeners:
   - name: ingress
     address: 127.0.0.1
     port: ${port}
@@ -134,7 +135,10 @@ if (args.includes('--bare')) {
 for (const v of variants) {
   const p = port++;
   const cfg = join(tmp, `${v.name}.yaml`);
-  writeFileSync(cfg, faultlineYaml({ port: p, adminPort: p + 40, h1Port, h2Port }));
+  writeFileSync(
+    cfg,
+    faultlineYaml({ port: p, adminPort: p + 40, h1Port, h2Port, stateDir: join(tmp, `state-${v.name}`) }),
+  );
   const entry = join(v.dir, 'bin.js');
   const child = await start(
     [...core0, 'node', ...faultlineNodeFlags(entry), entry, 'run', '--config', cfg, '--no-watch'],

@@ -18,6 +18,7 @@ import http2, {
 } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { installLeanAsyncBind } from './lean-bind.js';
 
 const {
   NGHTTP2_CANCEL,
@@ -152,6 +153,8 @@ export class H2Upstream {
     this.authority = u.host;
     this.scheme = u.protocol === 'https:' ? 'https' : 'http';
     this.opts = opts;
+    // Node 20 builds two util.deprecate wrappers inside every session.request(): see lean-bind.ts.
+    installLeanAsyncBind();
   }
 
   /** Same contract as undici's `Dispatcher.dispatch` for the handler methods the exchange uses. */
