@@ -31,12 +31,13 @@ const { values: args } = parseArgs({
     peers: { type: 'string' },
     'no-install': { type: 'boolean', default: false },
     'no-grpc': { type: 'boolean', default: false },
+    'no-h2': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   process.stdout.write(
-    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\npeers: ${PEERS.join(', ')}\n`,
+    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc] [--no-h2]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\npeers: ${PEERS.join(', ')}\n`,
   );
   process.exit(0);
 }
@@ -87,6 +88,7 @@ function ensureTools() {
   const missing = [];
   if (!which('wrk')) missing.push('wrk');
   if (!which('nginx') && peerNames.includes('nginx')) missing.push('nginx-light');
+  if (!which('h2load') && !args.scenario && !args['no-h2']) missing.push('nghttp2-client');
   if (missing.length === 0) return;
   const cmd = `apt-get install -y ${missing.join(' ')}`;
   if (process.getuid?.() === 0 && !args['no-install']) {
@@ -212,6 +214,7 @@ async function measure(peer, m, d, tmpDir) {
       durationS: d,
       method: m.method,
       bodyBytes: m.bodyBytes,
+      threads: m.threads,
       tmpDir,
       pin: pinLoad,
     });
@@ -400,6 +403,17 @@ if (!args.scenario && !args['no-grpc']) {
   });
   if (g.status === 0) md += `\n\n## gRPC (bench/grpc.mjs)\n\n${g.stdout.trim()}\n`;
   else log(`gRPC cases failed (exit ${g.status}); HTTP results are still written`);
+}
+// HTTP/2 (bench/h2.mjs: h2load through h2c -> h1 and h2c -> h2c, vs nginx's h2c -> h1), same rule.
+if (!args.scenario && !args['no-h2']) {
+  log('HTTP/2 cases: node bench/h2.mjs');
+  const h2Args = quick ? ['--reps', '1', '--duration', '2'] : ['--reps', String(reps)];
+  const h = spawnSync(process.execPath, [join(ROOT, 'bench/h2.mjs'), ...h2Args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  if (h.status === 0) md += `\n\n## HTTP/2 (bench/h2.mjs)\n\n${h.stdout.trim()}\n`;
+  else log(`HTTP/2 cases failed (exit ${h.status}); other results are still written`);
 }
 const outDir = join(ROOT, 'bench/results');
 mkdirSync(outDir, { recursive: true });
