@@ -405,11 +405,14 @@ if (!args.scenario && !args['no-grpc']) {
   else log(`gRPC cases failed (exit ${g.status}); HTTP results are still written`);
 }
 // HTTP/2 (bench/h2.mjs: h2load through h2c -> h1 and h2c -> h2c, vs nginx's h2c -> h1), same rule.
-if (!args.scenario && !args['no-h2']) {
+if (!args.scenario && !args['no-h2'] && !which('h2load'))
+  log('HTTP/2 cases skipped: h2load not installed (as root: apt-get install -y nghttp2-client)');
+else if (!args.scenario && !args['no-h2']) {
   log('HTTP/2 cases: node bench/h2.mjs');
   const h2Args = quick ? ['--reps', '1', '--duration', '2'] : ['--reps', String(reps)];
   const h = spawnSync(process.execPath, [join(ROOT, 'bench/h2.mjs'), ...h2Args], {
     encoding: 'utf8',
+    timeout: 900_000,
     stdio: ['ignore', 'pipe', 'ignore'],
   });
   if (h.status === 0) md += `\n\n## HTTP/2 (bench/h2.mjs)\n\n${h.stdout.trim()}\n`;
