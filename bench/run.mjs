@@ -58,7 +58,10 @@ if (!(durationS > 0) || !(reps >= 1) || !Number.isInteger(reps)) {
   log('--duration must be > 0 and --reps a positive integer');
   process.exit(3);
 }
-const wanted = args.scenario?.flatMap((s) => s.split(',')) ?? SCENARIOS.map((s) => s.id);
+// --quick (the smoke test) leaves out the scenarios marked `notQuick` unless asked for by name.
+const wanted =
+  args.scenario?.flatMap((s) => s.split(',')) ??
+  SCENARIOS.filter((s) => !(quick && s.notQuick)).map((s) => s.id);
 const unknown = wanted.filter((id) => !SCENARIOS.some((s) => s.id === id));
 if (unknown.length) {
   log(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
@@ -88,7 +91,7 @@ function ensureTools() {
   const missing = [];
   if (!which('wrk')) missing.push('wrk');
   if (!which('nginx') && peerNames.includes('nginx')) missing.push('nginx-light');
-  if (!which('h2load') && !args.scenario && !args['no-h2']) missing.push('nghttp2-client');
+  if (!which('h2load') && !quick && !args.scenario && !args['no-h2']) missing.push('nghttp2-client');
   if (missing.length === 0) return;
   const cmd = `apt-get install -y ${missing.join(' ')}`;
   if (process.getuid?.() === 0 && !args['no-install']) {
@@ -405,11 +408,13 @@ if (!args.scenario && !args['no-grpc']) {
   else log(`gRPC cases failed (exit ${g.status}); HTTP results are still written`);
 }
 // HTTP/2 (bench/h2.mjs: h2load through h2c -> h1 and h2c -> h2c, vs nginx's h2c -> h1), same rule.
-if (!args.scenario && !args['no-h2'] && !which('h2load'))
+if (!args.scenario && !args['no-h2'] && quick)
+  log('HTTP/2 cases skipped under --quick: node bench/h2.mjs --reps 1 --duration 1 runs them');
+else if (!args.scenario && !args['no-h2'] && !which('h2load'))
   log('HTTP/2 cases skipped: h2load not installed (as root: apt-get install -y nghttp2-client)');
 else if (!args.scenario && !args['no-h2']) {
   log('HTTP/2 cases: node bench/h2.mjs');
-  const h2Args = quick ? ['--reps', '1', '--duration', '2'] : ['--reps', String(reps)];
+  const h2Args = ['--reps', String(reps)];
   const h = spawnSync(process.execPath, [join(ROOT, 'bench/h2.mjs'), ...h2Args], {
     encoding: 'utf8',
     timeout: 900_000,
