@@ -52,17 +52,21 @@ export function installLeanAsyncBind(): void {
   });
   proto.bind = function bind(this: AsyncResource, fn: unknown, thisArg?: unknown): unknown {
     if (typeof fn !== 'function') return original.call(this, fn, thisArg);
-    const resource = this;
     const target = fn as (...args: unknown[]) => unknown;
-    let bound: Bound;
-    if (thisArg === undefined)
-      bound = function (this: unknown, ...args: unknown[]): unknown {
-        return resource.runInAsyncScope(target, this, ...args);
-      };
-    else bound = resource.runInAsyncScope.bind(resource, target, thisArg) as Bound;
+    const bound: Bound =
+      thisArg === undefined
+        ? callerThis(this, target)
+        : (this.runInAsyncScope.bind(this, target, thisArg) as Bound);
     Object.defineProperty(bound, 'length', lengthOf(target.length));
     Object.defineProperty(bound, 'asyncResource', accessor);
-    bound[kResource] = resource;
+    bound[kResource] = this;
     return bound;
+  };
+}
+
+/** A bound function that passes its call-time `this` through, as Node's does without a thisArg. */
+function callerThis(resource: AsyncResource, target: (...args: unknown[]) => unknown): Bound {
+  return function (this: unknown, ...args: unknown[]): unknown {
+    return resource.runInAsyncScope(target, this, ...args);
   };
 }

@@ -28,7 +28,11 @@ describe('lean AsyncResource.bind', () => {
     const out = als.run('other', () => bound.call(self, 2, 3));
     expect(out).toEqual({ store: 'captured', id: res.asyncId(), self, sum: 5 });
     expect(bound.length).toBe(2);
-    const withThis = res.bind(f, 'T') as unknown as (a: number, b: number) => ReturnType<typeof f>;
+    const withThis = (res.bind as (fn: unknown, thisArg: unknown) => unknown).call(
+      res,
+      f,
+      'T',
+    ) as unknown as (a: number, b: number) => ReturnType<typeof f>;
     expect(withThis(1, 1).self).toBe('T');
     expect(Object.getOwnPropertyDescriptor(bound, 'asyncResource')?.enumerable).toBe(true);
   });
@@ -44,7 +48,7 @@ describe('lean AsyncResource.bind', () => {
       bound.asyncResource = other;
       expect(bound.asyncResource).toBe(other);
     } finally {
-      process.noDeprecation = prev;
+      process.noDeprecation = prev === true;
     }
   });
 
