@@ -2,7 +2,7 @@
 // perf work: every variant runs at once on core 0 (only one is loaded at a time), the upstream and
 // wrk on core 1. Each rep runs every variant once, order alternating; medians and ratios at the end.
 //   node bench/ab.mjs --variant base=dist-base --variant new=dist [--peer http-proxy] [--peer nginx]
-//        [--variant gc=dist@--max-semi-space-size=32] [--reps 5] [--duration 5] [--measure get128k,post128k,get10m,post10m,get1k] [--port 18700]
+//        [--variant gc=dist@--max-semi-space-size=32] [--reps 5] [--duration 5] [--measure get128k,post128k,get10m,post10m,get1k,c1000] [--port 18700]
 //        [--scenario abort5]   (a scenario of bench/scenarios.mjs whose experiments every Faultline variant runs)
 //        [--append name=FILE]  (YAML appended to that variant's config, e.g. a `tracing:` block)
 import { spawn } from 'node:child_process';
@@ -43,6 +43,8 @@ const basePort = Number(opt('port', '18700'));
 const extra = opt('node-args', '');
 const MEASURES = {
   get1k: { path: '/', connections: 50 },
+  // 1,000 clients at once (issue 18): the tail (p99) against http-proxy's is the figure that matters.
+  c1000: { path: '/', connections: 1000, threads: 2 },
   get128k: { path: '/128k', connections: 32 },
   post128k: { path: '/', connections: 32, method: 'POST', bodyBytes: 128 * 1024 },
   get10m: { path: '/10m', connections: 4 },

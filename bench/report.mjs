@@ -170,6 +170,17 @@ export function goals(results) {
       both('body-128k', 'faultline', 'nginx', label),
     );
   }
+  // Issue 18: at 1,000 connections Faultline's tail no worse than http-proxy's.
+  add(
+    'p99 at -c1000, x http-proxy',
+    ratio(
+      get('c1000', 'faultline', 'saturation c1000', 'p99Us'),
+      get('c1000', 'http-proxy', 'saturation c1000', 'p99Us'),
+    ),
+    '<= 1',
+    (v) => v <= 1,
+    both('c1000', 'faultline', 'http-proxy', 'saturation c1000'),
+  );
   return out;
 }
 

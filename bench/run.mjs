@@ -31,12 +31,13 @@ const { values: args } = parseArgs({
     peers: { type: 'string' },
     'no-install': { type: 'boolean', default: false },
     'no-grpc': { type: 'boolean', default: false },
+    'no-h2': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (args.help) {
   process.stdout.write(
-    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\npeers: ${PEERS.join(', ')}\n`,
+    `usage: node bench/run.mjs [--scenario ID]... [--duration S] [--reps N] [--quick] [--peers a,b] [--no-install] [--no-grpc] [--no-h2]\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}\npeers: ${PEERS.join(', ')}\n`,
   );
   process.exit(0);
 }
@@ -57,7 +58,10 @@ if (!(durationS > 0) || !(reps >= 1) || !Number.isInteger(reps)) {
   log('--duration must be > 0 and --reps a positive integer');
   process.exit(3);
 }
-const wanted = args.scenario?.flatMap((s) => s.split(',')) ?? SCENARIOS.map((s) => s.id);
+// --quick (the smoke test) leaves out the scenarios marked `notQuick` unless asked for by name.
+const wanted =
+  args.scenario?.flatMap((s) => s.split(',')) ??
+  SCENARIOS.filter((s) => !(quick && s.notQuick)).map((s) => s.id);
 const unknown = wanted.filter((id) => !SCENARIOS.some((s) => s.id === id));
 if (unknown.length) {
   log(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
@@ -87,6 +91,7 @@ function ensureTools() {
   const missing = [];
   if (!which('wrk')) missing.push('wrk');
   if (!which('nginx') && peerNames.includes('nginx')) missing.push('nginx-light');
+  if (!which('h2load') && !quick && !args.scenario && !args['no-h2']) missing.push('nghttp2-client');
   if (missing.length === 0) return;
   const cmd = `apt-get install -y ${missing.join(' ')}`;
   if (process.getuid?.() === 0 && !args['no-install']) {
@@ -212,6 +217,7 @@ async function measure(peer, m, d, tmpDir) {
       durationS: d,
       method: m.method,
       bodyBytes: m.bodyBytes,
+      threads: m.threads,
       tmpDir,
       pin: pinLoad,
     });
@@ -400,6 +406,22 @@ if (!args.scenario && !args['no-grpc']) {
   });
   if (g.status === 0) md += `\n\n## gRPC (bench/grpc.mjs)\n\n${g.stdout.trim()}\n`;
   else log(`gRPC cases failed (exit ${g.status}); HTTP results are still written`);
+}
+// HTTP/2 (bench/h2.mjs: h2load through h2c -> h1 and h2c -> h2c, vs nginx's h2c -> h1), same rule.
+if (!args.scenario && !args['no-h2'] && quick)
+  log('HTTP/2 cases skipped under --quick: node bench/h2.mjs --reps 1 --duration 1 runs them');
+else if (!args.scenario && !args['no-h2'] && !which('h2load'))
+  log('HTTP/2 cases skipped: h2load not installed (as root: apt-get install -y nghttp2-client)');
+else if (!args.scenario && !args['no-h2']) {
+  log('HTTP/2 cases: node bench/h2.mjs');
+  const h2Args = ['--reps', String(reps)];
+  const h = spawnSync(process.execPath, [join(ROOT, 'bench/h2.mjs'), ...h2Args], {
+    encoding: 'utf8',
+    timeout: 900_000,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  if (h.status === 0) md += `\n\n## HTTP/2 (bench/h2.mjs)\n\n${h.stdout.trim()}\n`;
+  else log(`HTTP/2 cases failed (exit ${h.status}); other results are still written`);
 }
 const outDir = join(ROOT, 'bench/results');
 mkdirSync(outDir, { recursive: true });

@@ -83,6 +83,13 @@ export const SCENARIOS = [
     ],
   },
   {
+    id: 'c1000',
+    title: '1,000 connections at once (wrk -t2 -c1000), 1 KB GET: p99 against http-proxy and nginx',
+    // Not in --quick (the smoke test): 1,000 connects per peer on a busy machine take too long for it.
+    notQuick: true,
+    measures: [{ kind: 'wrk', label: 'saturation c1000', path: '/', connections: 1000, threads: 2 }],
+  },
+  {
     id: 'abort-storm',
     title: '1,000 connections with held requests, all clients abort, then one plain request (< 1 s)',
     // >= 5 repetitions like every other measure (the method); one under --quick.

@@ -88,11 +88,21 @@ export function wrkScript({ method = 'GET', bodyBytes = 0 } = {}) {
 }
 
 /** Runs wrk pinned with `pin` (a taskset prefix array, may be empty); resolves to the parsed result. */
-export function runWrk({ url, connections, durationS, method, bodyBytes, tmpDir, pin = [], timeoutS = 30 }) {
+export function runWrk({
+  url,
+  connections,
+  durationS,
+  method,
+  bodyBytes,
+  tmpDir,
+  pin = [],
+  timeoutS = 30,
+  threads = 1,
+}) {
   const script = join(tmpDir, `wrk-${method ?? 'GET'}-${bodyBytes ?? 0}.lua`);
   writeFileSync(script, wrkScript({ method, bodyBytes }));
   const args = [
-    '-t1',
+    `-t${threads}`,
     `-c${connections}`,
     `-d${durationS}s`,
     '--latency',

@@ -9,6 +9,7 @@
  * faultline import istio|envoy FILE     convert Istio / Envoy fault configs into experiments
  * Every command parses its arguments with src/cli/args.ts: --help/-h, unknown flags exit 2.
  */
+import { installLeanAsyncBind } from './proxy/lean-bind.js';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -81,6 +82,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'validate':
       return validateCommand(rest);
     case 'demo':
+      installLeanAsyncBind(); // see runCommand
       return demoCommand(rest);
     case 'status':
     case 'kill':
@@ -167,6 +169,10 @@ async function runCommand(args: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   const file = parsed.string('config');
   if (!file) return usageError('run', RUN_USAGE, 'missing --config FILE');
+  // Node 20 builds two util.deprecate wrappers inside every HTTP/2 session.request() (lean-bind.ts).
+  // The fix patches a Node core method process-wide, so only the process Faultline owns installs it
+  // (`faultline run`, its workers and the demo), never a library host embedding the engine.
+  installLeanAsyncBind();
   // A worker of `workers: N` (src/cluster): its config and states come from the primary.
   if (cluster.isWorker && process.env['FAULTLINE_WORKER'] !== undefined) return runWorker();
   const signals = handleSignals();

@@ -552,7 +552,11 @@ export class Listener implements ExchangeHost {
   async listen(): Promise<AddressInfo> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(this.spec.port, this.spec.address, () => {
+      // Node's default backlog (511) overflows when a thousand clients connect at once on a busy core:
+      // the kernel then drops the handshake's final ACK, the client sends its request on a connection
+      // the server has not accepted, and that request waits for the SYN-ACK retransmit (1 s). This was
+      // the -c1000 p99 of ~1 s (issue 18). The kernel caps it at net.core.somaxconn.
+      this.server.listen({ port: this.spec.port, host: this.spec.address, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         resolve();
       });
@@ -596,6 +600,9 @@ function guardFor(spec: ListenerSpec): ErrorRateWindow | null {
 }
 
 function ignore(): void {}
+
+/** listen(2) backlog; nginx's bench config uses the same (see the comment in listen()). */
+const LISTEN_BACKLOG = 4096;
 
 function limitsOf(spec: ListenerSpec, listenerCount: number): ListenerLimits {
   return {
