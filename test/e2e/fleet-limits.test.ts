@@ -249,14 +249,17 @@ describe('sticky splits in a fleet', () => {
     const badIn = (g: string) => users.filter((u) => u.startsWith('bad-') && groupOf.get(u) === g).length;
     expect(badIn('canary') + badIn('control')).toBeGreaterThan(5);
     // Each bad user's 12 failures reached all 3 replicas, yet enter the test once per user and arm.
+    // Pooled counts and session bits arrive with each replica's flush, one replica at a time: wait for
+    // every replica's last flush (all errors pooled), then the session count must be exact.
+    const expectedErrors = 12 * (badIn('canary') + badIn('control')) - 12;
     const report = await until('pooled sessions', async () => {
       const rep = (await getJson(`${fls[0]!.admin}/experiments/e1/report`)) as Loose;
-      const g = rep.guardrails[0];
-      return g.canary.counted === badIn('canary') && g.control.counted === badIn('control') ? rep : null;
+      const pooled = rep.fleet.pooled.canary.error + rep.fleet.pooled.control.error;
+      return pooled >= expectedErrors ? rep : null;
     });
     expect(report.fleet.contributing_replicas).toBe(3);
-    const pooledErrors = report.fleet.pooled.canary.error + report.fleet.pooled.control.error;
-    expect(pooledErrors).toBeGreaterThanOrEqual(12 * (badIn('canary') + badIn('control')) - 12);
+    expect(report.guardrails[0].canary.counted).toBe(badIn('canary'));
+    expect(report.guardrails[0].control.counted).toBe(badIn('control'));
     // The same count on every replica (each reads the fleet's bitmap counters).
     for (const fl of fls.slice(1)) {
       const rep = (await getJson(`${fl.admin}/experiments/e1/report`)) as Loose;
