@@ -8,7 +8,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 // Runs the whole bench in --quick mode (missing peers and tools are skipped, not failures) and
 // checks only that it completes and writes well-formed JSON: figures are not asserted.
 describe('bench smoke (node bench/run.mjs --quick)', () => {
-  it('completes and writes results JSON', { timeout: 150_000 }, async () => {
+  it('completes and writes results JSON', { timeout: 240_000 }, async () => {
     const { code, stdout, stderr } = await new Promise<{
       code: number | null;
       stdout: string;
