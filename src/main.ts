@@ -91,6 +91,8 @@ export class Faultline implements AdminTarget {
   private webhookListener: ((e: ExperimentEvent) => void) | null = null;
   /** max_duration counts from here: this process's start, or in a fleet the fleet's (from Redis). */
   private startedAtMs = Date.now();
+  /** This process's start: its traffic counters count from here (suggestions' rates). */
+  private readonly processStartMs = Date.now();
   private globalDeadline: NodeJS.Timeout | null = null;
   private globalDeadlinePassed = false;
   private reloadChain: Promise<unknown> = Promise.resolve();
@@ -265,7 +267,7 @@ export class Faultline implements AdminTarget {
       timeoutsSet: await timeoutsSetIn(this.configFile),
       totals: routeTotals(this.metrics),
       runs: this.journal.runs(),
-      sinceMs: this.startedAtMs,
+      sinceMs: this.processStartMs,
       nowMs: Date.now(),
     });
   }

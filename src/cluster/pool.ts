@@ -87,6 +87,10 @@ export class WorkerPool {
   private stopping = false;
   private started = false;
   private poll: NodeJS.Timeout | null = null;
+  // Kept so stop() can remove them (a second Faultline in the process must not double-handle).
+  private readonly onExit = (w: Worker, code: number | null, signal: string | null): void =>
+    this.exited(w, code, signal);
+  private readonly onTableEvent = (): void => this.push();
   private readonly restarts: number[] = [];
   private readonly ports = new Map<string, number>();
   private req = 0;
@@ -104,8 +108,8 @@ export class WorkerPool {
   async start(): Promise<void> {
     // Structured clone over IPC: a ConfigSpec (undefined fields, Infinity) goes as it is.
     cluster.setupPrimary({ serialization: 'advanced' });
-    cluster.on('exit', (w, code, signal) => this.exited(w, code, signal));
-    this.host.table.on('event', () => this.push());
+    cluster.on('exit', this.onExit);
+    this.host.table.on('event', this.onTableEvent);
     for (let i = 0; i < this.size; i++) this.slots.push({ index: i + 1, worker: null, ready: false, pid: 0 });
     await Promise.all(this.slots.map((s) => this.fork(s)));
     this.started = true;
@@ -139,6 +143,9 @@ export class WorkerPool {
           clearTimeout(timer);
           w.off('exit', onExit);
           slot.ready = true;
+          // States that changed while it booted (push() skips workers not ready yet): a kill decided
+          // then must reach it now, not at the next change. A reload in progress sends them itself.
+          if (!this.holding) this.send(w, { t: 'state', states: this.states() });
           resolve();
         } else if (raw.t === 'fatal') fail(`worker ${slot.index}: ${raw.message}`);
         else this.message(slot, w, raw);
@@ -371,6 +378,7 @@ export class WorkerPool {
   async stop(drainMs: number): Promise<void> {
     this.stopping = true;
     if (this.poll !== null) clearInterval(this.poll);
+    this.host.table.off('event', this.onTableEvent);
     const live = this.slots.map((s) => s.worker).filter((w): w is Worker => w !== null);
     await Promise.all(
       live.map(
@@ -394,5 +402,6 @@ export class WorkerPool {
           }),
       ),
     );
+    cluster.off('exit', this.onExit);
   }
 }

@@ -259,6 +259,11 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     this.gating.delete(rt);
     if (this.runtimes.get(rt.id) !== rt || rt.state !== 'pending') return;
     if (refused === null) return this.begin(rt, undefined);
+    this.refuseAtGate(rt, refused);
+  }
+
+  /** A run the steady-state gate refused: `blocked`, with the probes' evidence, and not persisted. */
+  private refuseAtGate(rt: ExperimentRuntime, refused: GateRefusal): void {
     const life = this.lifecycle(rt.id);
     Object.assign(life, {
       endedAt: new Date(this.now()).toISOString(),
@@ -496,7 +501,26 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
    * ending at `endsAtMs` (the scheduler's timer ends it). False when it is not waiting.
    */
   async startRun(id: string, by: string, endsAtMs: number, startedAtMs?: number): Promise<boolean> {
-    if (this.runtimes.get(id)?.state !== 'scheduled') return false;
+    const gated = this.runtimes.get(id);
+    if (gated?.state !== 'scheduled') return false;
+    // A run a schedule or a window starts passes the same steady-state gate as the config's start:
+    // `before` probes must hold before anything is injected.
+    const checking = this.gate?.(gated) ?? null;
+    if (checking !== null) {
+      this.setState(gated, 'pending');
+      const refused = await checking.catch((err: unknown): GateRefusal => ({
+        reason: `steady-state check failed: ${String(err)}`,
+        evidence: null,
+      }));
+      const after = this.runtimes.get(id);
+      // A reload or a kill while the probes ran replaced or ended this run: it does not start.
+      if (after !== gated || after.state !== 'pending') return false;
+      if (refused !== null) {
+        this.refuseAtGate(gated, refused);
+        return false;
+      }
+      this.setState(gated, 'scheduled');
+    }
     // A schedule passes its window's opening: every replica of a fleet names the same run.
     const startedAt = new Date(startedAtMs ?? this.now()).toISOString();
     // `by` set: in a fleet the run's record replaces the previous run's end (the merge takes an end

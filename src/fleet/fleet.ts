@@ -158,6 +158,8 @@ class LocalPool {
   readonly bits: [number[], number[]] | null;
   /** ...and a local bitmap of those already queued (the fleet's bitmap decides; this saves traffic). */
   private readonly queued: [Uint32Array, Uint32Array] | null;
+  /** Every bit queued in this run, so a changed run key (the fleet's start adopted) gets them all again. */
+  private readonly history: [number[], number[]] | null;
 
   constructor(runId: number, withLatency: boolean, sticky: boolean) {
     this.runId = runId;
@@ -165,6 +167,17 @@ class LocalPool {
     this.bits = sticky ? [[], []] : null;
     const words = 2 ** (32 - SESSION_SHIFT - 5);
     this.queued = sticky ? [new Uint32Array(words), new Uint32Array(words)] : null;
+    this.history = sticky ? [[], []] : null;
+  }
+
+  /** The run is written under another key now: every session bit of the run goes again. */
+  rekey(runKey: string): void {
+    if (this.runKey !== null && this.runKey !== runKey && this.bits !== null && this.history !== null) {
+      this.bits[0] = this.history[0].slice();
+      this.bits[1] = this.history[1].slice();
+      this.changed = true;
+    }
+    this.runKey = runKey;
   }
 
   /** Queue the session bit of a bad event (m: 0 errors, 1 timeouts), once per session and arm. */
@@ -177,6 +190,7 @@ class LocalPool {
     if ((q[w]! & mask) !== 0) return;
     q[w] = q[w]! | mask;
     this.bits![m].push(bit * 2 + a);
+    this.history![m].push(bit * 2 + a);
   }
 }
 
@@ -499,6 +513,7 @@ export class Fleet implements OutcomeSink {
         pool = newPool(rt);
         this.pools.set(rt, pool);
       }
+      pool.rekey(runKey);
       const total = sumOf(rt.counts);
       if (pool.changed || total !== pool.countsTotal) {
         pool.changed = false;
@@ -732,6 +747,10 @@ export class Fleet implements OutcomeSink {
     if (this.gateTimer) clearInterval(this.gateTimer);
     await this.ticking;
     if (this.table !== null) for (const rt of this.table.all()) rt.setGranted(false);
+    // The last tick only writes counts: the host is stopping, so no fleet start (a new deadline
+    // timer) and no pooled guard (a kill on a stopped table) may act from it.
+    this.onFleetStart = null;
+    this.guards = () => [];
     try {
       await this.tick();
     } catch {

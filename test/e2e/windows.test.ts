@@ -144,6 +144,71 @@ describe('allowed windows', () => {
     }
   });
 
+  it("a window's opening passes the steady-state gate: a failing before probe blocks the run", async () => {
+    let healthy = false;
+    const svc = await startUpstream((req, res) => {
+      req.resume();
+      res.statusCode = req.url === '/healthz' && !healthy ? 503 : 200;
+      res.end('ok');
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'fl-win-gate-'));
+    dirs.push(dir);
+    const raw = {
+      state_dir: dir,
+      admin: { address: '127.0.0.1', port: 0 },
+      drain_timeout_ms: 500,
+      listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: svc.url }] }],
+      experiments: [
+        {
+          id: 'gated',
+          hypothesis: 'h',
+          split: { percent: 25, allow_above_cap: true },
+          fault: { kind: 'latency', ms: 1 },
+          windows: [{ from: '01:00', to: '02:00' }],
+          steady_state: [
+            {
+              name: 'api-up',
+              http: { url: `${svc.url}/healthz`, expect_status: 200, timeout_ms: 500 },
+              when: ['before'],
+            },
+          ],
+        },
+      ],
+    };
+    const configFile = join(dir, 'config.yaml');
+    await writeFile(configFile, stringify(raw));
+    const clock = new FakeClock(Date.parse('2026-03-02T00:30:00Z'));
+    const fl = await Faultline.start({ configFile, config: validateConfig(raw, configFile), clock });
+    const state = () => fl.table.lifecycleOf('gated')?.state;
+    const until = async (want: string) => {
+      for (let i = 0; i < 100 && state() !== want; i++) await new Promise((r) => setTimeout(r, 20));
+      return state();
+    };
+    try {
+      expect(state()).toBe('scheduled');
+      await clock.advanceTo('2026-03-02T01:00:00Z');
+      expect(await until('blocked')).toBe('blocked');
+      const url = `http://127.0.0.1:${fl.port('ingress')}/x`;
+      for (let i = 0; i < 40; i++) await fetch(url).then((r) => r.arrayBuffer());
+      expect(fl.table.get('gated')?.assigned[1] ?? 0).toBe(0); // nothing assigned: no permission
+      // Blocked stays blocked (a refused start is not retried behind the operator's back); once the
+      // service is healthy, an arm inside the window checks again and starts the run.
+      healthy = true;
+      await clock.advanceTo('2026-03-02T01:30:00Z');
+      expect(state()).toBe('blocked');
+      const res = await fetch(`http://127.0.0.1:${fl.adminPort}/experiments/gated/arm`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"by":"ops"}',
+      });
+      expect(res.status).toBeLessThan(300);
+      expect(await until('running')).toBe('running');
+    } finally {
+      await fl.stop(200);
+      await svc.close();
+    }
+  });
+
   it('rejects bad windows naming the field and the rule', () => {
     const base = {
       listeners: [{ name: 'l', port: 0, routes: [{ name: 'r', upstream: 'http://127.0.0.1:1' }] }],
