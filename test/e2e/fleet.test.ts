@@ -1,9 +1,9 @@
 // Fleet mode against a real redis-server: several real Faultline replicas (in-process, each with its
 // own listeners, admin port and state dir) in front of one upstream.
 import { Redis } from 'ioredis';
-import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { exp, oneRoute } from '../helpers/experiments.js';
+import { load as loadUrls, sleep, until, type Loose } from '../helpers/fleet.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { metricSum, scrape, startUpstream } from '../helpers/servers.js';
@@ -12,22 +12,6 @@ const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
 });
-
-// Admin and Redis JSON, read loosely in assertions.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = any;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, fn: () => Promise<T | null | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function redis(): Promise<TestRedis> {
   const r = await startRedis();
@@ -85,45 +69,12 @@ async function replica(
   return fl;
 }
 
-interface Hit {
-  t: number;
-  injected: boolean;
-  status: number;
-}
-
 /** Keeps `concurrency` requests in flight to each replica until stop(); records every response. */
 function load(replicas: TestFaultline[], concurrency = 3) {
-  const agent = new Agent({ connections: 16 });
-  const hits: Hit[][] = replicas.map(() => []);
-  const failures: string[] = [];
-  let running = true;
-  const loops = replicas.flatMap((fl, i) =>
-    Array.from({ length: concurrency }, async () => {
-      while (running) {
-        const t = Date.now();
-        try {
-          const res = await request(`${fl.url()}/x`, { dispatcher: agent });
-          await res.body.dump();
-          hits[i]!.push({
-            t,
-            injected: res.headers['x-faultline-injected'] !== undefined,
-            status: res.statusCode,
-          });
-        } catch (err) {
-          failures.push((err as Error).message);
-        }
-      }
-    }),
+  return loadUrls(
+    replicas.map((fl) => `${fl.url()}/x`),
+    concurrency,
   );
-  return {
-    hits,
-    failures,
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      await agent.close();
-    },
-  };
 }
 
 async function view(fl: TestFaultline): Promise<Record<string, Loose>> {
