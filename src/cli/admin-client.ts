@@ -13,6 +13,7 @@ import type { SeriesView } from '../experiments/series.js';
 import { fleetText } from './fleet-view.js';
 import type { SuggestionsDocument } from '../suggest/suggest.js';
 import { SUGGEST_USAGE, suggestText } from './suggest.js';
+import { textTable } from './table.js';
 import { EXIT_USAGE, parseCommand, usageError, type OptionSpecs } from './args.js';
 
 export async function adminCall(
@@ -247,7 +248,7 @@ function historyTable(runs: RunRecord[]): string {
     `${r.arms.control.requests} (err ${rate(bad(r.arms.control), r.arms.control.requests)})`,
     r.reason,
   ]);
-  return table(
+  return textTable(
     [
       'EXPERIMENT',
       'RUN',
@@ -261,21 +262,6 @@ function historyTable(runs: RunRecord[]): string {
       'REASON',
     ],
     rows,
-  );
-}
-
-function table(head: string[], rows: string[][]): string {
-  const all = [head, ...rows];
-  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return (
-    all
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
   );
 }
 
@@ -296,17 +282,5 @@ function statusTable(body: { experiments: ExperimentView[] }): string {
         : (e.ended?.reason ?? ''),
     ];
   });
-  const head = ['EXPERIMENT', 'STATE', 'CANARY', 'CONTROL', 'REASON'];
-  const all = [head, ...rows];
-  const widths = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return (
-    all
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+  return textTable(['EXPERIMENT', 'STATE', 'CANARY', 'CONTROL', 'REASON'], rows);
 }

@@ -1,4 +1,5 @@
 /** `faultline fleet`: the fleet as one replica's admin API sees it (pooled arms, replicas, evaluator). */
+import { textTable } from './table.js';
 import type { ExperimentView } from '../experiments/report.js';
 import type { FleetExperimentView } from '../fleet/fleet.js';
 
@@ -32,15 +33,7 @@ export function fleetText(rows: Row[]): string | null {
       .slice()
       .sort((a, b) => a.replica.localeCompare(b.replica))
       .map((x) => [`  ${x.replica}`, x.last_seen, arm(x.canary), arm(x.control)]);
-    const all = [head, ...body];
-    const widths = head.map((_, i) => Math.max(...all.map((row) => (row[i] ?? '').length)));
-    for (const row of all)
-      out.push(
-        row
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      );
+    out.push(textTable(head, body).trimEnd());
   }
   return out.join('\n') + '\n';
 }

@@ -1,4 +1,5 @@
 /** `faultline suggest`: the ranked catalogue as a table, each suggestion's reasons and its YAML block. */
+import { textTable } from './table.js';
 import type { SuggestionsDocument } from '../suggest/suggest.js';
 
 export const SUGGEST_USAGE = `usage: faultline suggest [--json] [--top N] [--admin URL]
@@ -23,14 +24,8 @@ export function suggestText(doc: SuggestionsDocument, top: number): string {
       : `abort ${String(s.fault['status'])}`,
   ]);
   const head = ['RANK', 'SCORE', 'ID', 'TARGET', 'FAULT'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) =>
-    r
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
   let out = `observed ${doc.observed_seconds} s of traffic on ${doc.routes.length} route(s) since ${doc.observed_since}\n\n`;
-  out += [line(head), ...rows.map(line)].join('\n') + '\n';
+  out += textTable(head, rows);
   for (const s of shown) {
     out += `\n#${s.rank} ${s.id} (score ${s.score}): ${s.hypothesis}\n`;
     for (const r of s.reasons) out += `  ${r.points >= 0 ? '+' : ''}${r.points}  ${r.text}\n`;
