@@ -3,6 +3,13 @@
 // alternating order, medians and the ratio against workers: 1 at the end. Nothing is pinned: two workers
 // need both cores, so wrk and the upstream share them (as in a pod with two cores and a sidecar).
 //   node bench/workers.mjs [--reps 5] [--duration 5] [--connections 64] [--port 18900] [--out FILE.json]
+//       [--upstream nginx|node]
+//
+// The upstream: nginx serving a static 1 KB file (default when nginx is installed) or bench/upstream.mjs.
+// What the second worker can add is bounded by the CPU wrk and the upstream leave free: on 2 cores a
+// Node upstream takes ~0.4 of a core at the proxy's rate, nginx ~0.1, so the Node upstream caps the
+// ratio well below what Faultline itself scales to. The table reports the CPU of all three (proxy,
+// upstream, wrk) per request, so the ceiling can be read off the run.
 //
 // Kill phase (per variant, after the throughput reps): an experiment on its own route (100% abort on a
 // 10% canary, error-rate guardrail) gets closed-loop traffic (8 in flight, fresh connections) until the
@@ -11,12 +18,12 @@
 // the kill is taken on the request path (synchronous); with workers the primary decides on a batch
 // (every 100 ms) and pushes the kill (IPC), so marks may still appear until the push arrives.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
-import { ROOT, faultlineEntry, faultlineNodeFlags } from './peers.mjs';
+import { ROOT, faultlineEntry, faultlineNodeFlags, which } from './peers.mjs';
 import { runWrk } from './wrk.mjs';
 
 const args = process.argv.slice(2);
@@ -29,6 +36,12 @@ const durationS = Number(opt('duration', '5'));
 const connections = Number(opt('connections', '64'));
 const basePort = Number(opt('port', '18900'));
 const out = opt('out', '');
+const nginx = which('nginx');
+const upstreamKind = opt('upstream', nginx ? 'nginx' : 'node');
+if (upstreamKind === 'nginx' && !nginx) {
+  console.error('bench/workers: --upstream nginx needs nginx (apt-get install nginx)');
+  process.exit(2);
+}
 const tmp = mkdtempSync(join(tmpdir(), 'fl-workers-'));
 const children = [];
 const entry = faultlineEntry();
@@ -128,8 +141,49 @@ async function killPhase(v) {
   };
 }
 
+/** nginx answering every path with the same static 1 KB file (the size bench/upstream.mjs sends). */
+function nginxStatic(dir, port) {
+  mkdirSync(join(dir, 'www'), { recursive: true });
+  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
+  return `daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    root ${dir}/www;
+    default_type application/octet-stream;
+    location / { try_files /1k =404; }
+  }
+}
+`;
+}
+
 const upPort = basePort;
-await start('node', [join(ROOT, 'bench/upstream.mjs'), String(upPort)], /READY/);
+let upstream;
+if (upstreamKind === 'nginx') {
+  const dir = join(tmp, 'nginx');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'nginx.conf'), nginxStatic(dir, upPort));
+  upstream = spawn(nginx, ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
+  children.push(upstream);
+  for (let i = 0; i < 100; i++) {
+    const ok = await fetch(`http://127.0.0.1:${upPort}/`).then(
+      (r) => r.arrayBuffer().then(() => r.ok),
+      () => false,
+    );
+    if (ok) break;
+    await sleep(50);
+  }
+} else upstream = await start('node', [join(ROOT, 'bench/upstream.mjs'), String(upPort)], /READY/);
 const flags = faultlineNodeFlags(entry);
 const variants = [];
 for (const [i, workers] of [1, 2].entries()) {
@@ -156,12 +210,15 @@ try {
   for (let r = 0; r < reps; r++) {
     for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
       const c0 = cpuMicros(v.child.pid);
+      const u0 = cpuMicros(upstream.pid);
       const w = await runWrk({ url: `http://127.0.0.1:${v.port}/`, connections, durationS, tmpDir: tmp });
       const c1 = cpuMicros(v.child.pid);
+      const u1 = cpuMicros(upstream.pid);
       const errs = Object.values(w.errors).reduce((a, b) => a + b, 0);
       results[v.name].push({
         rps: w.rps,
         cpu_us_per_req: (c1 - c0) / w.requests,
+        upstream_cpu_us_per_req: (u1 - u0) / w.requests,
         p99_ms: w.latencyUs.p99 / 1000,
         errs,
       });
@@ -188,6 +245,7 @@ const summary = variants.map((v) => {
     rps,
     ratio: rps / base,
     cpu_us_per_req: med(xs.map((x) => x.cpu_us_per_req)),
+    upstream_cpu_us_per_req: med(xs.map((x) => x.upstream_cpu_us_per_req)),
     p99_ms: med(xs.map((x) => x.p99_ms)),
     errors: xs.reduce((a, x) => a + x.errs, 0),
     kill: kill[v.name],
@@ -198,18 +256,19 @@ const doc = {
   reps,
   duration_s: durationS,
   connections,
+  upstream: upstreamKind,
   target_ratio: 1.35,
   summary,
   raw: results,
 };
 if (out) writeFileSync(out, JSON.stringify(doc, null, 2) + '\n');
 console.log(
-  `\nreps=${reps} duration=${durationS}s c=${connections}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
+  `\nreps=${reps} duration=${durationS}s c=${connections} upstream=${upstreamKind}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
 );
 console.log(
-  '| variant | req/s | x workers_1 | CPU us/req | p99 ms | errors | kill: last mark after decision | marked after +0/+10/+50 ms |',
+  '| variant | req/s | x workers_1 | CPU us/req | upstream CPU us/req | p99 ms | errors | kill: last mark after decision | marked after +0/+10/+50 ms |',
 );
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const s of summary) {
   const k = s.kill;
   const km = k.killed ? `${k.last_marked_start_ms_after_decision} ms` : 'not killed';
@@ -217,7 +276,7 @@ for (const s of summary) {
     ? `${k.marked_after['0ms']}/${k.marked_after['10ms']}/${k.marked_after['50ms']} of ${k.requests_after_decision}`
     : '-';
   console.log(
-    `| ${s.variant} | ${s.rps.toFixed(0)} | ${s.ratio.toFixed(2)} | ${s.cpu_us_per_req.toFixed(1)} | ${s.p99_ms.toFixed(2)} | ${s.errors} | ${km} | ${ka} |`,
+    `| ${s.variant} | ${s.rps.toFixed(0)} | ${s.ratio.toFixed(2)} | ${s.cpu_us_per_req.toFixed(1)} | ${s.upstream_cpu_us_per_req.toFixed(1)} | ${s.p99_ms.toFixed(2)} | ${s.errors} | ${km} | ${ka} |`,
   );
 }
 process.exit(0);
