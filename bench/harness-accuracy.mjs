@@ -4,9 +4,11 @@
 //
 //   npm run build && node bench/harness-accuracy.mjs [--rate 2000] [--duration 10s] [--warmup 2s]
 //       [--delay-ms 5] [--reps 3] [--paths direct,faultline] [--variant new=dist --variant base=dist-base]
-//       [--no-pin]
+//       [--no-pin] [--upstream precise|timer]
 //
-// The upstream (bench/upstream.mjs, GET /slow?ms=D) and Faultline run on core 1, the generator (the
+// The upstream (default: bench/fixed-delay-upstream.mjs, which answers D ms after arrival to ~0.1 ms
+// with a sub-ms clock thread; --upstream timer: bench/upstream.mjs's setTimeout, whose 1 ms timer
+// resolution is itself up to ~1 ms of the p99) and Faultline run on core 1, the generator (the
 // variant's dist/bin.js load --json) alone on core 0 (taskset, when there are 2+ cores; --no-pin: not). Through
 // Faultline, an experiment splits 5 % canary / 5 % control with a 0 ms latency fault and
 // `arm_header: true`, so the per-arm figures (canary/control/untouched) are checked too. Each rep runs
@@ -38,6 +40,11 @@ const delayMs = Number(opt('delay-ms', '5'));
 const reps = Number(opt('reps', '3'));
 const paths = opt('paths', 'direct,faultline').split(',');
 const TARGET = { p99ExcessMs: 2, maxExcessMs: 10 };
+const upstreamKind = opt('upstream', 'precise');
+if (upstreamKind !== 'precise' && upstreamKind !== 'timer') {
+  process.stderr.write('harness-accuracy: --upstream precise|timer\n');
+  process.exit(2);
+}
 
 for (const v of variants) {
   if (!existsSync(join(v.dir, 'bin.js'))) {
@@ -101,8 +108,12 @@ async function waitHttp(url) {
 const dir = mkdtempSync(join(tmpdir(), 'faultline-harness-acc-'));
 const results = [];
 try {
-  const up = await start(onCore(1, [process.execPath, join(ROOT, 'bench/upstream.mjs'), '0']), /READY (\d+)/);
+  const upScript = upstreamKind === 'precise' ? 'bench/fixed-delay-upstream.mjs' : 'bench/upstream.mjs';
+  const up = await start(onCore(1, [process.execPath, join(ROOT, upScript), '0']), /READY (\d+)/);
   const upPort = Number(up.match[1]);
+  // The precise upstream measures how long it held each request: its own share of any excess.
+  const holds = async () =>
+    upstreamKind === 'precise' ? (await fetch(`http://127.0.0.1:${upPort}/__hold`)).json() : null;
   const targets = { direct: `http://127.0.0.1:${upPort}/slow?ms=${delayMs}` };
   if (paths.includes('faultline')) {
     const port = await freePort();
@@ -145,7 +156,9 @@ try {
       const cmd = [...v.node, join(v.dir, 'bin.js'), 'load', '--target', targets[p], '--rate', String(rate)];
       cmd.push('--duration', duration, '--json');
       if (v.hasWarmup) cmd.push('--warmup', warmup);
+      await holds();
       const r = JSON.parse(await run(onCore(0, cmd)));
+      const hold = await holds();
       const arms = {};
       for (const [name, a] of Object.entries(r.arms))
         if (a && a.count > 0) arms[name] = { count: a.count, excessMs: excess(a.latencyMs) };
@@ -161,6 +174,8 @@ try {
         excessMs: excess(r.latencyMs),
         arms,
         sendLatenessMs: g?.sendLatenessMs ?? null,
+        // Warm-up included (the upstream cannot tell the windows apart).
+        upstreamHoldMs: hold === null ? null : { p50: ms(hold.p50), p99: ms(hold.p99), max: ms(hold.max) },
         eventLoopUtilization: g?.eventLoopUtilization ?? null,
         cpuPct: g?.cpuPct ?? null,
         saturated: g?.saturated ?? null,
@@ -170,7 +185,7 @@ try {
       results.push(row);
       process.stderr.write(
         `rep ${rep} ${v.name} ${p}: excess p50 ${row.excessMs.p50} p99 ${row.excessMs.p99} max ${row.excessMs.max} ms` +
-          `  lateness p99 ${row.sendLatenessMs?.p99 ?? '-'} ms${row.saturated ? '  SATURATED' : ''}\n`,
+          `  lateness p99 ${row.sendLatenessMs?.p99 ?? '-'} ms  upstream hold p99 ${row.upstreamHoldMs?.p99 ?? '-'} ms${row.saturated ? '  SATURATED' : ''}\n`,
       );
     }
   }
@@ -202,6 +217,11 @@ for (const v of variants)
         p99: median(rs.map((r) => r.sendLatenessMs?.p99)),
         max: median(rs.map((r) => r.sendLatenessMs?.max)),
       },
+      upstreamHoldMs: {
+        p50: median(rs.map((r) => r.upstreamHoldMs?.p50)),
+        p99: median(rs.map((r) => r.upstreamHoldMs?.p99)),
+        max: median(rs.map((r) => r.upstreamHoldMs?.max)),
+      },
       arms: Object.fromEntries(
         armNames.map((a) => [
           a,
@@ -217,7 +237,18 @@ for (const v of variants)
     });
   }
 
-const out = { rate, duration, warmup, delayMs, reps, pinned: pin, target: TARGET, summary, results };
+const out = {
+  rate,
+  duration,
+  warmup,
+  delayMs,
+  reps,
+  pinned: pin,
+  upstream: upstreamKind,
+  target: TARGET,
+  summary,
+  results,
+};
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
 const file = join(
   ROOT,
@@ -229,17 +260,17 @@ const f = (x) => (x === null || x === undefined ? '-' : String(x));
 const lines = [
   `## Load harness accuracy: ${rate} req/s for ${duration} (warm-up ${warmup}) against a fixed ${delayMs} ms upstream, medians of ${reps}`,
   '',
-  `Excess = reported latency - ${delayMs} ms. Target: p99 excess <= ${TARGET.p99ExcessMs} ms, max excess <= ${TARGET.maxExcessMs} ms.`,
+  `Excess = reported latency - ${delayMs} ms. Target: p99 excess <= ${TARGET.p99ExcessMs} ms, max excess <= ${TARGET.maxExcessMs} ms. Upstream: ${upstreamKind}; its hold is what it measured itself (warm-up included).`,
   '',
-  '| variant | path | excess p50 | excess p99 | excess max | lateness p50 | lateness p99 | lateness max | ELU | arms p99 / max excess | saturated | meets target |',
-  '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  '| variant | path | excess p50 | excess p99 | excess max | lateness p50 | lateness p99 | lateness max | upstream hold p99 / max | ELU | arms p99 / max excess | saturated | meets target |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
 ];
 for (const s of summary) {
   const arms = Object.entries(s.arms)
     .map(([a, x]) => `${a} ${f(x.p99)}/${f(x.max)}`)
     .join(', ');
   lines.push(
-    `| ${s.variant} | ${s.path} | ${f(s.excessMs.p50)} | ${f(s.excessMs.p99)} | ${f(s.excessMs.max)} | ${f(s.sendLatenessMs.p50)} | ${f(s.sendLatenessMs.p99)} | ${f(s.sendLatenessMs.max)} | ${f(s.eventLoopUtilization)} | ${arms} | ${s.saturatedReps}/${s.reps} | ${s.meetsTargetReps}/${s.reps} |`,
+    `| ${s.variant} | ${s.path} | ${f(s.excessMs.p50)} | ${f(s.excessMs.p99)} | ${f(s.excessMs.max)} | ${f(s.sendLatenessMs.p50)} | ${f(s.sendLatenessMs.p99)} | ${f(s.sendLatenessMs.max)} | ${f(s.upstreamHoldMs.p99)} / ${f(s.upstreamHoldMs.max)} | ${f(s.eventLoopUtilization)} | ${arms} | ${s.saturatedReps}/${s.reps} | ${s.meetsTargetReps}/${s.reps} |`,
   );
 }
 lines.push('', `JSON: ${file}`);
