@@ -440,7 +440,11 @@ describe('ext_proc config validation', () => {
     ) as {
       static_resources: {
         listeners: {
-          filter_chains: { filters: { typed_config: { http_filters: { name: string }[] } }[] }[];
+          filter_chains: {
+            filters: {
+              typed_config: { http_filters: { name: string; typed_config: Record<string, unknown> }[] };
+            }[];
+          }[];
         }[];
       };
     };
@@ -451,5 +455,7 @@ describe('ext_proc config validation', () => {
       'envoy.filters.http.fault',
       'envoy.filters.http.router',
     ]);
+    // Untouched requests in one exchange: Envoy honours Faultline's mode_override only with this.
+    expect(filters[0]!.typed_config.allow_mode_override).toBe(true);
   });
 });
