@@ -506,6 +506,7 @@ async function main() {
           const e = withEcho ? weighted(rep, 'echo', untouchedPhase) : null;
           if (e) xe.push(w / e);
         }
+        if (us.length === 0) continue; // --phases left one of the three out
         mixRows.push({
           mix: mixLabel,
           envoy: label,
