@@ -5,15 +5,23 @@
 // Servers: one Faultline per --variant (its dist build), and "echo": an empty grpc-js bidi server that
 // answers each message with constant bytes (no decode, no decision): grpc-js's own floor per stream.
 // Phases, each driven the way Envoy drives it:
-//   untouched  experiments loaded, none matches: request_headers -> CONTINUE, response_headers -> CONTINUE
+//   untouched  experiments loaded, none matches, Envoy with allow_mode_override: true (examples/envoy):
+//              request_headers -> CONTINUE + mode_override skipping the response messages; Envoy ends
+//              the stream: one exchange
+//   untouched, no mode_override  the same request through an Envoy without allow_mode_override, which
+//              ignores the override: request_headers -> CONTINUE, response_headers -> CONTINUE
 //   assigned   control arm: request_headers -> CONTINUE + baggage mutation, response_headers -> outcome recorded
 //   aborted    canary arm:  request_headers -> immediate_response 503 (Envoy ends the stream)
+// Then, per server, a weighted figure for a realistic mix of the three (--mix untouched,assigned,aborted
+// in percent; default 97,2,1), with and without allow_mode_override, and every figure against the HTTP
+// proxy host's CPU per proxied request (an untouched 1 KB GET) measured in the same run.
 // Arms are sticky on x-request-id, so the bench probes ids once and drives each phase with ids of one arm.
 // Every rep runs every server once per phase, order alternating (interleaved A/B); medians at the end.
 // Server CPU: process.cpuUsage() read in the server process over IPC before and after each run.
 //
 //   npm run build && node bench/extproc.mjs [--streams 3000] [--concurrency 64] [--reps 3] [--warmup 1000]
 //       [--variant new=dist] [--variant base=dist-base] [--no-echo] [--echo-channelz] [--echo-http2] [--no-proxy]
+//       [--mix 97,2,1] [--phases untouched,no-override,assigned,aborted]
 //       [--server-flags --cpu-prof,--cpu-prof-dir=/tmp/p]
 //       [--proxy-us 60.2] [--out bench/results/extproc]
 import { fork } from 'node:child_process';
@@ -91,11 +99,18 @@ async function serveFaultline(dist, upstreamPort) {
 }
 
 /**
+ * ProcessingResponse{request_headers: {}, mode_override: {response_header_mode, request_trailer_mode,
+ * response_trailer_mode: SKIP}}: what Faultline answers an untouched request. The echo servers answer
+ * every request_headers with it; the client honours it only in the phase whose Envoy allows it.
+ */
+const ECHO_CONT_REQ = '0a00' + '4a06100228023002';
+
+/**
  * grpc-js with nothing on top: each message answered with the constant reply its kind gets. With
  * channelz off, as Faultline's server runs (`echo-channelz`: grpc-js's defaults, to show what that saves).
  */
 async function serveEcho(channelz) {
-  const CONT_REQ = Buffer.from('0a00', 'hex'); // ProcessingResponse{request_headers: {}}
+  const CONT_REQ = Buffer.from(ECHO_CONT_REQ, 'hex');
   const CONT_RESP = Buffer.from('1200', 'hex'); // ProcessingResponse{response_headers: {}}
   const server = new Server(channelz ? {} : { 'grpc.enable_channelz': 0 });
   server.addService(
@@ -128,7 +143,7 @@ async function serveHttp2Echo() {
     m.copy(b, 5);
     return b;
   };
-  const CONT_REQ = frame('0a00');
+  const CONT_REQ = frame(ECHO_CONT_REQ);
   const CONT_RESP = frame('1200');
   const HEAD = { [constants.HTTP2_HEADER_STATUS]: 200, 'content-type': 'application/grpc+proto' };
   const server = createServer();
@@ -180,6 +195,10 @@ async function main() {
   if (variants.length === 0) variants.push(['faultline', 'dist']);
   const withEcho = !args.includes('--no-echo');
   const withProxy = !args.includes('--no-proxy');
+  const mix = opt('mix', '97,2,1').split(',').map(Number);
+  if (mix.length !== 3 || mix.some((x) => !(x >= 0)) || mix[0] + mix[1] + mix[2] <= 0)
+    throw new Error('--mix: three percentages, untouched,assigned,aborted (e.g. 97,2,1)');
+  const mixLabel = mix.join('/');
 
   // The client encodes with proto-loader from the repo's .proto files once, up front: per stream it
   // only writes Buffers, so its own cost stays small and out of the servers' figures anyway.
@@ -259,8 +278,32 @@ async function main() {
       child.once('exit', (code) => rej(new Error(`${name} exited (${code})`)));
     });
 
-  /** One stream as Envoy runs it; resolves with the first reply's oneof tag (0x0a CONTINUE, 0x3a immediate). */
-  function one(srv, first, twoLegs) {
+  /**
+   * Does a reply carry a mode_override with response_header_mode SKIP (what Envoy with
+   * allow_mode_override acts on)? Top-level fields and the override's are one-byte tags and values here.
+   */
+  function skipsResponse(b) {
+    let i = 0;
+    while (i < b.length) {
+      const tag = b[i++];
+      if ((tag & 7) !== 2) return false;
+      let len = 0;
+      for (let shift = 0, x = 0x80; x & 0x80; shift += 7) len |= ((x = b[i++]) & 0x7f) << shift;
+      if (tag >> 3 === 9) {
+        for (let j = i; j + 1 < i + len; j += 2) if (b[j] === 0x10 && b[j + 1] === 2) return true;
+        return false;
+      }
+      i += len;
+    }
+    return false;
+  }
+
+  /**
+   * One stream as Envoy runs it; resolves with the first reply's oneof tag (0x0a CONTINUE, 0x3a
+   * immediate), plus 0x100 when the reply's mode_override made the stream one exchange (`allowOverride`:
+   * the phase's Envoy has allow_mode_override: true).
+   */
+  function one(srv, first, twoLegs, allowOverride = false) {
     return new Promise((resolve) => {
       const s = srv.client.Process();
       let tag = 0;
@@ -268,8 +311,11 @@ async function main() {
         if (tag === 0) {
           tag = b[0];
           if (twoLegs && tag === 0x0a) {
-            s.write(RESP);
-            return;
+            if (!(allowOverride && skipsResponse(b))) {
+              s.write(RESP);
+              return;
+            }
+            tag |= 0x100;
           }
         }
         s.end();
@@ -287,13 +333,14 @@ async function main() {
     return r.statusCode;
   }
 
-  async function drive(srv, msgs, twoLegs, n) {
+  async function drive(srv, p, n) {
+    const { msgs, twoLegs, allowOverride } = p;
     let next = 0;
     const tags = new Map();
     const worker = async () => {
       while (next < n) {
         const m = msgs[next++ % msgs.length];
-        const t = srv.kind === 'proxy' ? await get(srv.client) : await one(srv, m, twoLegs);
+        const t = srv.kind === 'proxy' ? await get(srv.client) : await one(srv, m, twoLegs, allowOverride);
         tags.set(t, (tags.get(t) ?? 0) + 1);
       }
     };
@@ -328,22 +375,33 @@ async function main() {
       const m = reqHeaders('/checkout/pay', id);
       ((await one(probe, m, false)) === 0x3a ? canary : control).push(m);
     }
+    const untouchedMsgs = [reqHeaders('/catalog/item', 'bench-untouched')];
+    const only = opt('phases', null)?.split(',');
     const phases = [
       {
         id: 'untouched',
-        msgs: [reqHeaders('/catalog/item', 'bench-untouched')],
+        key: 'untouched',
+        msgs: untouchedMsgs,
+        twoLegs: true,
+        allowOverride: true,
+        expect: 0x10a,
+      },
+      {
+        id: 'untouched, no mode_override',
+        key: 'no-override',
+        msgs: untouchedMsgs,
         twoLegs: true,
         expect: 0x0a,
       },
-      { id: 'assigned', msgs: control, twoLegs: true, expect: 0x0a },
-      { id: 'aborted', msgs: canary, twoLegs: false, expect: 0x3a },
-    ];
+      { id: 'assigned', key: 'assigned', msgs: control, twoLegs: true, expect: 0x0a },
+      { id: 'aborted', key: 'aborted', msgs: canary, twoLegs: false, expect: 0x3a },
+    ].filter((p) => only === undefined || only.includes(p.key));
     console.error(`servers: ${all.map((x) => `${x.name} pid ${x.child.pid}`).join(', ')}`);
     const warm = Number(opt('warmup', '1000'));
-    for (const srv of servers) for (const p of phases) await drive(srv, p.msgs, p.twoLegs, warm);
+    for (const srv of servers) for (const p of phases) await drive(srv, p, warm);
     // The proxy host, same build, same run: an untouched 1 KB GET, the figure bench/RESULTS.md reports.
     const proxyPhase = { id: 'http proxy, 1 KB GET', msgs: [null], twoLegs: false, expect: 200 };
-    if (proxy) await drive(proxy, proxyPhase.msgs, false, warm);
+    if (proxy) await drive(proxy, proxyPhase, warm);
     const units = phases.map((p) => [p, servers]);
     if (proxy) units.push([proxyPhase, [proxy]]);
 
@@ -354,7 +412,7 @@ async function main() {
         for (const srv of rep % 2 === 0 ? list : [...list].reverse()) {
           const c0 = await srv.cpu();
           const t0 = performance.now();
-          const tags = await drive(srv, p.msgs, p.twoLegs, N);
+          const tags = await drive(srv, p, N);
           const ms = performance.now() - t0;
           const c1 = await srv.cpu();
           console.error(
@@ -418,6 +476,47 @@ async function main() {
       r.x_proxy = xp.length ? median(xp) : proxyRef ? r.cpu_us_per_stream / proxyRef : null;
     }
 
+    // The mix: per rep, the weighted mean of the server's CPU per decision in the three phases (each
+    // measured in that rep), then against the proxy's CPU per request of the same rep; medians over reps.
+    const mixRows = [];
+    const weight = mix[0] + mix[1] + mix[2];
+    const weighted = (rep, server, untouchedPhase) => {
+      const at = (phase) =>
+        samples.find((x) => x.rep === rep && x.phase === phase && x.server === server)?.cpuUs;
+      const u = at(untouchedPhase);
+      const a = at('assigned');
+      const b = at('aborted');
+      return u === undefined || a === undefined || b === undefined
+        ? null
+        : (mix[0] * u + mix[1] * a + mix[2] * b) / weight;
+    };
+    for (const [label, untouchedPhase] of [
+      ['allow_mode_override: true', 'untouched'],
+      ['no allow_mode_override', 'untouched, no mode_override'],
+    ])
+      for (const srv of servers) {
+        const us = [];
+        const xp = [];
+        const xe = [];
+        for (let rep = 0; rep < reps; rep++) {
+          const w = weighted(rep, srv.name, untouchedPhase);
+          if (w === null) continue;
+          us.push(w);
+          if (proxySample(rep)) xp.push(w / proxySample(rep));
+          const e = withEcho ? weighted(rep, 'echo', untouchedPhase) : null;
+          if (e) xe.push(w / e);
+        }
+        if (us.length === 0) continue; // --phases left one of the three out
+        mixRows.push({
+          mix: mixLabel,
+          envoy: label,
+          server: srv.name,
+          cpu_us_per_request: us.length ? median(us) : null,
+          x_echo_floor: xe.length ? median(xe) : null,
+          x_proxy: xp.length ? median(xp) : proxyRef && us.length ? median(us) / proxyRef : null,
+        });
+      }
+
     const f = (x, d = 1) => (x === null || x === undefined ? '-' : x.toFixed(d));
     const result = {
       run: new Date().toISOString(),
@@ -429,6 +528,7 @@ async function main() {
       proxy_cpu_us_per_request: proxyRef,
       proxy_cpu_source: proxyRow ? 'measured in this run' : proxyUs ? 'bench/RESULTS.md (--proxy-us)' : null,
       rows,
+      mix: { untouched: mix[0], assigned: mix[1], aborted: mix[2], rows: mixRows },
     };
     const md = [
       `# ext_proc: server CPU per decision`,
@@ -448,6 +548,16 @@ async function main() {
       ...rows.map(
         (r) =>
           `| ${r.phase} | ${r.server} | ${f(r.decisions_per_s, 0)} | ${f(r.cpu_us_per_stream)} | ${f(r.x_echo_floor, 2)} | ${f(r.over_floor_us)} | ${f(r.x_base, 2)} | ${f(r.x_proxy, 2)} | ${f(r.phase_purity * 100, 0)}% | ${r.cpu_us_samples.join(' ')} |`,
+      ),
+      '',
+      `Mix of ${mix[0]}% untouched, ${mix[1]}% assigned (control), ${mix[2]}% aborted requests: the weighted server CPU`,
+      `per request (per rep, then the median), and against the proxy host's CPU per proxied request.`,
+      '',
+      '| Envoy | server | server CPU us/request | x echo floor | x proxy |',
+      '| --- | --- | ---: | ---: | ---: |',
+      ...mixRows.map(
+        (r) =>
+          `| ${r.envoy} | ${r.server} | ${f(r.cpu_us_per_request)} | ${f(r.x_echo_floor, 2)} | ${f(r.x_proxy, 2)} |`,
       ),
       '',
     ].join('\n');

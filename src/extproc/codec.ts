@@ -191,6 +191,22 @@ export const CONTINUE_BYTES: readonly Buffer[] = [2, 3, 4, 5, 6, 7].reduce<Buffe
   return a;
 }, []);
 
+/**
+ * ProcessingResponse.mode_override (9): ProcessingMode{response_header_mode (2): SKIP, request_trailer_mode
+ * (5): SKIP, response_trailer_mode (6): SKIP}, body modes NONE (0, left out). Sent with the
+ * request_headers reply of a request Faultline leaves untouched: it records nothing of that request's
+ * response, so an Envoy with allow_mode_override: true skips the response_headers / trailers messages
+ * (and their replies) and the stream is one exchange. Every mode is spelt out (no DEFAULT): older Envoy
+ * replaces the whole mode with the override, newer Envoy only the non-DEFAULT header modes.
+ */
+export const MODE_OVERRIDE_SKIP_RESPONSE: Buffer = Buffer.from([0x4a, 6, 0x10, 2, 0x28, 2, 0x30, 2]);
+
+/** CONTINUE to request_headers, no mutation, with MODE_OVERRIDE_SKIP_RESPONSE: the untouched reply. */
+export const CONTINUE_REQUEST_SKIP_RESPONSE: Buffer = Buffer.concat([
+  CONTINUE_BYTES[2] as Buffer,
+  MODE_OVERRIDE_SKIP_RESPONSE,
+]);
+
 function varintSize(n: number): number {
   return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
 }
@@ -283,16 +299,19 @@ function finish(): Buffer {
 /**
  * ProcessingResponse{<kind's reply>: HeadersResponse{response: CommonResponse{header_mutation}}}:
  * CONTINUE with a header mutation, for request_headers (kind 2) or response_headers (kind 3).
+ * `skipResponse`: MODE_OVERRIDE_SKIP_RESPONSE follows (request_headers of an untouched request).
  */
-export function encodeHeadersReply(kind: number, m: Mutation): Buffer {
+export function encodeHeadersReply(kind: number, m: Mutation, skipResponse = false): Buffer {
   const mut = mutationSize(m);
   const common = fieldSize(mut); // CommonResponse.header_mutation (2)
   const headersResponse = fieldSize(common); // HeadersResponse.response (1)
-  begin(fieldSize(headersResponse));
+  const skip = skipResponse ? MODE_OVERRIDE_SKIP_RESPONSE.length : 0;
+  begin(fieldSize(headersResponse) + skip);
   putHead((replyField(kind) << 3) | 2, headersResponse);
   putHead(0x0a, common);
   putHead(0x12, mut);
   putMutation(m);
+  if (skipResponse) at += MODE_OVERRIDE_SKIP_RESPONSE.copy(out, at);
   return finish();
 }
 

@@ -40,6 +40,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { ExtProcPlan, ExtProcRef } from './plan.js';
 import {
   CONTINUE_BYTES,
+  CONTINUE_REQUEST_SKIP_RESPONSE,
   encodeHeadersReply,
   encodeImmediateResponse,
   KIND_NONE,
@@ -62,6 +63,9 @@ export const ENVOY_FAULT_ABORT_GRPC = 'x-envoy-fault-abort-grpc-request';
 const ENVOY_EXPECTED_TIMEOUT = 'x-envoy-expected-rq-timeout-ms';
 
 // Replies without mutations are constant Buffers (CONTINUE_BYTES): the untouched path allocates no reply.
+// An untouched request's reply also asks Envoy to skip the response messages (codec.ts,
+// MODE_OVERRIDE_SKIP_RESPONSE): nothing of its response is recorded, so with allow_mode_override the
+// stream is one exchange; without it Envoy still sends them and they get CONTINUE (onResponseHeaders).
 const CONTINUE_REQUEST = CONTINUE_BYTES[KIND_REQUEST_HEADERS] as Buffer;
 const CONTINUE_RESPONSE = CONTINUE_BYTES[KIND_RESPONSE_HEADERS] as Buffer;
 const CONTINUE_TRAILERS = CONTINUE_BYTES[KIND_RESPONSE_TRAILERS] as Buffer;
@@ -237,7 +241,7 @@ class ExtProcCall implements HeldTarget, RequestView {
     // Untouched path: no experiment can match and no baggage to strip or honour.
     if (plan.candidates.length === 0 && rawHeader(raw, 'baggage') === undefined) {
       this.requestAnswered = true;
-      this.send(CONTINUE_REQUEST);
+      this.send(CONTINUE_REQUEST_SKIP_RESPONSE);
       return;
     }
     this.method = rawHeader(raw, ':method') ?? '';
@@ -274,14 +278,24 @@ class ExtProcCall implements HeldTarget, RequestView {
     if (this.requestAnswered) return;
     this.requestAnswered = true;
     const b = this.baggageOut;
+    const exp = this.exp;
+    if (exp === null) {
+      // Untouched (a forged assignment stripped at most): its response is not Faultline's business.
+      this.send(
+        b === null
+          ? CONTINUE_REQUEST_SKIP_RESPONSE
+          : encodeHeadersReply(KIND_REQUEST_HEADERS, this.requestMutation(), true),
+      );
+      return;
+    }
+    // Assigned: response_headers / trailers stay on (processing mode SEND), their outcome is recorded.
     if (b === null && this.envoyDelayMs === 0) {
       this.send(CONTINUE_REQUEST);
       return;
     }
     // The common case, the assignment's own baggage and nothing else: bytes encoded with the plan.
-    const exp = this.exp;
     const cached =
-      exp !== null && this.envoyDelayMs === 0 && b === exp.baggageMembers[this.arm]
+      this.envoyDelayMs === 0 && b === exp.baggageMembers[this.arm]
         ? (this.plan as ExtProcPlan).continueWithBaggage.get(exp)?.[this.arm]
         : undefined;
     this.send(cached ?? encodeHeadersReply(KIND_REQUEST_HEADERS, this.requestMutation()));

@@ -10,7 +10,7 @@ import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 import { loadConfigFile, validateConfig } from '../../src/config/load.js';
-import { EnvoyStandIn, headerMap, rawClient, setHeaders, type Resp } from '../helpers/envoy.js';
+import { EnvoyStandIn, headerMap, rawClient, setHeaders, SKIP, type Resp } from '../helpers/envoy.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
 import { metricSum, scrape } from '../helpers/servers.js';
 
@@ -56,6 +56,10 @@ async function report(fl: TestFaultline, id: string): Promise<Report> {
   return (await (await fetch(`${fl.admin}/experiments/${id}/report`)).json()) as Report;
 }
 
+/** The mode_override of an untouched request's reply: no response messages. */
+const SKIP_RESPONSE = { response_header_mode: SKIP, request_trailer_mode: SKIP, response_trailer_mode: SKIP };
+const UNTOUCHED = { request_headers: {}, response: 'request_headers', mode_override: SKIP_RESPONSE };
+
 const group = (r: Resp | null) =>
   /faultline\.group=(\w+)/.exec(setHeaders(r?.request_headers?.response?.header_mutation).baggage ?? '')?.[1];
 
@@ -63,7 +67,8 @@ describe('ext_proc host', () => {
   it('untouched requests get CONTINUE without mutation; forged assignments are stripped', async () => {
     const { envoy } = await start([experiment({})]);
     const r = await envoy.exchange({ headers: { ':path': '/other' }, response: { status: 200 } });
-    expect(r.request).toEqual({ request_headers: {}, response: 'request_headers' });
+    expect(r.request).toEqual(UNTOUCHED);
+    // This Envoy has no allow_mode_override: it still sends response_headers, and gets CONTINUE.
     expect(r.response).toEqual({ response_headers: {}, response: 'response_headers' });
     const forged = await envoy.exchange({
       headers: { ':path': '/other', baggage: 'faultline.exp=checkout-abort,faultline.group=canary' },
@@ -75,6 +80,74 @@ describe('ext_proc host', () => {
     expect(setHeaders(kept.request?.request_headers?.response?.header_mutation)).toEqual({
       baggage: 'user=1',
     });
+  });
+
+  it('mode_override: with allow_mode_override an untouched request is one exchange; assigned ones keep SEND; without it Envoy still asks and gets CONTINUE', async () => {
+    const { fl, envoy } = await start([experiment({ split: { percent: 50, allow_above_cap: true } })]);
+    const allow = new EnvoyStandIn(fl.fl.port('envoy'), { allowModeOverride: true });
+    cleanups.push(() => allow.close());
+    const grpc = {
+      status: 200,
+      headers: { 'content-type': 'application/grpc' },
+      trailers: { 'grpc-status': '0' },
+    };
+    // Untouched, Envoy honours the override: request_headers only, nothing after it.
+    const one = await allow.exchange({ headers: { ':path': '/other' }, response: grpc });
+    expect(one.request).toEqual(UNTOUCHED);
+    expect([one.response, one.trailers, one.messages]).toEqual([null, null, 1]);
+    // ... and the server ends that stream cleanly when Envoy closes its side.
+    const s = allow.open();
+    const first = await s.send({
+      request_headers: { headers: headerMap({ ':path': '/x', ':method': 'GET' }) },
+    });
+    expect(first?.mode_override).toEqual(SKIP_RESPONSE);
+    s.close();
+    expect(await s.next()).toBeNull();
+    expect(s.status?.code).toBe(0);
+    // A stripped forged assignment is untouched too: the mutation and the override in one reply.
+    const forged = await allow.exchange({
+      headers: { ':path': '/other', baggage: 'faultline.exp=checkout-abort,faultline.group=canary' },
+      response: { status: 200 },
+    });
+    expect(forged.request?.request_headers?.response?.header_mutation?.remove_headers).toEqual(['baggage']);
+    expect(forged.request?.mode_override).toEqual(SKIP_RESPONSE);
+    expect(forged.messages).toBe(1);
+    // The same untouched request through an Envoy without allow_mode_override: all three messages.
+    const three = await envoy.exchange({ headers: { ':path': '/other' }, response: grpc });
+    expect(three.request?.mode_override).toEqual(SKIP_RESPONSE);
+    expect(three.response).toEqual({ response_headers: {}, response: 'response_headers' });
+    expect(three.trailers).toEqual({ response_trailers: {}, response: 'response_trailers' });
+    expect(three.messages).toBe(3);
+    // Assigned (control) requests: no override, response_headers and trailers sent, outcome recorded.
+    let control = 0;
+    for (let i = 0; i < 30; i++) {
+      const r = await allow.exchange({
+        headers: { ':method': 'POST', ':path': '/checkout.Pay/Do', 'content-type': 'application/grpc' },
+        response: grpc,
+      });
+      if (r.request?.immediate_response !== undefined) continue;
+      control++;
+      expect(group(r.request)).toBe('control');
+      expect(r.request?.mode_override).toBeUndefined();
+      expect(r.response?.response).toBe('response_headers');
+      expect(r.trailers?.response).toBe('response_trailers');
+      expect(r.messages).toBe(3);
+    }
+    expect(control).toBeGreaterThan(5);
+    await new Promise((r) => setTimeout(r, 50));
+    const rep = await report(fl, 'checkout-abort');
+    expect(rep.arms.control.requests).toBe(control);
+    expect(rep.arms.control.ok).toBe(control);
+    expect(rep.arms.control.client_abort).toBe(0);
+  });
+
+  it('no experiment on this ext_proc: every request gets the untouched reply', async () => {
+    const { fl } = await start([]);
+    const allow = new EnvoyStandIn(fl.fl.port('envoy'), { allowModeOverride: true });
+    cleanups.push(() => allow.close());
+    const r = await allow.exchange({ headers: { ':path': '/checkout' }, response: { status: 200 } });
+    expect(r.request).toEqual(UNTOUCHED);
+    expect(r.messages).toBe(1);
   });
 
   it('canary aborts come back as immediate_response (HTTP status or grpc_status); control continues with baggage; outcomes are counted', async () => {
@@ -233,7 +306,7 @@ describe('ext_proc host', () => {
     expect(rep.state).toBe('killed');
     expect(rep.verdict).toBe('refuted');
     const after = await envoy.exchange({ headers: { ':path': '/checkout' }, response: { status: 200 } });
-    expect(after.request).toEqual({ request_headers: {}, response: 'request_headers' });
+    expect(after.request).toEqual(UNTOUCHED);
     const m = await scrape(fl.admin);
     expect(
       metricSum(m, 'faultline_kill_switch_trips_total', { experiment: 'fragile', reason: 'guardrail' }),
@@ -314,8 +387,8 @@ describe('ext_proc host', () => {
       u.on('data', resolve);
       u.write(msg);
     });
-    // ProcessingResponse{request_headers{}}: field 1, length 0.
-    expect([...reply]).toEqual([0x0a, 0x00]);
+    // ProcessingResponse{request_headers{}}: field 1, length 0; mode_override (9) {2: SKIP, 5: SKIP, 6: SKIP}.
+    expect([...reply]).toEqual([0x0a, 0x00, 0x4a, 0x06, 0x10, 0x02, 0x28, 0x02, 0x30, 0x02]);
     u.end();
     const ok = await envoy.exchange({ headers: { ':path': '/other' }, response: { status: 200 } });
     expect(ok.request?.response).toBe('request_headers');
@@ -367,7 +440,11 @@ describe('ext_proc config validation', () => {
     ) as {
       static_resources: {
         listeners: {
-          filter_chains: { filters: { typed_config: { http_filters: { name: string }[] } }[] }[];
+          filter_chains: {
+            filters: {
+              typed_config: { http_filters: { name: string; typed_config: Record<string, unknown> }[] };
+            }[];
+          }[];
         }[];
       };
     };
@@ -378,5 +455,7 @@ describe('ext_proc config validation', () => {
       'envoy.filters.http.fault',
       'envoy.filters.http.router',
     ]);
+    // Untouched requests in one exchange: Envoy honours Faultline's mode_override only with this.
+    expect(filters[0]!.typed_config.allow_mode_override).toBe(true);
   });
 });

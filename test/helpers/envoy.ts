@@ -1,7 +1,10 @@
 /**
  * An Envoy stand-in for the ext_proc host: a grpc-js client built from the same .proto files, which
  * opens one Process stream per HTTP request and sends ProcessingRequest messages in Envoy's order
- * (request_headers, then response_headers and response_trailers when the request was not answered).
+ * (request_headers, then response_headers and response_trailers when the request was not answered and
+ * the processing mode in force sends them). With `allowModeOverride` it honours a reply's mode_override
+ * as Envoy's filter with allow_mode_override: true does (only on the reply to a headers message; a
+ * DEFAULT header mode keeps the mode in force); without it the override is ignored, as Envoy ignores it.
  */
 import {
   credentials,
@@ -27,7 +30,21 @@ export interface Resp {
     details?: string;
   };
   response?: string;
+  mode_override?: ProcessingMode;
 }
+/** envoy.extensions.filters.http.ext_proc.v3.ProcessingMode (enums as numbers). */
+export interface ProcessingMode {
+  request_header_mode?: number;
+  response_header_mode?: number;
+  request_body_mode?: number;
+  response_body_mode?: number;
+  request_trailer_mode?: number;
+  response_trailer_mode?: number;
+}
+/** ProcessingMode.HeaderSendMode */
+export const DEFAULT = 0;
+export const SEND = 1;
+export const SKIP = 2;
 export interface Mutation {
   set_headers?: { header?: { key?: string; value?: string; raw_value?: Buffer }; append_action?: number }[];
   remove_headers?: string[];
@@ -124,14 +141,44 @@ export interface HttpExchange {
 export interface ExchangeResult {
   request: Resp | null;
   response: Resp | null;
+  /** The reply to response_trailers, when they were sent. */
+  trailers: Resp | null;
+  /** ProcessingRequest messages sent on the stream. */
+  messages: number;
   elapsedMs: number;
+}
+
+export interface EnvoyOptions {
+  /** The filter's allow_mode_override (default false, as in Envoy). */
+  allowModeOverride?: boolean;
 }
 
 export class EnvoyStandIn {
   readonly client: Client;
+  readonly allowModeOverride: boolean;
 
-  constructor(port: number) {
+  constructor(port: number, opts: EnvoyOptions = {}) {
     this.client = new ExternalProcessor(`127.0.0.1:${port}`, credentials.createInsecure());
+    this.allowModeOverride = opts.allowModeOverride ?? false;
+  }
+
+  /**
+   * The processing mode after a reply: Envoy applies mode_override only with allow_mode_override and
+   * only while it waits on a headers reply; header modes left DEFAULT keep the mode in force.
+   */
+  applyOverride(mode: Required<ProcessingMode>, reply: Resp | null): void {
+    const o = reply?.mode_override;
+    if (!this.allowModeOverride || o === undefined) return;
+    if (reply?.response !== 'request_headers' && reply?.response !== 'response_headers') return;
+    for (const k of [
+      'request_header_mode',
+      'response_header_mode',
+      'request_trailer_mode',
+      'response_trailer_mode',
+    ] as const)
+      if ((o[k] ?? DEFAULT) !== DEFAULT) mode[k] = o[k] as number;
+    mode.request_body_mode = o.request_body_mode ?? 0;
+    mode.response_body_mode = o.response_body_mode ?? 0;
   }
 
   open(): EnvoyStream {
@@ -140,25 +187,46 @@ export class EnvoyStandIn {
     );
   }
 
-  /** One HTTP request as Envoy with request/response header and response trailer modes SEND. */
+  /**
+   * One HTTP request as Envoy runs it with examples/envoy/envoy.yaml's processing mode (request and
+   * response headers and response trailers SEND, bodies NONE), changed by a mode_override it honours.
+   */
   async exchange(x: HttpExchange): Promise<ExchangeResult> {
     const t0 = performance.now();
+    const mode: Required<ProcessingMode> = {
+      request_header_mode: SEND,
+      response_header_mode: SEND,
+      request_body_mode: 0,
+      response_body_mode: 0,
+      request_trailer_mode: SKIP,
+      response_trailer_mode: SEND,
+    };
     const s = this.open();
     const headers = { ':method': 'GET', ':path': '/', ':authority': 'svc', ...x.headers };
     const request = await s.send({ request_headers: { headers: headerMap(headers), end_of_stream: true } });
+    let messages = 1;
+    this.applyOverride(mode, request);
     let response: Resp | null = null;
+    let trailersReply: Resp | null = null;
     if (request?.response === 'request_headers' && x.response !== undefined) {
       const { status, headers: rh = {}, trailers } = x.response;
-      response = await s.send({
-        response_headers: {
-          headers: headerMap({ ':status': String(status), ...rh }),
-          end_of_stream: trailers === undefined,
-        },
-      });
-      if (trailers !== undefined) await s.send({ response_trailers: { trailers: headerMap(trailers) } });
+      if (mode.response_header_mode !== SKIP) {
+        response = await s.send({
+          response_headers: {
+            headers: headerMap({ ':status': String(status), ...rh }),
+            end_of_stream: trailers === undefined,
+          },
+        });
+        messages++;
+        this.applyOverride(mode, response);
+      }
+      if (trailers !== undefined && mode.response_trailer_mode === SEND) {
+        trailersReply = await s.send({ response_trailers: { trailers: headerMap(trailers) } });
+        messages++;
+      }
     }
     s.close();
-    return { request, response, elapsedMs: performance.now() - t0 };
+    return { request, response, trailers: trailersReply, messages, elapsedMs: performance.now() - t0 };
   }
 
   close(): void {

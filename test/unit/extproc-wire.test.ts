@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   CONTINUE_BYTES,
+  CONTINUE_REQUEST_SKIP_RESPONSE,
   decodeProcessingRequest,
   encodeHeadersReply,
   encodeImmediateResponse,
@@ -156,6 +157,27 @@ describe('ext_proc server codec', () => {
       '2a00',
       '3200',
     ]);
+  });
+
+  it('the untouched reply: request_headers (1) CONTINUE + mode_override (9) ProcessingMode{response_header_mode (2), request_trailer_mode (5), response_trailer_mode (6): SKIP (2)}', () => {
+    // Tags: (1 << 3) | 2 = 0x0a; (9 << 3) | 2 = 0x4a; varints (2 << 3) = 0x10, (5 << 3) = 0x28, (6 << 3) = 0x30.
+    expect(hex(CONTINUE_REQUEST_SKIP_RESPONSE)).toBe('0a00' + '4a06' + '1002' + '2802' + '3002');
+    // The same message as protobufjs encodes it from proto/ (processing_mode.proto's names and numbers).
+    const SKIP = 2;
+    const mode = { response_header_mode: SKIP, request_trailer_mode: SKIP, response_trailer_mode: SKIP };
+    expect(hex(method.responseSerialize({ request_headers: {}, mode_override: mode }))).toBe(
+      hex(CONTINUE_REQUEST_SKIP_RESPONSE),
+    );
+    expect(method.responseDeserialize(CONTINUE_REQUEST_SKIP_RESPONSE)).toEqual({
+      request_headers: {},
+      response: 'request_headers',
+      mode_override: mode,
+    });
+    // With a header mutation (a stripped forged assignment): the override follows the oneof.
+    const m = { set: [], remove: ['baggage'], rawValue: true };
+    expect(hex(encodeHeadersReply(KIND_REQUEST_HEADERS, m, true))).toBe(
+      '0a0d0a0b1209' + '1207' + Buffer.from('baggage').toString('hex') + '4a06100228023002',
+    );
   });
 
   it('protobufjs decodes what the codec encodes (value and raw_value, multi-byte lengths, UTF-8)', () => {
