@@ -26,7 +26,12 @@ import { compileFault, rampIntensity } from '../faults/registry.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { analyzerConfig, splitSteps } from '../experiments/runtime.js';
 import type { ExperimentTable } from '../experiments/table.js';
-import { ExperimentAnalyzer, type AnalyzerConfig, type Breach } from '../stats/analyzer.js';
+import {
+  ExperimentAnalyzer,
+  type AnalyzerConfig,
+  type ArmBatch,
+  type Breach,
+} from '../stats/analyzer.js';
 import { BUCKETS } from '../split/hash.js';
 import { powerPlan, type PowerPlan } from './ramp-power.js';
 import type { RampStepView, RampView } from './types.js';
@@ -42,6 +47,11 @@ class StepAnalyzer extends ExperimentAnalyzer {
   }
   override record(arm: Arm, bad: boolean, timedOut: boolean, latencyMs: number, key?: number): Breach | null {
     const b = super.record(arm, bad, timedOut, latencyMs, key);
+    return b !== null && this.ramp.breached(this, b) ? null : b;
+  }
+  // Pooled outcomes (`workers: N`, a fleet) reach the step the same way: plateau and bisection see them.
+  override recordBatch(canary: ArmBatch, control: ArmBatch, sessionsDeduped = false): Breach | null {
+    const b = super.recordBatch(canary, control, sessionsDeduped);
     return b !== null && this.ramp.breached(this, b) ? null : b;
   }
 }
@@ -351,12 +361,22 @@ export function midpoint(lo: number, hi: number): number | null {
   return mid === lo || mid === hi ? null : mid;
 }
 
+/**
+ * The magnitude of the intensity step in force (null: no intensity ramp, or not started): what a
+ * worker of `workers: N` needs to serve the step the primary's ramp chose (src/cluster).
+ */
+export function currentIntensity(rt: ExperimentRuntime): number | null {
+  const v = rt.ramp;
+  if (v === null || v.kind !== 'intensity' || v.current < 0) return null;
+  return v.steps[v.current]?.magnitude ?? null;
+}
+
 function unitOf(spec: ExperimentSpec): string {
   return rampIntensity(spec.fault).unit;
 }
 
 /** The fault of one step: same kind, this intensity (declared by the fault; else its percent). */
-function stepFault(spec: ExperimentSpec, m: number): { fault: Fault; faultBuckets: number } {
+export function stepFault(spec: ExperimentSpec, m: number): { fault: Fault; faultBuckets: number } {
   const stepped = rampIntensity(spec.fault).stepSpec(m);
   return { fault: compileFault(stepped), faultBuckets: Math.round((stepped.percent * BUCKETS) / 100) };
 }
