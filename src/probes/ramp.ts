@@ -26,12 +26,7 @@ import { compileFault, rampIntensity } from '../faults/registry.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { analyzerConfig, splitSteps } from '../experiments/runtime.js';
 import type { ExperimentTable } from '../experiments/table.js';
-import {
-  ExperimentAnalyzer,
-  type AnalyzerConfig,
-  type ArmBatch,
-  type Breach,
-} from '../stats/analyzer.js';
+import { ExperimentAnalyzer, type AnalyzerConfig, type ArmBatch, type Breach } from '../stats/analyzer.js';
 import { BUCKETS } from '../split/hash.js';
 import { powerPlan, type PowerPlan } from './ramp-power.js';
 import type { RampStepView, RampView } from './types.js';
