@@ -25,7 +25,7 @@ import {
   type Cumulative,
   type Fleet,
 } from '../fleet/fleet.js';
-import { currentIntensity } from '../probes/ramp.js';
+import { currentIntensity, recordPooled } from '../probes/ramp.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { TAG, type BatchEntry, type FromWorker, type ToWorker, type WorkerState } from './protocol.js';
@@ -336,7 +336,8 @@ export class WorkerPool {
     if (c.requests + k.requests === 0 || !rt.assigning) return;
     const fleet = this.host.fleet;
     if (fleet !== null) return fleet.absorb(rt, c, k);
-    const breach = rt.analyzer.recordBatch(c, k);
+    // A ramp's step analyzer hears of its breach first (plateau, bisection), as with one process.
+    const breach = recordPooled(rt.analyzer, c, k);
     if (breach !== null)
       this.host.table.kill(rt.id, 'guardrail', breach.reason, 'guardrail', {
         ...breach,

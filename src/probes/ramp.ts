@@ -44,11 +44,20 @@ class StepAnalyzer extends ExperimentAnalyzer {
     const b = super.record(arm, bad, timedOut, latencyMs, key);
     return b !== null && this.ramp.breached(this, b) ? null : b;
   }
-  // Pooled outcomes (`workers: N`, a fleet) reach the step the same way: plateau and bisection see them.
-  override recordBatch(canary: ArmBatch, control: ArmBatch, sessionsDeduped = false): Breach | null {
-    const b = super.recordBatch(canary, control, sessionsDeduped);
+  /** A batch, judged as `record` judges one request: the ramp sees the breach first. */
+  recordPooled(canary: ArmBatch, control: ArmBatch): Breach | null {
+    const b = this.recordBatch(canary, control);
     return b !== null && this.ramp.breached(this, b) ? null : b;
   }
+}
+
+/**
+ * `workers: N` (src/cluster): the workers' pooled outcomes of a step reach its ramp as one process's
+ * requests do (plateau and bisection may absorb the breach); any other analyzer takes the batch as is.
+ * A fleet's pool keeps calling recordBatch: its evaluator kills on the latched breach.
+ */
+export function recordPooled(a: ExperimentAnalyzer, canary: ArmBatch, control: ArmBatch): Breach | null {
+  return a instanceof StepAnalyzer ? a.recordPooled(canary, control) : a.recordBatch(canary, control);
 }
 
 /** What one step changes on the runtime. */
