@@ -3,6 +3,10 @@
 // alternating order, medians and the ratio against workers: 1 at the end. Nothing is pinned: two workers
 // need both cores, so wrk and the upstream share them (as in a pod with two cores and a sidecar).
 //   node bench/workers.mjs [--reps 5] [--duration 5] [--connections 64] [--port 18900] [--out FILE.json]
+//     [--sticky]
+// --sticky: every throughput request is also in a sticky dry-run experiment (keyed by Host, so all in
+// one arm): with workers each judged outcome goes to the primary (16 bytes in the 100 ms batch) and is
+// judged there one by one; this measures that cost against one process doing the same judging.
 //
 // Kill phase (per variant, after the throughput reps): an experiment on its own route (100% abort on a
 // 10% canary, error-rate guardrail) gets closed-loop traffic (8 in flight, fresh connections) until the
@@ -29,6 +33,7 @@ const durationS = Number(opt('duration', '5'));
 const connections = Number(opt('connections', '64'));
 const basePort = Number(opt('port', '18900'));
 const out = opt('out', '');
+const sticky = args.includes('--sticky');
 const tmp = mkdtempSync(join(tmpdir(), 'fl-workers-'));
 const children = [];
 const entry = faultlineEntry();
@@ -75,7 +80,18 @@ experiments:
     exclude_injected: false
     min_samples: 20
     guardrails: [{ metric: error_rate }]
-`;
+${
+  sticky
+    ? `  - id: s
+    hypothesis: "the bench's sticky judging"
+    match: { listener: ingress, route: api }
+    split: { percent: 50, allow_above_cap: true, sticky: "header:host" }
+    fault: { kind: abort, status: 503 }
+    dry_run: true
+    guardrails: [{ metric: error_rate }, { metric: latency, quantile: 0.99 }]
+`
+    : ''
+}`;
 }
 
 /** One GET on a fresh connection: start time and whether it carried an experiment mark. */
@@ -195,6 +211,7 @@ const summary = variants.map((v) => {
 });
 const doc = {
   bench: 'workers',
+  sticky,
   reps,
   duration_s: durationS,
   connections,
@@ -204,7 +221,7 @@ const doc = {
 };
 if (out) writeFileSync(out, JSON.stringify(doc, null, 2) + '\n');
 console.log(
-  `\nreps=${reps} duration=${durationS}s c=${connections}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
+  `\n${sticky ? 'sticky dry-run experiment on every request; ' : ''}reps=${reps} duration=${durationS}s c=${connections}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
 );
 console.log(
   '| variant | req/s | x workers_1 | CPU us/req | p99 ms | errors | kill: last mark after decision | marked after +0/+10/+50 ms |',

@@ -205,6 +205,8 @@ describe('workers: 2 with sticky splits and ramps (real processes via dist/bin.j
         fault: { kind: 'abort', status: 503 },
         dry_run: true,
         min_samples: 1,
+        // Judged request by request in the primary (a sticky latency test takes no batches).
+        guardrails: [{ metric: 'error_rate' }, { metric: 'latency', quantile: 0.5 }],
       },
     ]);
 
@@ -273,6 +275,10 @@ describe('workers: 2 with sticky splits and ramps (real processes via dist/bin.j
     });
     expect(g.control.counted).toBe(1);
     expect(sdReport.state).toBe('dry_run');
+    const lat = (await s.json('/experiments/sd/report')).guardrails[1];
+    expect(lat.metric).toBe('latency');
+    expect(lat.control.samples).toBe(sdReport.arms.control.requests);
+    expect(lat.control.scored + lat.canary.scored).toBeGreaterThan(0);
     process.stdout.write(
       `workers sticky e2e: sk killed after ${ev.samples.canary} canary requests (${ev.guardrail.canary.counted} sessions counted), ${late} requests after +50 ms unmarked; sd: 40 bad requests counted once\n`,
     );
