@@ -81,9 +81,11 @@ const FLAGS = 2 ** 32;
  */
 function replay(host: PoolHost, rt: ExperimentRuntime, rec: Float64Array, workers: number): void {
   const fleet = host.fleet;
+  const runId = rt.runId;
   for (let i = 0; i + 1 < rec.length; i += 2) {
-    // A kill ends the judging at once, as table.observe does for requests finishing after it.
-    if (!rt.assigning) return;
+    // A kill ends the judging at once, as table.observe does for requests finishing after it; so does
+    // a ramp's new step (plateau, bisection) taken on one of these outcomes: the rest were the old step's.
+    if (!rt.assigning || rt.runId !== runId) return;
     const v = rec[i]!;
     const flags = Math.floor(v / FLAGS);
     const key = (v - flags * FLAGS) >>> 0;
