@@ -8,6 +8,11 @@
  * workers' counts, so admin, reports and the journal show what one process would. With `fleet:` the
  * deltas go to the fleet's pool instead (this process is the fleet member; workers never reach Redis).
  *
+ * Sticky experiments send every judged outcome too (BatchEntry.rec), replayed one by one into the
+ * analyzer (its own per-session filter: one bad event per session, whichever worker saw it). Ramps: the
+ * primary's RampController picks the step; the state push carries it (split, intensity) and a new
+ * epoch, so outcomes of the old step never reach the new step's analyzer, while the run's counts go on.
+ *
  * Latency of a kill: a worker's outcome reaches the analyzer within BATCH_MS (+ IPC); the kill is pushed
  * to every worker at once and is in force for each worker's next request after the push arrives.
  */
