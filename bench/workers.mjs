@@ -3,13 +3,16 @@
 // alternating order, medians and the ratio against workers: 1 at the end. Nothing is pinned: two workers
 // need both cores, so wrk and the upstream share them (as in a pod with two cores and a sidecar).
 //   node bench/workers.mjs [--reps 5] [--duration 5] [--connections 64] [--port 18900] [--out FILE.json]
-//       [--upstream nginx|node]
+//       [--upstream nginx|node] [--sticky]
 //
 // The upstream: nginx serving a static 1 KB file (default when nginx is installed) or bench/upstream.mjs.
 // What the second worker can add is bounded by the CPU wrk and the upstream leave free: on 2 cores a
 // Node upstream takes ~0.4 of a core at the proxy's rate, nginx ~0.1, so the Node upstream caps the
 // ratio well below what Faultline itself scales to. The table reports the CPU of all three (proxy,
 // upstream, wrk) per request, so the ceiling can be read off the run.
+// --sticky: every throughput request is also in a sticky dry-run experiment (keyed by Host, so all in
+// one arm): with workers each judged outcome goes to the primary (16 bytes in the 100 ms batch) and is
+// judged there one by one; this measures that cost against one process doing the same judging.
 //
 // Kill phase (per variant, after the throughput reps): an experiment on its own route (100% abort on a
 // 10% canary, error-rate guardrail) gets closed-loop traffic (8 in flight, fresh connections) until the
@@ -42,6 +45,7 @@ if (upstreamKind === 'nginx' && !nginx) {
   console.error('bench/workers: --upstream nginx needs nginx (apt-get install nginx)');
   process.exit(2);
 }
+const sticky = args.includes('--sticky');
 const tmp = mkdtempSync(join(tmpdir(), 'fl-workers-'));
 const children = [];
 const entry = faultlineEntry();
@@ -88,7 +92,18 @@ experiments:
     exclude_injected: false
     min_samples: 20
     guardrails: [{ metric: error_rate }]
-`;
+${
+  sticky
+    ? `  - id: s
+    hypothesis: "the bench's sticky judging"
+    match: { listener: ingress, route: api }
+    split: { percent: 50, allow_above_cap: true, sticky: "header:host" }
+    fault: { kind: abort, status: 503 }
+    dry_run: true
+    guardrails: [{ metric: error_rate }, { metric: latency, quantile: 0.99 }]
+`
+    : ''
+}`;
 }
 
 /** One GET on a fresh connection: start time and whether it carried an experiment mark. */
@@ -253,6 +268,7 @@ const summary = variants.map((v) => {
 });
 const doc = {
   bench: 'workers',
+  sticky,
   reps,
   duration_s: durationS,
   connections,
@@ -263,7 +279,7 @@ const doc = {
 };
 if (out) writeFileSync(out, JSON.stringify(doc, null, 2) + '\n');
 console.log(
-  `\nreps=${reps} duration=${durationS}s c=${connections} upstream=${upstreamKind}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
+  `\n${sticky ? 'sticky dry-run experiment on every request; ' : ''}reps=${reps} duration=${durationS}s c=${connections} upstream=${upstreamKind}; medians; ratio = req/s vs workers: 1 (target >= 1.35)\n`,
 );
 console.log(
   '| variant | req/s | x workers_1 | CPU us/req | upstream CPU us/req | p99 ms | errors | kill: last mark after decision | marked after +0/+10/+50 ms |',

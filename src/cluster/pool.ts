@@ -8,6 +8,11 @@
  * workers' counts, so admin, reports and the journal show what one process would. With `fleet:` the
  * deltas go to the fleet's pool instead (this process is the fleet member; workers never reach Redis).
  *
+ * Sticky experiments send every judged outcome too (BatchEntry.rec), replayed one by one into the
+ * analyzer (its own per-session filter: one bad event per session, whichever worker saw it). Ramps: the
+ * primary's RampController picks the step; the state push carries it (split, intensity) and a new
+ * epoch, so outcomes of the old step never reach the new step's analyzer, while the run's counts go on.
+ *
  * Latency of a kill: a worker's outcome reaches the analyzer within BATCH_MS (+ IPC); the kill is pushed
  * to every worker at once and is in force for each worker's next request after the push arrives.
  */
@@ -25,6 +30,7 @@ import {
   type Cumulative,
   type Fleet,
 } from '../fleet/fleet.js';
+import { currentIntensity, recordPooled } from '../probes/ramp.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { TAG, type BatchEntry, type FromWorker, type ToWorker, type WorkerState } from './protocol.js';
@@ -55,6 +61,8 @@ interface WorkerEntry {
   worker: number;
   pid: number;
   at: number;
+  /** The step (epoch) `cum` belongs to: a ramp's next step starts the worker's outcomes from zero. */
+  epoch: string;
   cum: Cumulative;
   counts: number[];
   assigned: number[];
@@ -64,7 +72,44 @@ interface WorkerEntry {
 /** The pooled current run of one experiment: what each worker (by fork id) reported last. */
 class PooledRun {
   readonly entries = new Map<number, WorkerEntry>();
+  /** The run key (WorkerState.run). */
   constructor(readonly epoch: string) {}
+}
+
+const FLAGS = 2 ** 32;
+
+/**
+ * A sticky experiment's outcomes (BatchEntry.rec), fed one by one as one process feeds them: the
+ * analyzer's own SessionFilter counts one bad event per session and arm, whichever worker saw it, and
+ * a latency guardrail judges each request against control's threshold at its turn. With a fleet they
+ * go through the fleet's `observe` (its session bitmaps), as a single replica's would.
+ */
+function replay(host: PoolHost, rt: ExperimentRuntime, rec: Float64Array, workers: number): void {
+  const fleet = host.fleet;
+  const runId = rt.runId;
+  for (let i = 0; i + 1 < rec.length; i += 2) {
+    // A kill ends the judging at once, as table.observe does for requests finishing after it; so does
+    // a ramp's new step (plateau, bisection) taken on one of these outcomes: the rest were the old step's.
+    if (!rt.assigning || rt.runId !== runId) return;
+    const v = rec[i]!;
+    const flags = Math.floor(v / FLAGS);
+    const key = (v - flags * FLAGS) >>> 0;
+    const canary = (flags & 1) !== 0;
+    const bad = (flags & 2) !== 0;
+    const timedOut = (flags & 4) !== 0;
+    const latency = rec[i + 1]!;
+    if (fleet !== null) {
+      fleet.observe(rt, canary, bad, timedOut, latency, key);
+      continue;
+    }
+    const breach = rt.analyzer.record(canary ? 'canary' : 'control', bad, timedOut, latency, key);
+    if (breach !== null)
+      host.table.kill(rt.id, 'guardrail', breach.reason, 'guardrail', {
+        ...breach,
+        at: new Date().toISOString(),
+        workers,
+      });
+  }
 }
 
 export interface WorkerView {
@@ -191,13 +236,23 @@ export class WorkerPool {
 
   // ---- state to the workers ----
 
-  private epochOf(rt: ExperimentRuntime): string {
+  private genOf(rt: ExperimentRuntime): number {
     let gen = this.gens.get(rt);
     if (gen === undefined) {
       gen = this.nextGen++;
       this.gens.set(rt, gen);
     }
-    return `${gen}.${rt.runId}`;
+    return gen;
+  }
+
+  /** The evidence the analyzer takes now: a new run, or a ramp's new step. */
+  private epochOf(rt: ExperimentRuntime): string {
+    return `${this.genOf(rt)}.${rt.runId}`;
+  }
+
+  /** The run the counts belong to (a ramp's steps share it). */
+  private runOf(rt: ExperimentRuntime): string {
+    return `${this.genOf(rt)}.${rt.runStart}`;
   }
 
   private states(): WorkerState[] {
@@ -206,6 +261,10 @@ export class WorkerPool {
       state: rt.state,
       granted: rt.granted,
       epoch: this.epochOf(rt),
+      run: this.runOf(rt),
+      // A ramp's step, decided here (the primary has the analyzers): the workers serve it.
+      split: rt.splitPercent,
+      intensity: currentIntensity(rt),
     }));
   }
 
@@ -241,21 +300,25 @@ export class WorkerPool {
 
   private pool(slot: Slot, workerId: number, e: BatchEntry): void {
     const rt = this.host.table.get(e.id);
-    if (rt === undefined || this.epochOf(rt) !== e.epoch) return;
+    // The run's counts are taken from any step of it (the workers' last batch of a step that ended
+    // counts too), its outcomes only while the step is the one the analyzer judges.
+    if (rt === undefined || this.runOf(rt) !== e.run) return;
     let run = this.runs.get(e.id);
-    if (run === undefined || run.epoch !== e.epoch) {
-      run = new PooledRun(e.epoch);
+    if (run === undefined || run.epoch !== e.run) {
+      run = new PooledRun(e.run);
       this.runs.set(e.id, run);
     }
     const withLatency = rt.spec.guardrails.some((g) => g.metric === 'latency');
     const cur = cumulativeOf(e, withLatency);
-    const prev = run.entries.get(workerId)?.cum ?? newCumulative(withLatency);
+    const last = run.entries.get(workerId);
+    const prev = last !== undefined && last.epoch === e.epoch ? last.cum : newCumulative(withLatency);
     // A worker's cumulative counts only grow; anything else is not its data (skip, never subtract).
     if (cur.requests[0] < prev.requests[0] || cur.requests[1] < prev.requests[1]) return;
     run.entries.set(workerId, {
       worker: slot.index,
       pid: slot.pid,
       at: Date.now(),
+      epoch: e.epoch,
       cum: cur,
       counts: e.counts,
       assigned: e.assigned,
@@ -275,10 +338,13 @@ export class WorkerPool {
       active += entry.active;
     }
     rt.activeFaults = active;
+    if (this.epochOf(rt) !== e.epoch) return;
+    if (e.rec !== undefined) return replay(this.host, rt, e.rec, run.entries.size);
     if (c.requests + k.requests === 0 || !rt.assigning) return;
     const fleet = this.host.fleet;
     if (fleet !== null) return fleet.absorb(rt, c, k);
-    const breach = rt.analyzer.recordBatch(c, k);
+    // A ramp's step analyzer hears of its breach first (plateau, bisection), as with one process.
+    const breach = recordPooled(rt.analyzer, c, k);
     if (breach !== null)
       this.host.table.kill(rt.id, 'guardrail', breach.reason, 'guardrail', {
         ...breach,
@@ -290,7 +356,7 @@ export class WorkerPool {
   /** Per-worker counts of an experiment's current run (admin JSON). */
   view(rt: ExperimentRuntime): WorkerView[] {
     const run = this.runs.get(rt.id);
-    if (run === undefined || run.epoch !== this.epochOf(rt)) return [];
+    if (run === undefined || run.epoch !== this.runOf(rt)) return [];
     return [...run.entries.values()]
       .map((e) => ({
         worker: e.worker,

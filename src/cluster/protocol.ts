@@ -17,8 +17,17 @@ export interface WorkerState {
   state: ExperimentState;
   /** Injection allowed (false in a fleet without a fresh grant). */
   granted: boolean;
-  /** The primary's runtime and run: a change starts a fresh run in the worker (counts from zero). */
+  /**
+   * The primary's runtime and runId: a change is fresh evidence in the worker (a new run, or a ramp's
+   * next step); outcomes of requests assigned before it are not judged, as in one process.
+   */
   epoch: string;
+  /** The primary's runtime and run (runStart): a change starts a fresh run in the worker (counts from zero). */
+  run: string;
+  /** The split in force (an exposure ramp's step). */
+  split: number;
+  /** The intensity step in force (an intensity ramp), null: the fault as configured. */
+  intensity: number | null;
 }
 
 /**
@@ -27,7 +36,10 @@ export interface WorkerState {
  */
 export interface BatchEntry {
   id: string;
+  /** The step the outcomes (req..lat, rec) belong to: the analyzer takes only the current one. */
   epoch: string;
+  /** The run the counts (counts, assigned) belong to: they go on across a ramp's steps. */
+  run: string;
   req: [number, number];
   err: [number, number];
   tmo: [number, number];
@@ -39,6 +51,12 @@ export interface BatchEntry {
   assigned: number[];
   /** Faults in progress in this worker now. */
   active: number;
+  /**
+   * Sticky experiments: every judged outcome since the last batch, in order, as pairs
+   * [session key + flags * 2^32, latency ms] (flags: 1 canary, 2 bad, 4 timed out). The primary feeds
+   * them one by one to the analyzer, which counts one bad event per session as one process does.
+   */
+  rec?: Float64Array;
 }
 
 export type ToWorker =

@@ -680,16 +680,9 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
   }
 
   if (c.workers !== 1) {
-    // Workers send counts, not requests: what needs each request in one analyzer cannot be pooled yet.
+    // Sticky splits (outcomes sent one by one) and ramps (steps decided by the primary) pool: src/cluster.
     if (c.ext_proc !== undefined) issue(['workers'], 'is not supported with ext_proc yet: use workers: 1');
     c.experiments.forEach((e, i) => {
-      if (e.split.sticky !== undefined)
-        issue(
-          ['experiments', i, 'split', 'sticky'],
-          'is not supported with workers yet: pooled counts cannot deduplicate sessions across workers',
-        );
-      if (e.ramp !== undefined)
-        issue(['experiments', i, 'ramp'], 'is not supported with workers yet: use workers: 1 for a ramp');
       e.steady_state.forEach((p, j) => {
         // The primary has no listeners: its traffic counters stay at 0, so the probe could never judge.
         if (p.traffic !== undefined)
@@ -698,11 +691,6 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
             'traffic probes are not supported with workers yet (the primary sees no traffic): use workers: 1 or a prometheus probe',
           );
       });
-      if (typeof e.split.percent !== 'number')
-        issue(
-          ['experiments', i, 'split', 'percent'],
-          'an exposure ramp (a list) is not supported with workers yet: use workers: 1 or one percent',
-        );
     });
   }
 

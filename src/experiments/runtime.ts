@@ -132,6 +132,11 @@ export class ExperimentRuntime {
   lastKeyHash = 0;
   /** Incremented by each re-arm: outcomes of requests assigned in an earlier run are not judged. */
   runId = 0;
+  /**
+   * runId at the start of the current run: a ramp's step bumps runId (fresh evidence) but not this, so
+   * `workers: N` tells a new step (counts go on) from a new run (counts from zero) by it.
+   */
+  runStart = 0;
   /** Steady-state probe results and ramp steps (src/probes), for the report and admin JSON. */
   steadyState: SteadyStateView | null = null;
   ramp: RampView | null = null;
@@ -289,6 +294,7 @@ export class ExperimentRuntime {
   resetRun(analyzer: ExperimentAnalyzer): void {
     this.analyzer = analyzer;
     this.runId++;
+    this.runStart = this.runId;
     this.counts.fill(0);
     this.assigned.fill(0);
     for (const hop of this.hops.values()) hop.counts.fill(0);

@@ -26,7 +26,7 @@ import { compileFault, rampIntensity } from '../faults/registry.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { analyzerConfig, splitSteps } from '../experiments/runtime.js';
 import type { ExperimentTable } from '../experiments/table.js';
-import { ExperimentAnalyzer, type AnalyzerConfig, type Breach } from '../stats/analyzer.js';
+import { ExperimentAnalyzer, type AnalyzerConfig, type ArmBatch, type Breach } from '../stats/analyzer.js';
 import { BUCKETS } from '../split/hash.js';
 import { powerPlan, type PowerPlan } from './ramp-power.js';
 import type { RampStepView, RampView } from './types.js';
@@ -44,6 +44,20 @@ class StepAnalyzer extends ExperimentAnalyzer {
     const b = super.record(arm, bad, timedOut, latencyMs, key);
     return b !== null && this.ramp.breached(this, b) ? null : b;
   }
+  /** A batch, judged as `record` judges one request: the ramp sees the breach first. */
+  recordPooled(canary: ArmBatch, control: ArmBatch): Breach | null {
+    const b = this.recordBatch(canary, control);
+    return b !== null && this.ramp.breached(this, b) ? null : b;
+  }
+}
+
+/**
+ * `workers: N` (src/cluster): the workers' pooled outcomes of a step reach its ramp as one process's
+ * requests do (plateau and bisection may absorb the breach); any other analyzer takes the batch as is.
+ * A fleet's pool keeps calling recordBatch: its evaluator kills on the latched breach.
+ */
+export function recordPooled(a: ExperimentAnalyzer, canary: ArmBatch, control: ArmBatch): Breach | null {
+  return a instanceof StepAnalyzer ? a.recordPooled(canary, control) : a.recordBatch(canary, control);
 }
 
 /** What one step changes on the runtime. */
@@ -351,12 +365,22 @@ export function midpoint(lo: number, hi: number): number | null {
   return mid === lo || mid === hi ? null : mid;
 }
 
+/**
+ * The magnitude of the intensity step in force (null: no intensity ramp, or not started): what a
+ * worker of `workers: N` needs to serve the step the primary's ramp chose (src/cluster).
+ */
+export function currentIntensity(rt: ExperimentRuntime): number | null {
+  const v = rt.ramp;
+  if (v === null || v.kind !== 'intensity' || v.current < 0) return null;
+  return v.steps[v.current]?.magnitude ?? null;
+}
+
 function unitOf(spec: ExperimentSpec): string {
   return rampIntensity(spec.fault).unit;
 }
 
 /** The fault of one step: same kind, this intensity (declared by the fault; else its percent). */
-function stepFault(spec: ExperimentSpec, m: number): { fault: Fault; faultBuckets: number } {
+export function stepFault(spec: ExperimentSpec, m: number): { fault: Fault; faultBuckets: number } {
   const stepped = rampIntensity(spec.fault).stepSpec(m);
   return { fault: compileFault(stepped), faultBuckets: Math.round((stepped.percent * BUCKETS) / 100) };
 }

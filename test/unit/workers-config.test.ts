@@ -43,17 +43,20 @@ describe('config: workers', () => {
       expect(issues(base({ workers: bad })).map((i) => i.path)).toContain('workers');
   });
 
-  it('refuses what needs every request in one analyzer: sticky splits, ramps, ext_proc', () => {
-    expect(
-      issues(base({ workers: 2 }, { split: { percent: 5, sticky: 'request_id' } })).find(
-        (i) => i.path === 'experiments[0].split.sticky',
-      )?.reason,
-    ).toMatch(/not supported with workers/);
-    expect(
-      issues(base({ workers: 2 }, { ramp: { steps: [10, 20] } })).find(
-        (i) => i.path === 'experiments[0].ramp',
-      )?.reason,
-    ).toMatch(/not supported with workers/);
+  it('takes sticky splits (latency guardrails too), ramps and exposure ramps with workers', () => {
+    for (const exp of [
+      { split: { percent: 5, sticky: 'request_id' } },
+      {
+        split: { percent: 5, sticky: 'header:x-user' },
+        guardrails: [{ metric: 'error_rate' }, { metric: 'latency', quantile: 0.9 }],
+      },
+      { ramp: { steps: [10, 20] } },
+      { split: { percent: [1, 2, 5] } },
+    ])
+      expect(validateConfig(base({ workers: 2 }, exp), 'w.yaml').workers).toBe(2);
+  });
+
+  it('refuses what needs every request in one analyzer: ext_proc', () => {
     expect(
       issues(base({ workers: 'auto', ext_proc: { name: 'envoy', port: 9002 } })).find(
         (i) => i.path === 'workers',
