@@ -543,7 +543,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
       if (!stream.destroyed) {
         out[':status'] = status;
         stream.respond(out);
-        stream.end(body);
+        // respond() already ended a HEAD (or 204/304) response: no body may follow.
+        if (!stream.writableEnded) stream.end(body);
       }
     } else {
       const res = this.res as ProxyResponse;

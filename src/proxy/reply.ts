@@ -78,6 +78,7 @@ export function replyErrorH2(
     'x-faultline-error': code,
     'cache-control': 'no-store',
   });
-  stream.end(body);
+  // respond() already ended a HEAD response: no body may follow.
+  if (!stream.writableEnded) stream.end(body);
   return status;
 }

@@ -156,6 +156,14 @@ describe('h2 listener on the stream API', () => {
     expect(JSON.parse(r.body.toString()).bodySha).toBe(sha(body));
   });
 
+  it('HEAD over h2: the head only, the stream closed cleanly (no reset)', async () => {
+    const r = await request({ ':method': 'HEAD', ':path': '/head' });
+    expect(r.headers[':status']).toBe(200);
+    expect(r.headers['content-length']).toBeDefined();
+    expect(r.body.length).toBe(0);
+    expect(r.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+  });
+
   it('HTTP/1.1 chunked trailers reach the h2 client as HTTP/2 trailers', async () => {
     const r = await request({ ':method': 'GET', ':path': '/trailers' });
     expect(r.headers[':status']).toBe(200);
