@@ -4,10 +4,13 @@
 //   <v>:h2c      Faultline build <v>, h2c listener -> h2c upstream (bench/h2-upstream.mjs)
 //   direct:h2c   h2load straight to the h2c upstream (the floor)
 //   node-bare:h2c  with --bare: bench/h2-bare-peer.mjs, node:http2 stream API both sides, no features
+// --alloc: the Faultline variants run with a fixed 1 MB young generation and --trace-gc, and the table
+// adds scavenges per 1,000 requests: JS heap allocation per request, which unlike CPU time does not
+// move with other load on the machine (req/s in this mode is not the product's: its flags differ).
 // Proxies on core 0, upstreams and h2load on core 1; each rep runs every target once, order
 // alternating; medians and ratios vs nginx at the end (JSON + markdown to bench/results/).
 //   npm run build && node bench/h2.mjs [--variant new=dist] [--variant base=dist-base]
-//        [--reps 5] [--duration 5] [--clients 10] [--streams 10] [--no-nginx] [--bare] [--port 18800]
+//        [--reps 5] [--duration 5] [--clients 10] [--streams 10] [--no-nginx] [--bare] [--alloc] [--port 18800]
 // Needs h2load (as root: apt-get install -y nghttp2-client) and nginx (apt-get install -y nginx-light).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -33,6 +36,14 @@ const durationS = Number(opt('duration', '5'));
 const clients = Number(opt('clients', '10'));
 const streams = Number(opt('streams', '10'));
 const basePort = Number(opt('port', '18800'));
+const allocMode = args.includes('--alloc');
+/** Young generation fixed at 1 MB, so each scavenge stands for about 1 MB allocated (see --alloc). */
+const ALLOC_FLAGS = [
+  '--single-threaded-gc',
+  '--max-semi-space-size=1',
+  '--min-semi-space-size=1',
+  '--trace-gc',
+];
 if (!which('h2load')) {
   console.error('h2load not installed (as root: apt-get install -y nghttp2-client)');
   process.exit(2);
@@ -142,11 +153,14 @@ for (const v of variants) {
     faultlineYaml({ port: p, adminPort: p + 40, h1Port, h2Port, stateDir: join(tmp, `state-${v.name}`) }),
   );
   const entry = join(v.dir, 'bin.js');
-  const child = await start(
-    [...core0, 'node', ...faultlineNodeFlags(entry), entry, 'run', '--config', cfg, '--no-watch'],
-    null,
-  );
+  const flags = allocMode ? ALLOC_FLAGS : faultlineNodeFlags(entry);
+  const child = await start([...core0, 'node', ...flags, entry, 'run', '--config', cfg, '--no-watch'], null);
   child.stderr.on('data', (d) => process.stderr.write(`[${v.name}] ${d}`));
+  // --trace-gc writes one line per GC to stdout; always drained so the child never blocks on it.
+  child.scavenges = 0;
+  child.stdout.on('data', (d) => {
+    for (let i = d.indexOf('Scavenge'); i >= 0; i = d.indexOf('Scavenge', i + 8)) child.scavenges++;
+  });
   targets.push({ name: `${v.name}:h1`, url: `http://127.0.0.1:${p}/`, child });
   targets.push({ name: `${v.name}:h2c`, url: `http://127.0.0.1:${p}/h2c/`, child });
 }
@@ -168,12 +182,15 @@ try {
     const order = r % 2 === 0 ? targets : [...targets].reverse();
     for (const t of order) {
       const c0 = t.child ? cpuMicros(t.child.pid) : 0;
+      const g0 = t.child?.scavenges ?? 0;
       const w = await h2load(t.url, durationS);
       const c1 = t.child ? cpuMicros(t.child.pid) : 0;
       const cpu = t.child ? (c1 - c0) / w.done : null;
-      results[t.name].push({ ...w, cpu });
+      const gcPer1k =
+        allocMode && t.child?.scavenges !== undefined ? ((t.child.scavenges - g0) * 1000) / w.done : null;
+      results[t.name].push({ ...w, cpu, gcPer1k });
       process.stderr.write(
-        `rep${r} ${t.name}: ${w.rps.toFixed(0)} req/s, ${cpu === null ? '-' : cpu.toFixed(1)} us/req, failed ${w.failed + w.errored}\n`,
+        `rep${r} ${t.name}: ${w.rps.toFixed(0)} req/s, ${cpu === null ? '-' : cpu.toFixed(1)} us/req${gcPer1k === null ? '' : `, ${gcPer1k.toFixed(1)} scavenges/1k req`}, failed ${w.failed + w.errored}\n`,
       );
     }
   }
@@ -190,8 +207,8 @@ const baseRps = med(results[base].map((x) => x.rps));
 const lines = [
   `h2load -c${clients} -m${streams}, ${durationS} s x ${reps} reps (interleaved), medians; ratio = req/s vs ${base}`,
   '',
-  `| target | req/s | x ${base} | proxy CPU us/req | mean ms | failed |`,
-  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  `| target | req/s | x ${base} | proxy CPU us/req | mean ms | failed |${allocMode ? ' scavenges / 1k req |' : ''}`,
+  `| --- | ---: | ---: | ---: | ---: | ---: |${allocMode ? ' ---: |' : ''}`,
 ];
 const summary = {};
 for (const t of targets) {
@@ -199,9 +216,10 @@ for (const t of targets) {
   const rps = med(xs.map((x) => x.rps));
   const cpu = med(xs.map((x) => x.cpu));
   const failed = xs.reduce((a, x) => a + x.failed + x.errored, 0);
-  summary[t.name] = { rps, ratio: rps / baseRps, cpuUsPerReq: cpu, failed, reps: xs };
+  const gc = med(xs.map((x) => x.gcPer1k));
+  summary[t.name] = { rps, ratio: rps / baseRps, cpuUsPerReq: cpu, scavengesPer1k: gc, failed, reps: xs };
   lines.push(
-    `| ${t.name} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)} | ${cpu === null ? '-' : cpu.toFixed(1)} | ${med(xs.map((x) => x.meanMs))?.toFixed(2) ?? '-'} | ${failed} |`,
+    `| ${t.name} | ${rps.toFixed(0)} | ${(rps / baseRps).toFixed(2)} | ${cpu === null ? '-' : cpu.toFixed(1)} | ${med(xs.map((x) => x.meanMs))?.toFixed(2) ?? '-'} | ${failed} |${allocMode ? ` ${gc === null ? '-' : gc.toFixed(1)} |` : ''}`,
   );
 }
 const md = lines.join('\n');
@@ -210,7 +228,7 @@ const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
 writeFileSync(
   join(ROOT, `bench/results/h2-${stamp}.json`),
-  JSON.stringify({ clients, streams, durationS, reps, base, summary }, null, 2),
+  JSON.stringify({ clients, streams, durationS, reps, base, allocMode, summary }, null, 2),
 );
 writeFileSync(join(ROOT, `bench/results/h2-${stamp}.md`), `${md}\n`);
 process.exit(0);

@@ -4,7 +4,8 @@
  * are module-level functions, so the hot path allocates no closures).
  */
 import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { constants as h2constants, type Http2ServerRequest } from 'node:http2';
+import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
+import { Duplex, PassThrough, type Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import {
@@ -35,7 +36,7 @@ import {
 } from './grpc.js';
 import { GRPC_CODE_LABELS, GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE, grpcCodeIndex } from './grpc-status.js';
 import type { ListenerPlan, RouteRuntime } from './plan.js';
-import { replyError, type ProxyErrorCode } from './reply.js';
+import { replyError, replyErrorH2, type ProxyErrorCode } from './reply.js';
 import { rawHeader } from '../core/raw-headers.js';
 
 /** What an exchange needs from the listener that owns it. */
@@ -47,18 +48,39 @@ export interface ExchangeHost {
   uploadTooSlow(ex: Exchange): boolean;
 }
 
-export type ClientRequest = IncomingMessage | Http2ServerRequest;
-
 /** Node's response classes with a back-reference to the exchange, set via the servers' options. */
 export class ProxyResponse extends ServerResponse {
   exchange: Exchange | null = null;
 }
 
 /**
- * HTTP/2 compat responses offer the same methods the exchange uses; h2 listeners hand them over typed
- * as this class (see listener.ts), so one exchange serves both protocols.
+ * An HTTP/2 client stream, served through node:http2's stream API rather than the compat layer's
+ * request/response pair (two stream objects, ~10 listeners and a header copy per stream): the exchange
+ * writes `respond`/`write`/`end`/`sendTrailers`/`close` itself and finds itself through this property.
  */
-export type ClientResponse = ProxyResponse;
+export const kExchange = Symbol('faultline.exchange');
+export type ClientStream = ServerHttp2Stream & { [kExchange]?: Exchange };
+
+/**
+ * Upload accounting for a request whose body is read before forwarding or checked against a minimum
+ * rate: HTTP/1.1 keeps it on its request object (listener.ts), HTTP/2 on the exchange.
+ */
+export interface UploadState {
+  bodyBytes: number;
+  /** Start of the current rate window (performance.now() ms; 0: the request's start) and bytes then. */
+  rateMarkMs: number;
+  rateMarkBytes: number;
+  /** While the body is read before forwarding: the exchange waiting for it, and the chunks so far. */
+  pending: Exchange | null;
+  chunks: Buffer[] | null;
+  uploadTimer: NodeJS.Timeout | null;
+}
+
+/** The per-connection admission counter of an HTTP/2 client connection (listener.ts, ConnShare). */
+export interface StreamShare {
+  inFlight: number;
+  readonly queue: Exchange[];
+}
 
 /** Reused for every forward: the headers builder fills it synchronously. */
 const forwardCtx: ForwardContext = {
@@ -74,15 +96,32 @@ const forwardCtx: ForwardContext = {
  * One request at a proxy listener. It is, at once, the undici handler of its upstream leg, the engine's
  * assignment slot and view of the request, and the FaultTarget faults act on.
  */
-export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, RequestView {
+export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, RequestView, UploadState {
   readonly host: ExchangeHost;
   readonly plan: ListenerPlan;
   readonly route: RouteRuntime;
-  readonly req: ClientRequest;
-  readonly res: ClientResponse;
+  /** HTTP/1.1 (also over TLS): Node's request and response; null for HTTP/2. */
+  readonly req: IncomingMessage | null;
+  readonly res: ProxyResponse | null;
+  /** HTTP/2: the client's stream; null for HTTP/1.1. */
+  readonly stream: ClientStream | null;
+  readonly method: string;
+  /** The request target in origin-form. */
+  readonly path: string;
+  readonly rawHeaders: readonly string[];
   readonly startMs: number;
   readonly isH2: boolean;
   isGrpc: boolean;
+  /** HTTP/2: the client connection's share counter, while this request counts against it. */
+  share: StreamShare | null = null;
+
+  // UploadState of an HTTP/2 request (HTTP/1.1 keeps it on its request object).
+  bodyBytes = 0;
+  rateMarkMs = 0;
+  rateMarkBytes = 0;
+  pending: Exchange | null = null;
+  chunks: Buffer[] | null = null;
+  uploadTimer: NodeJS.Timeout | null = null;
 
   controller: Dispatcher.DispatchController | null = null;
   done = false;
@@ -128,62 +167,83 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   private heldChunks: Buffer[] | null = null;
   private trailers: IncomingHttpHeaders | null = null;
   private heldEnd = false;
+  /** HTTP/2: the response was sent with waitForTrailers (trailers may follow the body). */
+  private h2Trailers = false;
 
+  /** `req`/`res` for HTTP/1.1, or `stream` for HTTP/2 (the other pair null). */
   constructor(
     host: ExchangeHost,
     plan: ListenerPlan,
     route: RouteRuntime,
-    req: ClientRequest,
-    res: ClientResponse,
-    isH2: boolean,
+    req: IncomingMessage | null,
+    res: ProxyResponse | null,
+    stream: ClientStream | null,
+    method: string,
+    path: string,
+    rawHeaders: readonly string[],
   ) {
     this.host = host;
     this.plan = plan;
     this.route = route;
     this.req = req;
     this.res = res;
-    this.isH2 = isH2;
+    this.stream = stream;
+    this.method = method;
+    this.path = path;
+    this.rawHeaders = rawHeaders;
+    this.isH2 = stream !== null;
     this.startMs = performance.now();
     this.isGrpc =
-      isH2 && (rawHeader(req.rawHeaders, 'content-type')?.startsWith('application/grpc') ?? false);
+      stream !== null && (rawHeader(rawHeaders, 'content-type')?.startsWith('application/grpc') ?? false);
   }
 
-  // ---- RequestView ------------------------------------------------------------------------------
-
-  get method(): string {
-    return this.req.method ?? '';
+  /** The response head is out (HTTP/1.1 or HTTP/2). */
+  get headersSent(): boolean {
+    return this.stream !== null ? this.stream.headersSent : (this.res as ProxyResponse).headersSent;
   }
 
-  get path(): string {
-    return this.req.url ?? '';
-  }
-
-  get rawHeaders(): readonly string[] {
-    return this.req.rawHeaders;
+  /** The request body has been received in full (or the client is gone). */
+  private get requestComplete(): boolean {
+    const s = this.stream;
+    return s !== null ? s.readableEnded || s.destroyed : (this.req as IncomingMessage).complete;
   }
 
   // ---- upstream leg -------------------------------------------------------------------------------
 
   forward(): void {
     if (this.done) return;
-    const req = this.req;
-    forwardCtx.clientIp = req.socket?.remoteAddress ?? '';
+    const stream = this.stream;
+    const toH1 = this.route.upstreamProtocol === 'http1';
+    forwardCtx.clientIp =
+      (stream !== null ? stream.session?.socket?.remoteAddress : this.req?.socket?.remoteAddress) ?? '';
     forwardCtx.proto = this.host.proto;
     forwardCtx.baggage = this.baggageOut;
-    forwardCtx.teTrailers = this.route.upstreamProtocol !== 'http1';
-    forwardCtx.joinCookies = this.isH2 && this.route.upstreamProtocol === 'http1';
-    const headers = buildUpstreamHeaders(req.rawHeaders, forwardCtx);
-    const hasBody = this.isH2 ? !(req as Http2ServerRequest).stream.endAfterHeaders : forwardCtx.hasBody;
+    forwardCtx.teTrailers = !toH1;
+    forwardCtx.joinCookies = stream !== null && toH1;
+    const headers = buildUpstreamHeaders(this.rawHeaders, forwardCtx);
+    const hasBody = stream !== null ? !stream.endAfterHeaders : forwardCtx.hasBody;
     this.hasBody = hasBody;
     // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
     // grpc-timeout, forwarded as is, bounds it instead.
     if (!this.isGrpc) this.startDeadline();
+    let body: Buffer | Readable | null = null;
+    if (hasBody)
+      body =
+        this.body ??
+        (stream === null
+          ? (this.req as IncomingMessage)
+          : // The HTTP/2 upstream only pipes and unpipes a body; undici destroys a body it failed to
+            // send, which on the client's own stream would reset it before a 502 could be answered
+            // (the compat request was a separate Readable), so undici gets a pipe of it.
+            toH1
+            ? stream.pipe(new PassThrough())
+            : stream);
     this.route.pool.dispatch(
       {
-        path: req.url as string,
-        method: req.method as Dispatcher.HttpMethod,
+        path: this.path,
+        method: this.method as Dispatcher.HttpMethod,
         headers,
-        body: hasBody ? (this.body ?? req) : null,
+        body,
         // The exchange's own deadline covers the pool queue and connect too (undici's starts later
         // and ticks in 500 ms steps for timeouts of a second and more).
         headersTimeout: 0,
@@ -209,6 +269,11 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.clearDeadline();
     this.status = statusCode;
     if (this.isGrpc) this.noteGrpcStatus(headers);
+    // HTTP/2: trailers can only follow a response sent with waitForTrailers; an HTTP/1.1 upstream
+    // sends none with a Content-Length (trailers need chunked coding), so that response ends with
+    // its last DATA frame instead of an extra empty one.
+    if (this.stream !== null)
+      this.h2Trailers = this.route.upstreamProtocol !== 'http1' || headers['content-length'] === undefined;
     headers = clientResponseHeaders(headers, this.injectedMark(), this.armMark(), this.isH2);
     const fault = this.injected ? (this.exp as ExperimentRuntime).fault : null;
     if (fault !== null && fault.onResponseStart !== undefined) {
@@ -238,16 +303,28 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   /** Writes one body chunk to the client, pausing the upstream on backpressure (FaultTarget). */
   writeResponseData(chunk: Buffer): void {
     if (this.done) return;
-    const res = this.res;
+    const controller = this.controller;
+    const stream = this.stream;
+    if (stream !== null) {
+      // HTTP/2: the stream's flow-control window is the client's own pace; pause at once.
+      if (!stream.write(chunk) && controller) {
+        controller.pause();
+        if (!this.drainHooked) {
+          this.drainHooked = true;
+          stream.on('drain', onClientStreamDrain);
+        }
+      }
+      return;
+    }
+    const res = this.res as ProxyResponse;
     // Pause the upstream only past RESPONSE_BUFFER_BYTES queued for the client, not at the socket's
     // 16 KiB high-water mark: each upstream read is up to 64 KiB, so pausing at the mark paused and
     // resumed once per chunk. Memory per response stays bounded by the limit plus one chunk.
-    const controller = this.controller;
-    if (!res.write(chunk) && (this.isH2 || res.writableLength > RESPONSE_BUFFER_BYTES) && controller) {
+    if (!res.write(chunk) && res.writableLength > RESPONSE_BUFFER_BYTES && controller) {
       controller.pause();
       if (!this.drainHooked) {
         this.drainHooked = true;
-        this.res.on('drain', onClientDrain);
+        res.on('drain', onClientDrain);
       }
     }
   }
@@ -281,20 +358,27 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
       this.failGrpc(code, err);
       return;
     }
-    if (!this.res.headersSent) {
+    if (!this.headersSent) {
       this.heldChunks = null;
-      this.status = replyError(this.res as ServerResponse, code, this.marks());
+      this.status = this.replyErr(code);
       this.finish(this.status === 504 ? OUTCOME_TIMEOUT : OUTCOME_ERROR);
     } else {
       // Headers are out: the only honest signal left is a broken connection, never a short body
       // that looks complete.
       this.finish(OUTCOME_RESET);
-      this.res.destroy(err);
+      if (this.stream !== null) closeStream(this.stream, h2constants.NGHTTP2_INTERNAL_ERROR);
+      else (this.res as ProxyResponse).destroy(err);
     }
   }
 
+  /** Faultline's own error reply with the experiment's marks; the status sent (0: connection broken). */
+  private replyErr(code: ProxyErrorCode): number {
+    return this.stream !== null
+      ? replyErrorH2(this.stream, code, this.marks())
+      : replyError(this.res as ProxyResponse, code, this.marks());
+  }
+
   private writeHead(status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    const res = this.res as ServerResponse;
     if (this.grpcStatus >= 0 && this.isGrpc) {
       // grpc-status in the response HEADERS: a trailers-only response, which must stay one HEADERS
       // frame with END_STREAM (gRPC clients read a status only from there or from trailers).
@@ -302,6 +386,24 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
       this.finish(this.outcomeOfStatus());
       return;
     }
+    const stream = this.stream;
+    if (stream !== null) {
+      if (stream.destroyed) return; // the stream's close event finishes the exchange
+      try {
+        // The headers object is already a fresh copy (clientResponseHeaders): :status goes into it.
+        (headers as Record<string, unknown>)[':status'] = status;
+        stream.respond(headers, this.h2Trailers ? waitForTrailers : noWait);
+      } catch {
+        // A header node:http2 refuses (a connection-specific field, an invalid value): nothing was
+        // sent; answer, finish, and only then abort the upstream leg.
+        this.countUpstreamError('upstream_protocol');
+        this.status = replyErrorH2(stream, 'upstream_protocol', this.marks());
+        this.finish(OUTCOME_ERROR);
+        this.controller?.abort(invalidResponseError);
+      }
+      return;
+    }
+    const res = this.res as ServerResponse;
     try {
       if (statusMessage && !this.isH2) res.writeHead(status, statusMessage, headers);
       else res.writeHead(status, headers as Record<string, string | string[]>);
@@ -320,12 +422,29 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   /** Ends the response with the upstream's trailers (FaultTarget). */
   endResponse(): void {
     if (this.done) return;
-    const res = this.res;
     const trailers = this.trailers ?? noTrailers;
     if (this.isGrpc) this.noteGrpcStatus(trailers);
-    if (hasAnyKey(trailers)) res.addTrailers(trailers as Record<string, string>);
-    res.end();
+    const stream = this.stream;
+    if (stream !== null) {
+      // With trailers to send, 'wantTrailers' sends them after the last DATA frame; without a
+      // listener node:http2 ends the stream with an empty DATA frame itself.
+      if (this.h2Trailers && hasAnyKey(trailers)) stream.on('wantTrailers', onWantTrailers);
+      if (!stream.writableEnded) stream.end();
+    } else {
+      const res = this.res as ProxyResponse;
+      if (hasAnyKey(trailers)) res.addTrailers(trailers as Record<string, string>);
+      res.end();
+    }
     this.finish(this.outcomeOfStatus());
+  }
+
+  /** 'wantTrailers' on the client stream: the upstream's trailers (a refused field resets the stream). */
+  sendTrailers(stream: ClientStream): void {
+    try {
+      stream.sendTrailers((this.trailers ?? noTrailers) as Record<string, string>);
+    } catch {
+      closeStream(stream, h2constants.NGHTTP2_INTERNAL_ERROR);
+    }
   }
 
   private noteGrpcStatus(headers: IncomingHttpHeaders): void {
@@ -368,7 +487,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.heldChunks = null;
     if (this.done || headers === null || chunks === null) return;
     this.writeHead(this.heldStatus, headers);
-    for (const c of chunks) this.res.write(c);
+    if (this.done) return;
+    const out = this.stream ?? (this.res as ProxyResponse);
+    for (const c of chunks) out.write(c);
     if (this.heldEnd) this.endResponse();
     else this.controller?.resume();
   }
@@ -390,14 +511,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
    */
   breakResponse(): void {
     if (this.done) return;
-    if (!this.res.headersSent) return this.reset(OUTCOME_RESET);
+    if (!this.headersSent) return this.reset(OUTCOME_RESET);
     this.finish(OUTCOME_RESET);
-    if (this.isH2) {
-      const stream = (this.req as Http2ServerRequest).stream;
-      if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
-    } else {
-      (this.req as IncomingMessage).socket.end();
-    }
+    if (this.stream !== null) closeStream(this.stream, h2constants.NGHTTP2_INTERNAL_ERROR);
+    else (this.req as IncomingMessage).socket.end();
     this.controller?.abort(brokenResponseError);
   }
 
@@ -407,7 +524,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
    */
   callerDeadlineMs(): number {
     const grpc = this.grpcDeadlineMs();
-    const envoy = rawHeader(this.req.rawHeaders, 'x-envoy-expected-rq-timeout-ms');
+    const envoy = rawHeader(this.rawHeaders, 'x-envoy-expected-rq-timeout-ms');
     if (envoy === undefined) return grpc;
     const n = Number(envoy);
     if (!Number.isInteger(n) || n <= 0) return grpc;
@@ -418,12 +535,22 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   /** Answers with an injected HTTP response (FaultTarget). */
   reply(status: number, headers: Readonly<Record<string, string>>, body: string): void {
     if (this.done) return;
-    const res = this.res as ServerResponse;
     const out: Record<string, string | number> = { ...headers, 'content-length': Buffer.byteLength(body) };
     this.addMarks(out);
     this.status = status;
-    res.writeHead(status, out);
-    res.end(body);
+    const stream = this.stream;
+    if (stream !== null) {
+      if (!stream.destroyed) {
+        out[':status'] = status;
+        stream.respond(out);
+        // respond() already ended a HEAD (or 204/304) response: no body may follow.
+        if (!stream.writableEnded) stream.end(body);
+      }
+    } else {
+      const res = this.res as ProxyResponse;
+      res.writeHead(status, out);
+      res.end(body);
+    }
     this.finish(this.outcomeOfStatus());
   }
 
@@ -447,7 +574,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
    * to end the stream, which gRPC clients read as metadata followed by a missing status.
    */
   private respondTrailersOnly(status: number, headers: IncomingHttpHeaders | Record<string, string>): void {
-    const stream = (this.req as Http2ServerRequest).stream;
+    const stream = this.stream as ClientStream;
     try {
       if (!stream.destroyed && !stream.headersSent)
         stream.respond({ ...headers, ':status': status }, { endStream: true });
@@ -465,15 +592,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   private failGrpc(code: ProxyErrorCode, err: Error): void {
     const rst = (err as { rstCode?: number }).rstCode ?? -1;
     const refused = rst === h2constants.NGHTTP2_REFUSED_STREAM;
-    if (this.res.headersSent || (rst >= 0 && !refused)) {
+    if (this.headersSent || (rst >= 0 && !refused)) {
       this.finish(OUTCOME_RESET);
-      const stream = (this.req as Http2ServerRequest).stream;
-      if (!stream.destroyed)
-        stream.close(
-          rst === h2constants.NGHTTP2_CANCEL
-            ? h2constants.NGHTTP2_CANCEL
-            : h2constants.NGHTTP2_INTERNAL_ERROR,
-        );
+      closeStream(
+        this.stream as ClientStream,
+        rst === h2constants.NGHTTP2_CANCEL ? h2constants.NGHTTP2_CANCEL : h2constants.NGHTTP2_INTERNAL_ERROR,
+      );
       return;
     }
     const grpc = code === 'upstream_timeout' ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE;
@@ -497,8 +621,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   reset(outcome: Outcome): void {
     if (this.done) return;
     this.finish(outcome);
-    if (this.isH2) {
-      (this.req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_CANCEL);
+    if (this.stream !== null) {
+      this.stream.close(h2constants.NGHTTP2_CANCEL);
       return;
     }
     const socket = (this.req as IncomingMessage).socket;
@@ -520,14 +644,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     // A client still sending its body to an upstream that keeps taking it (a slow upload): the upstream
     // cannot answer before it has the body, so the deadline moves on by one period. An upstream that
     // stopped reading (the body is paused by backpressure) times out as usual.
-    if (this.hasBody && !this.req.complete && this.req.readableFlowing !== false) {
+    const body = this.stream ?? (this.req as IncomingMessage);
+    if (this.hasBody && !this.requestComplete && body.readableFlowing !== false) {
       // ...as long as it keeps the listener's minimum upload rate and request timeout.
       if (this.host.uploadTooSlow(this)) this.rejectSlowUpload();
       else this.startDeadline();
       return;
     }
     this.countUpstreamError('upstream_timeout');
-    this.status = replyError(this.res as ServerResponse, 'upstream_timeout', this.marks());
+    this.status = this.replyErr('upstream_timeout');
     this.finish(OUTCOME_TIMEOUT);
     this.controller?.abort(upstreamDeadlineError);
   }
@@ -538,13 +663,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
    */
   rejectSlowUpload(): void {
     if (this.done) return;
-    const res = this.res as ServerResponse;
-    if (!this.isH2) res.shouldKeepAlive = false;
-    this.status = replyError(res, 'request_timeout', this.marks());
+    if (this.res !== null) this.res.shouldKeepAlive = false;
+    this.status = this.replyErr('request_timeout');
     this.finish(OUTCOME_CLIENT_ABORT);
     this.controller?.abort(slowUploadError);
     // HTTP/2: RST_STREAM NO_ERROR once the 408 is out (RFC 9113 §8.1), so the client stops sending.
-    if (this.isH2) (this.req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_NO_ERROR);
+    if (this.stream !== null) closeStream(this.stream, h2constants.NGHTTP2_NO_ERROR);
   }
 
   private clearDeadline(): void {
@@ -579,7 +703,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   /** Milliseconds left of the caller's gRPC deadline (grpc-timeout), or -1 when none. */
   grpcDeadlineMs(): number {
     if (!this.isGrpc) return -1;
-    const ms = grpcTimeoutMs(rawHeader(this.req.rawHeaders, 'grpc-timeout'));
+    const ms = grpcTimeoutMs(rawHeader(this.rawHeaders, 'grpc-timeout'));
     return ms < 0 ? -1 : Math.max(0, ms - (performance.now() - this.startMs));
   }
 
@@ -630,7 +754,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.statusClass = statusClass;
     const grpcCode = grpcCodeIndex(this.isGrpc, this.grpcStatus);
     this.grpcCode = grpcCode;
-    const method = methodIndex(this.req.method);
+    const method = methodIndex(this.method);
     const idx = (method * STATUS_CLASSES.length + statusClass) * GRPC_CODE_LABELS.length + grpcCode;
     let counter = route.requestCounters[idx];
     if (counter === undefined) {
@@ -673,13 +797,48 @@ function onUpstreamDeadline(ex: Exchange): void {
   ex.upstreamDeadlinePassed();
 }
 
-function onClientDrain(this: ClientResponse): void {
+function onClientDrain(this: ProxyResponse): void {
   this.exchange?.clientDrained();
 }
 
 /** `close` on the client response: module-level, the exchange is found through the response. */
-export function onClientResponseClose(this: ClientResponse): void {
+export function onClientResponseClose(this: ProxyResponse): void {
   this.exchange?.clientClosed();
+}
+
+function onClientStreamDrain(this: ClientStream): void {
+  this[kExchange]?.clientDrained();
+}
+
+/** `close` on an HTTP/2 client stream (end, RST_STREAM either way, session gone). */
+export function onClientStreamClose(this: ClientStream): void {
+  this[kExchange]?.clientClosed();
+}
+
+function onWantTrailers(this: ClientStream): void {
+  this[kExchange]?.sendTrailers(this);
+}
+
+/** RST_STREAM with `code` unless the stream is already gone. */
+function closeStream(stream: ServerHttp2Stream, code: number): void {
+  if (!stream.destroyed) stream.close(code);
+}
+
+/** respond() options, shared: node:http2 reads them and keeps no reference. */
+const waitForTrailers = { waitForTrailers: true };
+const noWait = {};
+
+/**
+ * Counts the body bytes of an HTTP/2 request for the upload-rate checks: node:http2 pushes every
+ * DATA frame through `push`, and a stream has no per-stream byte count of its own. Installed as an
+ * own property only on streams that carry a body (the compat layer did this in its request class).
+ */
+export function pushCounted(this: ClientStream, chunk: unknown, encoding?: BufferEncoding): boolean {
+  if (chunk !== null) {
+    const ex = this[kExchange];
+    if (ex !== undefined) ex.bodyBytes += (chunk as Buffer).length;
+  }
+  return Duplex.prototype.push.call(this, chunk, encoding);
 }
 
 function classifyUpstreamError(err: Error): ProxyErrorCode {

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import http, { IncomingMessage } from 'node:http';
 import http2, {
   constants as h2constants,
-  Http2ServerRequest,
+  type IncomingHttpHeaders as H2Headers,
   type Http2Session,
   type ServerHttp2Stream,
 } from 'node:http2';
@@ -25,34 +25,27 @@ import type { Engine } from '../engine/engine.js';
 import { ErrorRateWindow } from '../killswitch/guards.js';
 import { log, LogLimiter } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { Exchange, ProxyResponse, onClientResponseClose, type ExchangeHost } from './exchange.js';
+import {
+  Exchange,
+  ProxyResponse,
+  kExchange,
+  onClientResponseClose,
+  onClientStreamClose,
+  pushCounted,
+  type ClientStream,
+  type ExchangeHost,
+  type StreamShare,
+  type UploadState,
+} from './exchange.js';
 import { matchRoute, type ListenerPlan } from './plan.js';
 import { rawHeader } from '../core/raw-headers.js';
-import { replyError } from './reply.js';
-
-/** HTTP/2 compat responses that carry the exchange back-reference like ProxyResponse. */
-class ProxyH2Response extends http2.Http2ServerResponse {
-  exchange: Exchange | null = null;
-  /** The client connection's share counter, while this request counts against it. */
-  share: ConnShare | null = null;
-}
+import { replyError, replyErrorH2 } from './reply.js';
 
 /**
- * Upload accounting on Node's own request classes (set through the servers' options), so the rate of a
- * body is known without a per-request listener or side table: the parser (HTTP/1.1) and the HTTP/2
- * compat layer push every body chunk through `push`.
+ * Upload accounting on Node's HTTP/1.1 request class (set through the servers' options), so the rate
+ * of a body is known without a per-request listener or side table: the parser pushes every body chunk
+ * through `push`. HTTP/2 requests keep the same state on their exchange (see pushCounted).
  */
-interface UploadState {
-  bodyBytes: number;
-  /** Start of the current rate window (performance.now() ms; 0: the request's start) and bytes then. */
-  rateMarkMs: number;
-  rateMarkBytes: number;
-  /** While the body is read before forwarding: the exchange waiting for it, and the chunks so far. */
-  pending: Exchange | null;
-  chunks: Buffer[] | null;
-  uploadTimer: NodeJS.Timeout | null;
-}
-
 class ProxyRequest extends IncomingMessage implements UploadState {
   bodyBytes = 0;
   rateMarkMs = 0;
@@ -67,21 +60,8 @@ class ProxyRequest extends IncomingMessage implements UploadState {
   }
 }
 
-class ProxyH2Request extends Http2ServerRequest implements UploadState {
-  bodyBytes = 0;
-  rateMarkMs = 0;
-  rateMarkBytes = 0;
-  pending: Exchange | null = null;
-  chunks: Buffer[] | null = null;
-  uploadTimer: NodeJS.Timeout | null = null;
-
-  override push(chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (chunk !== null) this.bodyBytes += (chunk as Buffer).length;
-    return super.push(chunk, encoding);
-  }
-}
-
-type UploadingRequest = (IncomingMessage | Http2ServerRequest) & UploadState;
+/** What a body is read from before forwarding: an HTTP/1.1 request (its own state) or an HTTP/2 stream. */
+type BodySource = ProxyRequest | ClientStream;
 
 /**
  * Requests one HTTP/2 client connection has forwarded and not finished. Why a per-connection cap on top
@@ -95,7 +75,7 @@ type UploadingRequest = (IncomingMessage | Http2ServerRequest) & UploadState;
  * REFUSED_STREAM. Many connections are bounded by `max_connections`; stalled streams by the idle,
  * request and upload-rate timeouts.
  */
-class ConnShare {
+class ConnShare implements StreamShare {
   inFlight = 0;
   readonly queue: Exchange[] = [];
   constructor(readonly listener: Listener) {}
@@ -129,11 +109,6 @@ const MAX_HEADER_LINES = 1000;
 /** How often a request body being read before forwarding is checked against the rate and timeout. */
 const UPLOAD_CHECK_MS = 1000;
 
-/** How the protocol of a request is known: fixed by the server that accepted it, or by ALPN (tls). */
-const H2_NEVER = 0;
-const H2_ALWAYS = 1;
-const H2_BY_ALPN = 2;
-
 /** http.Server, Http2Server and Http2SecureServer are all net.Servers underneath. */
 type AnyServer = NetServer;
 
@@ -153,7 +128,6 @@ export class Listener implements ExchangeHost {
   limits: ListenerLimits;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
-  private readonly h2Mode: number;
   private readonly listenerCount: number;
   /** Refused connections and accept errors come in storms: logged a few per interval, all counted. */
   private readonly refusedLog = new LogLimiter();
@@ -166,7 +140,6 @@ export class Listener implements ExchangeHost {
     this.metrics = metrics;
     this.engine = engine;
     this.proto = spec.protocol === 'tls' ? 'https' : 'http';
-    this.h2Mode = spec.protocol === 'http1' ? H2_NEVER : spec.protocol === 'h2c' ? H2_ALWAYS : H2_BY_ALPN;
     this.listenerCount = listenerCount;
     this.limits = limitsOf(spec, listenerCount);
     this.guard = guardFor(spec);
@@ -178,12 +151,19 @@ export class Listener implements ExchangeHost {
   }
 
   private createServer(): AnyServer {
-    const onRequest = (req: IncomingMessage | Http2ServerRequest, res: ProxyResponse) => {
+    const onRequest = (req: IncomingMessage, res: ProxyResponse) => {
       // One request must never take the process down: whatever it throws is answered and counted here.
       try {
         this.onRequest(req, res);
       } catch (err) {
         this.requestFailed(req, res, err);
+      }
+    };
+    const onStream = (stream: ClientStream, headers: H2Headers, _flags: number, rawHeaders: string[]) => {
+      try {
+        this.onStream(stream, headers, rawHeaders);
+      } catch (err) {
+        this.streamFailed(stream, err);
       }
     };
     const spec = this.spec;
@@ -211,8 +191,6 @@ export class Listener implements ExchangeHost {
       return server as unknown as AnyServer;
     }
     const h2Options = {
-      Http2ServerRequest: ProxyH2Request as typeof Http2ServerRequest,
-      Http2ServerResponse: ProxyH2Response,
       maxSessionMemory: 64,
       // The header list may be larger than the 16 KiB head limit so that an oversized head gets a 431
       // (onRequest measures it) rather than a bare stream reset.
@@ -221,21 +199,25 @@ export class Listener implements ExchangeHost {
         maxConcurrentStreams: limits.maxConcurrentStreams,
       },
     };
+    // HTTP/2 streams are served from 'stream' (the stream API), never through the compat layer's
+    // Http2ServerRequest/Http2ServerResponse pair (see ClientStream in exchange.ts).
     const server =
       spec.protocol === 'h2c'
-        ? http2.createServer(h2Options, onRequest as never)
-        : http2.createSecureServer(
-            {
-              ...h2Options,
-              allowHTTP1: true,
-              Http1IncomingMessage: ProxyRequest as typeof IncomingMessage,
-              Http1ServerResponse: ProxyResponse,
-              cert: readFileSync(spec.tls?.cert as string),
-              key: readFileSync(spec.tls?.key as string),
-            } as http2.SecureServerOptions,
-            onRequest as never,
-          );
+        ? http2.createServer(h2Options)
+        : http2.createSecureServer({
+            ...h2Options,
+            allowHTTP1: true,
+            Http1IncomingMessage: ProxyRequest as typeof IncomingMessage,
+            Http1ServerResponse: ProxyResponse,
+            cert: readFileSync(spec.tls?.cert as string),
+            key: readFileSync(spec.tls?.key as string),
+          } as http2.SecureServerOptions);
+    server.on('stream', onStream as never);
     if (spec.protocol === 'tls') {
+      // HTTP/1.1 over TLS arrives as 'request'. Node wires its compat layer to 'stream' as soon as a
+      // 'request' listener is added; that handler is removed again, so h2 streams get only onStream.
+      server.on('request', onRequest as never);
+      for (const l of server.listeners('stream')) if (l !== onStream) server.off('stream', l as never);
       // HTTP/1.1 over TLS goes through Node's http1 code, which reads these from the server.
       const h1 = server as unknown as http.Server;
       h1.maxHeadersCount = MAX_HEADER_LINES + 1;
@@ -293,32 +275,19 @@ export class Listener implements ExchangeHost {
     );
   }
 
-  private onRequest(req: IncomingMessage | Http2ServerRequest, res: ProxyResponse): void {
+  /** An HTTP/1.1 request (http1 listeners, and tls listeners whose client chose http/1.1 by ALPN). */
+  private onRequest(req: IncomingMessage, res: ProxyResponse): void {
     const plan = this.plan;
     req.on('error', ignore);
     // The protocol is the accepting server's (ALPN on tls), never the request line's version: an
     // "HTTP/2.0" request line on an http1 port is an HTTP/1 message with a bad version.
-    const isH2 =
-      this.h2Mode === H2_ALWAYS ||
-      (this.h2Mode === H2_BY_ALPN && (req as Http2ServerRequest).stream !== undefined);
-    if (isH2) {
-      const stream = (req as Http2ServerRequest).stream;
-      stream.setTimeout(this.limits.streamIdleTimeoutMs);
-      stream.on('timeout', onStreamIdle);
-      if (headBytes(req.rawHeaders) > MAX_HEADER_BYTES) {
-        this.reject(res, 'header_too_large');
-        return;
-      }
-    } else {
-      const r = req as IncomingMessage;
-      if (r.httpVersionMajor !== 1 || r.httpVersionMinor > 1) {
-        this.reject(res, 'http_version');
-        return;
-      }
-      if (r.rawHeaders.length > 2 * MAX_HEADER_LINES) {
-        this.reject(res, 'header_too_large');
-        return;
-      }
+    if (req.httpVersionMajor !== 1 || req.httpVersionMinor > 1) {
+      this.reject(res, 'http_version');
+      return;
+    }
+    if (req.rawHeaders.length > 2 * MAX_HEADER_LINES) {
+      this.reject(res, 'header_too_large');
+      return;
     }
     let url = req.url;
     if (typeof url !== 'string' || url.charCodeAt(0) !== 47 /* '/' */) {
@@ -330,38 +299,99 @@ export class Listener implements ExchangeHost {
       }
       url = req.url = originForm;
     }
-    const host = plan.hostRouting ? rawHeader(req.rawHeaders, isH2 ? ':authority' : 'host') : undefined;
+    const host = plan.hostRouting ? rawHeader(req.rawHeaders, 'host') : undefined;
     const route = matchRoute(plan, url, host);
     if (route === null) {
       replyError(res, 'no_route');
       return;
     }
-    if (this.draining && !isH2) res.shouldKeepAlive = false;
-    const ex = new Exchange(this, plan, route, req, res, isH2);
+    if (this.draining) res.shouldKeepAlive = false;
+    const ex = new Exchange(this, plan, route, req, res, null, req.method ?? '', url, req.rawHeaders);
     res.exchange = ex;
     res.on('close', onClientResponseClose);
     this.inFlight++;
-    // A small body is read in full before an upstream connection is taken, so a client that uploads
-    // slowly holds only its own socket, never a pool slot (nginx's request buffering, in memory).
-    // gRPC streams are never buffered; GET and HEAD rarely carry a body and are not even looked at.
-    const method = req.method;
-    if (this.limits.bodyBufferBytes > 0 && !ex.isGrpc && method !== 'GET' && method !== 'HEAD') {
-      const length = rawHeader(req.rawHeaders, 'content-length');
-      if (length !== undefined) {
-        const n = Number(length);
-        if (n > 0 && n <= this.limits.bodyBufferBytes && !req.complete) {
-          bufferBody(req as UploadingRequest, ex);
-          return;
-        }
-      }
+    if (this.shouldBuffer(ex, req.rawHeaders) && !req.complete) {
+      bufferBody(req as ProxyRequest, req as ProxyRequest, ex);
+      return;
     }
     this.admit(ex);
   }
 
+  /**
+   * An HTTP/2 stream (h2c listeners, and tls listeners whose client chose h2). The stream API with the
+   * header list Node already built: no compat request/response objects, listeners or header copies.
+   */
+  private onStream(stream: ClientStream, headers: H2Headers, rawHeaders: string[]): void {
+    const plan = this.plan;
+    // Stream errors surface as 'close' with an rstCode; the exchange reads that, nothing else listens.
+    stream.on('error', ignore);
+    stream.setTimeout(this.limits.streamIdleTimeoutMs);
+    stream.on('timeout', onStreamIdle);
+    if (headBytes(rawHeaders) > MAX_HEADER_BYTES) {
+      this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'header_too_large' });
+      replyErrorH2(stream, 'header_too_large');
+      return;
+    }
+    const expect = headers['expect'];
+    if (expect !== undefined) {
+      // What Node's compat layer did: 100 for 100-continue, 417 for any other expectation.
+      if (expect.toLowerCase() !== '100-continue') {
+        stream.respond({ ':status': 417 });
+        stream.end();
+        return;
+      }
+      stream.additionalHeaders({ ':status': 100 });
+    }
+    let url = headers[':path'];
+    if (typeof url !== 'string' || url.charCodeAt(0) !== 47 /* '/' */) {
+      const originForm = originFormOf(url);
+      if (originForm === null) {
+        this.metrics.clientErrors.inc({ listener: this.spec.name, kind: 'bad_target' });
+        replyErrorH2(stream, 'bad_request');
+        return;
+      }
+      url = originForm;
+    }
+    const route = matchRoute(plan, url, plan.hostRouting ? headers[':authority'] : undefined);
+    if (route === null) {
+      replyErrorH2(stream, 'no_route');
+      return;
+    }
+    const method = headers[':method'] as string;
+    const ex = new Exchange(this, plan, route, null, null, stream, method, url, rawHeaders);
+    stream[kExchange] = ex;
+    stream.on('close', onClientStreamClose);
+    this.inFlight++;
+    if (stream.endAfterHeaders) {
+      this.admit(ex);
+      return;
+    }
+    stream.push = pushCounted;
+    if (this.shouldBuffer(ex, rawHeaders) && !stream.readableEnded) {
+      bufferBody(stream, ex, ex);
+      return;
+    }
+    this.admit(ex);
+  }
+
+  /**
+   * A small body is read in full before an upstream connection is taken, so a client that uploads
+   * slowly holds only its own socket, never a pool slot (nginx's request buffering, in memory). gRPC
+   * streams are never buffered; GET and HEAD rarely carry a body and are not even looked at.
+   */
+  private shouldBuffer(ex: Exchange, rawHeaders: readonly string[]): boolean {
+    const method = ex.method;
+    if (this.limits.bodyBufferBytes === 0 || ex.isGrpc || method === 'GET' || method === 'HEAD') return false;
+    const length = rawHeader(rawHeaders, 'content-length');
+    if (length === undefined) return false;
+    const n = Number(length);
+    return n > 0 && n <= this.limits.bodyBufferBytes;
+  }
+
   /** HTTP/2: within the connection's share (see ConnShare) dispatch now, else wait in its queue. */
   admit(ex: Exchange): void {
-    if (ex.isH2) {
-      const session = (ex.req as Http2ServerRequest).stream.session as SharedSession | undefined;
+    if (ex.stream !== null) {
+      const session = ex.stream.session as SharedSession | undefined;
       const share = session?.[kShare];
       if (share !== undefined) {
         if (share.inFlight >= this.limits.maxInflightPerConnection) {
@@ -369,7 +399,7 @@ export class Listener implements ExchangeHost {
           return;
         }
         share.inFlight++;
-        (ex.res as unknown as ProxyH2Response).share = share;
+        ex.share = share;
       }
     }
     this.dispatch(ex);
@@ -381,11 +411,11 @@ export class Listener implements ExchangeHost {
       const next = share.queue.shift() as Exchange;
       if (next.done) continue; // the client left while it waited
       share.inFlight++;
-      (next.res as unknown as ProxyH2Response).share = share;
+      next.share = share;
       try {
         this.dispatch(next);
       } catch (err) {
-        this.requestFailed(next.req, next.res, err);
+        this.exchangeFailed(next, err);
       }
     }
   }
@@ -395,7 +425,7 @@ export class Listener implements ExchangeHost {
     if (
       ex.route.experiments.length > 0 ||
       ex.plan.trustAssignment ||
-      rawHeader(ex.req.rawHeaders, 'baggage') !== undefined
+      rawHeader(ex.rawHeaders, 'baggage') !== undefined
     )
       this.engine.decide(ex.plan, ex.route.experiments, ex, ex);
     // Tracing off: this one comparison is all an untouched request pays.
@@ -418,25 +448,12 @@ export class Listener implements ExchangeHost {
    * Something threw while handling one request: a bug, but one request's. Count it, log a few, answer
    * 500 (or reset that request when its response is under way) and keep serving everyone else.
    */
-  requestFailed(req: IncomingMessage | Http2ServerRequest, res: ProxyResponse, err: unknown): void {
-    this.metrics.uncaughtErrors.inc({ kind: 'request' });
-    if (this.failedLog.allow())
-      log('error', 'request handler failed; answered 500', {
-        listener: this.spec.name,
-        error: (err as Error)?.stack ?? String(err),
-        suppressed: this.failedLog.takeSuppressed(),
-      });
+  requestFailed(_req: IncomingMessage, res: ProxyResponse, err: unknown): void {
+    this.countFailure(err);
     try {
-      const ex = res.exchange;
-      if (ex !== null && !ex.done) {
-        if (!res.headersSent) ex.status = 500;
-        ex.finish(OUTCOME_ERROR);
-        ex.controller?.abort(err as Error);
-      }
+      this.abandon(res.exchange, res.headersSent, err);
       if (res.headersSent) {
-        if ((req as Http2ServerRequest).stream !== undefined)
-          (req as Http2ServerRequest).stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
-        else res.destroy();
+        res.destroy();
         return;
       }
       res.shouldKeepAlive = false;
@@ -446,10 +463,43 @@ export class Listener implements ExchangeHost {
     }
   }
 
+  /** requestFailed for an HTTP/2 stream: 500, or RST_STREAM when the response is under way. */
+  streamFailed(stream: ClientStream, err: unknown): void {
+    this.countFailure(err);
+    try {
+      this.abandon(stream[kExchange] ?? null, stream.headersSent, err);
+      replyErrorH2(stream, 'internal');
+    } catch {
+      if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  exchangeFailed(ex: Exchange, err: unknown): void {
+    if (ex.stream !== null) this.streamFailed(ex.stream, err);
+    else this.requestFailed(ex.req as IncomingMessage, ex.res as ProxyResponse, err);
+  }
+
+  private countFailure(err: unknown): void {
+    this.metrics.uncaughtErrors.inc({ kind: 'request' });
+    if (this.failedLog.allow())
+      log('error', 'request handler failed; answered 500', {
+        listener: this.spec.name,
+        error: (err as Error)?.stack ?? String(err),
+        suppressed: this.failedLog.takeSuppressed(),
+      });
+  }
+
+  private abandon(ex: Exchange | null, headersSent: boolean, err: unknown): void {
+    if (ex === null || ex.done) return;
+    if (!headersSent) ex.status = 500;
+    ex.finish(OUTCOME_ERROR);
+    ex.controller?.abort(err as Error);
+  }
+
   /** The upload rate and request timeout, for a request still sending its body (see UploadState). */
   uploadTooSlow(ex: Exchange): boolean {
     const l = this.limits;
-    const req = ex.req as UploadingRequest;
+    const req: UploadState = ex.stream !== null ? ex : (ex.req as ProxyRequest);
     const now = performance.now();
     if (now - ex.startMs >= l.requestTimeoutMs) return this.slowUpload();
     if (l.minUploadBytesPerS === 0) return false;
@@ -482,14 +532,11 @@ export class Listener implements ExchangeHost {
 
   exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void {
     this.inFlight--;
-    if (ex.isH2) {
-      const res = ex.res as unknown as ProxyH2Response;
-      const share = res.share;
-      if (share !== null) {
-        res.share = null;
-        share.inFlight--;
-        if (share.queue.length > 0) this.admitQueued(share);
-      }
+    const share = ex.share;
+    if (share !== null) {
+      ex.share = null;
+      share.inFlight--;
+      if (share.queue.length > 0) this.admitQueued(share as ConnShare);
     }
     const exp = ex.exp;
     if (exp !== null) this.engine.record(ex, this.spec.name, outcome, ex.statusClass, ex.grpcCode, latencyMs);
@@ -504,8 +551,8 @@ export class Listener implements ExchangeHost {
       log('info', 'access', {
         listener: this.spec.name,
         route: ex.route.name,
-        method: ex.req.method,
-        path: ex.req.url,
+        method: ex.method,
+        path: ex.path,
         status: ex.status,
         ms: Math.round(latencyMs * 1000) / 1000,
         ...(exp !== null
@@ -514,7 +561,7 @@ export class Listener implements ExchangeHost {
         // Envoy's response flags (FI fault injected, DI delay injected) and its retry count, so log
         // pipelines built for Envoy classify injected responses and see retries of one request.
         ...(ex.injected && exp !== null ? { response_flags: exp.fault.responseFlag } : {}),
-        ...attemptOf(ex.req.rawHeaders),
+        ...attemptOf(ex.rawHeaders),
       });
     }
   }
@@ -664,22 +711,32 @@ function onSessionIdle(this: SharedSession): void {
   else this.setTimeout(share.listener.limits.sessionIdleTimeoutMs);
 }
 
-/** Reads the body before forwarding (see onRequest), checking the upload rate once a second. */
-function bufferBody(req: UploadingRequest, ex: Exchange): void {
-  req.pending = ex;
-  req.chunks = [];
-  req.on('data', onBufferData);
-  req.on('end', onBufferEnd);
-  req.uploadTimer = setTimeout(onUploadCheck, UPLOAD_CHECK_MS, req);
+/**
+ * Reads the body before forwarding (see shouldBuffer), checking the upload rate once a second. `src`
+ * is what the body is read from, `up` where its state is kept (the same object for HTTP/1.1, the
+ * exchange for HTTP/2: see uploadOf).
+ */
+function bufferBody(src: BodySource, up: UploadState, ex: Exchange): void {
+  up.pending = ex;
+  up.chunks = [];
+  src.on('data', onBufferData);
+  src.on('end', onBufferEnd);
+  up.uploadTimer = setTimeout(onUploadCheck, UPLOAD_CHECK_MS, src);
 }
 
-function onBufferData(this: UploadingRequest, chunk: Buffer): void {
-  this.chunks?.push(chunk);
+/** The upload state of a body source: an HTTP/2 stream's is its exchange. */
+function uploadOf(src: BodySource): UploadState {
+  return (src as ClientStream)[kExchange] ?? (src as ProxyRequest);
 }
 
-function onBufferEnd(this: UploadingRequest): void {
-  const ex = this.pending;
-  const chunks = this.chunks;
+function onBufferData(this: BodySource, chunk: Buffer): void {
+  uploadOf(this).chunks?.push(chunk);
+}
+
+function onBufferEnd(this: BodySource): void {
+  const up = uploadOf(this);
+  const ex = up.pending;
+  const chunks = up.chunks;
   stopBuffering(this);
   if (ex === null || chunks === null || ex.done) return;
   ex.body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
@@ -687,31 +744,33 @@ function onBufferEnd(this: UploadingRequest): void {
   try {
     listener.admit(ex);
   } catch (err) {
-    listener.requestFailed(ex.req, ex.res, err);
+    listener.exchangeFailed(ex, err);
   }
 }
 
-function onUploadCheck(req: UploadingRequest): void {
-  const ex = req.pending;
+function onUploadCheck(src: BodySource): void {
+  const up = uploadOf(src);
+  const ex = up.pending;
   if (ex === null || ex.done) {
-    stopBuffering(req);
+    stopBuffering(src);
     return;
   }
   if ((ex.host as Listener).uploadTooSlow(ex)) {
-    stopBuffering(req);
+    stopBuffering(src);
     ex.rejectSlowUpload();
     return;
   }
-  req.uploadTimer?.refresh();
+  up.uploadTimer?.refresh();
 }
 
-function stopBuffering(req: UploadingRequest): void {
-  if (req.uploadTimer !== null) clearTimeout(req.uploadTimer);
-  req.uploadTimer = null;
-  req.pending = null;
-  req.chunks = null;
-  req.off('data', onBufferData);
-  req.off('end', onBufferEnd);
+function stopBuffering(src: BodySource): void {
+  const up = uploadOf(src);
+  if (up.uploadTimer !== null) clearTimeout(up.uploadTimer);
+  up.uploadTimer = null;
+  up.pending = null;
+  up.chunks = null;
+  src.off('data', onBufferData);
+  src.off('end', onBufferEnd);
 }
 
 /** RFC 9112 §3.2.2: a server must accept absolute-form targets; forward them in origin-form. */

@@ -1,5 +1,6 @@
 /** Replies Faultline writes itself: errors (502/504/...) and injected responses. */
 import type { ServerResponse } from 'node:http';
+import { constants as h2constants, type ServerHttp2Stream } from 'node:http2';
 
 /** Stable codes sent in `x-faultline-error`, one per failure. */
 export type ProxyErrorCode =
@@ -53,5 +54,31 @@ export function replyError(
     'cache-control': 'no-store',
   });
   res.end(body);
+  return status;
+}
+
+/** replyError on an HTTP/2 stream (served without the compat layer): RST_STREAM once headers are out. */
+export function replyErrorH2(
+  stream: ServerHttp2Stream,
+  code: ProxyErrorCode,
+  marks: Readonly<Record<string, string>> | null = null,
+): number {
+  if (stream.headersSent) {
+    if (!stream.destroyed) stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    return 0;
+  }
+  const [status, body] = MESSAGES[code];
+  // A stream the client already reset cannot be answered; its close event ends the exchange.
+  if (stream.destroyed || stream.closed) return status;
+  stream.respond({
+    ...marks,
+    ':status': status,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-faultline-error': code,
+    'cache-control': 'no-store',
+  });
+  // respond() already ended a HEAD response: no body may follow.
+  if (!stream.writableEnded) stream.end(body);
   return status;
 }
