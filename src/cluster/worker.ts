@@ -15,6 +15,7 @@ import { ExperimentTable, type OutcomeSink } from '../experiments/table.js';
 import { newCumulative, sparse, type Cumulative } from '../fleet/fleet.js';
 import type { PersistedState, StateStore } from '../killswitch/store.js';
 import { Exchange } from '../proxy/exchange.js';
+import { routeTotals } from '../probes/traffic.js';
 import { Listener } from '../proxy/listener.js';
 import { UpstreamPools } from '../proxy/upstreams.js';
 import { LogHistogram } from '../stats/histogram.js';
@@ -112,6 +113,8 @@ export class WorkerHost {
   private readonly epochs = new WeakMap<ExperimentRuntime, string>();
   /** Counts total of each runtime at its last send (outcomes still finishing change them after a kill). */
   private readonly sentTotals = new WeakMap<ExperimentRuntime, number>();
+  /** Requests counted by this worker's listeners at the last send of its traffic totals. */
+  private sentTraffic = 0;
   private timer: NodeJS.Timeout | null = null;
   private tracer: OtelRequestTracer | null = null;
   private stopping: Promise<void> | null = null;
@@ -253,7 +256,23 @@ export class WorkerHost {
         active: rt.activeFaults,
       });
     }
-    if (entries.length > 0) send({ t: 'batch', entries });
+    const traffic = this.trafficChanged();
+    if (entries.length > 0 || traffic !== undefined)
+      send(traffic === undefined ? { t: 'batch', entries } : { t: 'batch', entries, traffic });
+  }
+
+  /**
+   * This worker's listener/route totals when any request finished since the last send: the primary's
+   * traffic probes and suggestions read them (its own listeners' counters: it has none). One read of
+   * two metric families per batch, off the request path.
+   */
+  private trafficChanged(): ReturnType<typeof routeTotals> | undefined {
+    const totals = routeTotals(this.metrics);
+    let n = 0;
+    for (const t of totals) n += t.requests;
+    if (n === this.sentTraffic) return undefined;
+    this.sentTraffic = n;
+    return totals;
   }
 
   private heldPools(): Set<Dispatcher> {

@@ -690,14 +690,6 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
         );
       if (e.ramp !== undefined)
         issue(['experiments', i, 'ramp'], 'is not supported with workers yet: use workers: 1 for a ramp');
-      e.steady_state.forEach((p, j) => {
-        // The primary has no listeners: its traffic counters stay at 0, so the probe could never judge.
-        if (p.traffic !== undefined)
-          issue(
-            ['experiments', i, 'steady_state', j, 'traffic'],
-            'traffic probes are not supported with workers yet (the primary sees no traffic): use workers: 1 or a prometheus probe',
-          );
-      });
       if (typeof e.split.percent !== 'number')
         issue(
           ['experiments', i, 'split', 'percent'],

@@ -7,6 +7,7 @@
  */
 import { DURATION_BUCKETS_S, type Metrics } from '../telemetry/metrics.js';
 import { pointTraffic, type PointTraffic } from '../telemetry/point-traffic.js';
+import { sharedTraffic, type TrafficTotals } from '../telemetry/shared-traffic.js';
 
 interface Sample {
   t: number;
@@ -111,6 +112,13 @@ export class TrafficSampler {
       const i = le === '+Inf' ? DURATION_BUCKETS_S.length : DURATION_BUCKETS_S.indexOf(le as number);
       if (i >= 0) buckets[i] = (buckets[i] ?? 0) + v.value;
     }
+    // `workers: N`: the listeners run in the workers; their totals arrive with their batches.
+    for (const t of sharedTraffic(this.metrics)) {
+      if (t.listener !== this.listener || (this.route !== null && t.route !== this.route)) continue;
+      requests += t.requests;
+      errors += t.errors;
+      for (let i = 0; i < buckets.length; i++) buckets[i]! += t.buckets[i] ?? 0;
+    }
     return { t: Date.now(), requests, errors, buckets };
   }
 }
@@ -134,14 +142,7 @@ export function quantileMs(cumulative: Float64Array, q: number): number {
 }
 
 /** Cumulative traffic of one listener/route since the process started (what `faultline suggest` reads). */
-export interface RouteTotals {
-  listener: string;
-  route: string;
-  requests: number;
-  errors: number;
-  /** Cumulative counts per duration bucket (le), +Inf last (quantileMs reads them). */
-  buckets: Float64Array;
-}
+export type RouteTotals = TrafficTotals;
 
 /**
  * Every listener/route's totals from the counters the listeners already keep (one read of the metric
@@ -177,6 +178,13 @@ export function routeTotals(metrics: Metrics): RouteTotals[] {
     const le = v.labels.le;
     const i = le === '+Inf' ? DURATION_BUCKETS_S.length : DURATION_BUCKETS_S.indexOf(le as number);
     if (i >= 0) entry(v.labels).buckets[i]! += v.value;
+  }
+  // `workers: N`: what the workers' listeners counted (this process's own counters are 0 then).
+  for (const s of sharedTraffic(metrics)) {
+    const t = entry({ listener: s.listener, route: s.route });
+    t.requests += s.requests;
+    t.errors += s.errors;
+    for (let i = 0; i < t.buckets.length; i++) t.buckets[i]! += s.buckets[i] ?? 0;
   }
   return [...by.values()].filter((t) => t.requests > 0);
 }
