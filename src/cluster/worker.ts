@@ -10,6 +10,8 @@ import type { Dispatcher } from 'undici';
 import { compileListenerPlans } from '../config/compile.js';
 import type { ConfigSpec } from '../config/schema.js';
 import { Engine } from '../engine/engine.js';
+import { compileExtProcPlan } from '../extproc/plan.js';
+import { ExtProcServer } from '../extproc/server.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { ExperimentTable, type OutcomeSink } from '../experiments/table.js';
 import { newCumulative, sparse, type Cumulative } from '../fleet/fleet.js';
@@ -107,6 +109,11 @@ export class WorkerHost {
   readonly table: ExperimentTable;
   readonly engine: Engine;
   readonly listeners = new Map<string, Listener>();
+  /**
+   * `ext_proc` runs here like a listener: grpc-js binds through net's listen, so the workers share its
+   * port (node:cluster); decisions read this worker's pushed states, outcomes go into its batches.
+   */
+  extProc: ExtProcServer | null = null;
   private readonly pools = new UpstreamPools();
   private readonly sink = new BatchSink();
   /** The primary's epoch each local runtime mirrors (a new epoch: a fresh run here too). */
@@ -167,6 +174,13 @@ export class WorkerHost {
       const addr = await listener.listen();
       send({ t: 'listening', listener: spec.name, address: addr.address, port: addr.port });
     }
+    // After the listeners in every worker: a port 0 binding is shared by its order (node:cluster).
+    const xp = compileExtProcPlan(cfg, experiments);
+    if (xp !== null && cfg.ext_proc !== undefined) {
+      this.extProc = new ExtProcServer(this.engine, xp, this.metrics);
+      const addr = await this.extProc.listen(cfg.ext_proc.address, cfg.ext_proc.port);
+      send({ t: 'listening', listener: cfg.ext_proc.name, address: addr.address, port: addr.port });
+    }
     this.timer = setInterval(() => this.flush(), BATCH_MS);
     this.timer.unref();
   }
@@ -178,6 +192,8 @@ export class WorkerHost {
     this.tag(experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
+    const xp = compileExtProcPlan(cfg, experiments);
+    if (xp !== null) this.extProc?.swapPlan(xp);
     // Outcomes of runtimes the reload replaces go out first.
     this.flush();
     this.activate(experiments, states);
@@ -285,7 +301,10 @@ export class WorkerHost {
   stop(drainMs: number): Promise<void> {
     this.stopping ??= (async () => {
       this.table.stop();
-      await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
+      await Promise.all([
+        ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
+        this.extProc?.close(drainMs),
+      ]);
       if (this.timer !== null) clearInterval(this.timer);
       this.flush();
       await this.tracer?.shutdown().catch(() => undefined);

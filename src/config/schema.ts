@@ -681,7 +681,6 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
 
   if (c.workers !== 1) {
     // Workers send counts, not requests: what needs each request in one analyzer cannot be pooled yet.
-    if (c.ext_proc !== undefined) issue(['workers'], 'is not supported with ext_proc yet: use workers: 1');
     c.experiments.forEach((e, i) => {
       if (e.split.sticky !== undefined)
         issue(

@@ -130,8 +130,16 @@ export interface ExchangeResult {
 export class EnvoyStandIn {
   readonly client: Client;
 
-  constructor(port: number) {
-    this.client = new ExternalProcessor(`127.0.0.1:${port}`, credentials.createInsecure());
+  /**
+   * `ownConnection`: a channel that shares no connection with other stand-ins (grpc-js pools them per
+   * address by default), so several stand-ins spread over the workers of `workers: N` as Envoys would.
+   */
+  constructor(port: number, ownConnection = false) {
+    this.client = new ExternalProcessor(
+      `127.0.0.1:${port}`,
+      credentials.createInsecure(),
+      ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {},
+    );
   }
 
   open(): EnvoyStream {

@@ -43,7 +43,7 @@ describe('config: workers', () => {
       expect(issues(base({ workers: bad })).map((i) => i.path)).toContain('workers');
   });
 
-  it('refuses what needs every request in one analyzer: sticky splits, ramps, ext_proc', () => {
+  it('refuses what needs every request in one analyzer: sticky splits, ramps', () => {
     expect(
       issues(base({ workers: 2 }, { split: { percent: 5, sticky: 'request_id' } })).find(
         (i) => i.path === 'experiments[0].split.sticky',
@@ -54,14 +54,20 @@ describe('config: workers', () => {
         (i) => i.path === 'experiments[0].ramp',
       )?.reason,
     ).toMatch(/not supported with workers/);
-    expect(
-      issues(base({ workers: 'auto', ext_proc: { name: 'envoy', port: 9002 } })).find(
-        (i) => i.path === 'workers',
-      )?.reason,
-    ).toMatch(/ext_proc/);
     // The same config with one process is fine.
     expect(() =>
       validateConfig(base({}, { split: { percent: 5, sticky: 'request_id' } }), 'w.yaml'),
     ).not.toThrow();
+  });
+
+  it('accepts ext_proc (served by every worker) and traffic probes (fed by the workers’ totals)', () => {
+    expect(() =>
+      validateConfig(base({ workers: 'auto', ext_proc: { name: 'envoy', port: 9002 } }), 'w.yaml'),
+    ).not.toThrow();
+    const probe = {
+      name: 'route-errors',
+      traffic: { listener: 'ingress', metric: 'error_rate', window: '1s', max: 0.05 },
+    };
+    expect(() => validateConfig(base({ workers: 2 }, { steady_state: [probe] }), 'w.yaml')).not.toThrow();
   });
 });
