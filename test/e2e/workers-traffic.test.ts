@@ -85,6 +85,7 @@ describe('workers: 2 and traffic probes', () => {
     expect(killed.ended.cause).toBe('stop_condition');
     expect(killed.ended.reason).toMatch(/stop condition route-errors: error_rate (0\.\d+|1) > max 0\.05/);
     expect(tookMs).toBeLessThan(3500);
+    process.stdout.write(`workers-traffic e2e: traffic probe killed ${tookMs} ms after the upstream broke\n`);
     running = false;
     await driver;
 
