@@ -173,12 +173,21 @@ export class WorkerPool {
       case 'listening':
         if (!this.ports.has(m.listener)) {
           this.ports.set(m.listener, m.port);
-          log('info', 'listener started', {
-            listener: m.listener,
-            address: m.address,
-            port: m.port,
-            workers: this.size,
-          });
+          // The same lines as one process logs (ext_proc's names its server, not a listener).
+          if (m.listener === this.config.ext_proc?.name)
+            log('info', 'ext_proc started', {
+              ext_proc: m.listener,
+              address: m.address,
+              port: m.port,
+              workers: this.size,
+            });
+          else
+            log('info', 'listener started', {
+              listener: m.listener,
+              address: m.address,
+              port: m.port,
+              workers: this.size,
+            });
         }
         return;
       case 'batch':

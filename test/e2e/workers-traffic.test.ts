@@ -26,7 +26,7 @@ describe('workers: 2 and traffic probes', () => {
       up.url,
       [
         exp({
-          split: { percent: 10, allow_above_cap: true },
+          split: { percent: 50, allow_above_cap: true },
           fault: { kind: 'latency', ms: 1 },
           steady_state: [
             {
@@ -67,8 +67,11 @@ describe('workers: 2 and traffic probes', () => {
     await until('running', async () => (await view()).state === 'running', 8000);
     await sleep(500);
     expect((await view()).state).toBe('running');
-    const workers = new Set(sent.map((s) => /worker=(\d)/.exec(s.arm ?? '')?.[1]).filter(Boolean));
-    expect(workers).toEqual(new Set(['1', '2']));
+    // Both workers serve the traffic the probe judges.
+    await until('marks from both workers', async () => {
+      const w = new Set(sent.map((s) => /worker=(\d)/.exec(s.arm ?? '')?.[1]).filter(Boolean));
+      return w.size === 2;
+    });
 
     // The upstream fails: only the workers see it; the primary's probe must trip on their counts.
     const broke = Date.now();
@@ -97,5 +100,16 @@ describe('workers: 2 and traffic probes', () => {
     });
     const route = doc.routes.find((x: Loose) => x.route === 'api');
     expect(route.error_rate).toBeCloseTo(sent.filter((s) => s.status >= 500).length / sent.length, 3);
+
+    // A worker that dies keeps what it counted (its replacement counts from zero): the totals never
+    // go back, so a probe window spanning the crash stays right.
+    process.kill(fl.pids[0]!, 'SIGKILL');
+    await fl.proc.waitForLog((l) => l['msg'] === 'worker replaced', 20_000);
+    const more = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(() => get(port)));
+    await until('suggestions keep the dead worker’s count', async () => {
+      const d = (await fl.json('/suggestions')) as Loose;
+      const r = d.routes.find((x: Loose) => x.route === 'api');
+      return r?.requests === sent.length + more.length;
+    });
   }, 40_000);
 });

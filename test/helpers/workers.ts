@@ -63,9 +63,13 @@ export async function runFaultline(
     file,
     pids: (workers?.['pids'] as number[] | undefined) ?? [],
     port: async (name) =>
-      (await proc.waitForLog((l) => l['msg'] === 'listener started' && l['listener'] === name))[
-        'port'
-      ] as number,
+      (
+        await proc.waitForLog(
+          (l) =>
+            (l['msg'] === 'listener started' && l['listener'] === name) ||
+            (l['msg'] === 'ext_proc started' && l['ext_proc'] === name),
+        )
+      )['port'] as number,
     json: async (path) => (await fetch(`${admin}${path}`)).json(),
     stop,
   };
