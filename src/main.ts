@@ -193,7 +193,8 @@ export class Faultline implements AdminTarget {
     }
     if (this.fleet !== null) this.poolGuards(this.fleet);
     const xp = compileExtProcPlan(cfg, experiments);
-    if (xp !== null) await this.startExtProc(cfg, xp);
+    // With workers the ext_proc server runs in each of them (src/cluster/worker.ts), like the listeners.
+    if (xp !== null && this.workerPool === null) await this.startExtProc(cfg, xp);
     this.metrics.configValid.set(1);
     this.startGlobalDeadline(cfg.max_duration);
     logWarnings(cfg);

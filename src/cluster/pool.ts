@@ -33,6 +33,7 @@ import {
 import { currentIntensity, recordPooled } from '../probes/ramp.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { setSharedTraffic, type TrafficTotals } from '../telemetry/shared-traffic.js';
 import { TAG, type BatchEntry, type FromWorker, type ToWorker, type WorkerState } from './protocol.js';
 
 /** What the pool needs of the Faultline it serves (src/main.ts). */
@@ -140,6 +141,10 @@ export class WorkerPool {
   private readonly ports = new Map<string, number>();
   private req = 0;
   private readonly waiting = new Map<number, { left: number; json: unknown[]; done: () => void }>();
+  /** Each live worker's (by fork id) last cumulative listener/route totals... */
+  private readonly traffic = new Map<number, TrafficTotals[]>();
+  /** ...and those of workers that exited, summed, so the totals never go back (probe windows). */
+  private readonly retired = new Map<string, TrafficTotals>();
 
   constructor(
     private readonly host: PoolHost,
@@ -155,6 +160,8 @@ export class WorkerPool {
     cluster.setupPrimary({ serialization: 'advanced' });
     cluster.on('exit', this.onExit);
     this.host.table.on('event', this.onTableEvent);
+    // The listeners' traffic is counted here: traffic probes and suggestions read the workers' totals.
+    setSharedTraffic(this.host.metrics, () => this.trafficTotals());
     for (let i = 0; i < this.size; i++) this.slots.push({ index: i + 1, worker: null, ready: false, pid: 0 });
     await Promise.all(this.slots.map((s) => this.fork(s)));
     this.started = true;
@@ -211,16 +218,26 @@ export class WorkerPool {
       case 'listening':
         if (!this.ports.has(m.listener)) {
           this.ports.set(m.listener, m.port);
-          log('info', 'listener started', {
-            listener: m.listener,
-            address: m.address,
-            port: m.port,
-            workers: this.size,
-          });
+          // The same lines as one process logs (ext_proc's names its server, not a listener).
+          if (m.listener === this.config.ext_proc?.name)
+            log('info', 'ext_proc started', {
+              ext_proc: m.listener,
+              address: m.address,
+              port: m.port,
+              workers: this.size,
+            });
+          else
+            log('info', 'listener started', {
+              listener: m.listener,
+              address: m.address,
+              port: m.port,
+              workers: this.size,
+            });
         }
         return;
       case 'batch':
         for (const e of m.entries) this.pool(slot, w.id, e);
+        if (m.traffic !== undefined) this.traffic.set(w.id, m.traffic);
         return;
       case 'kill':
         // A worker's own guard (max_error_rate) or error: recorded once here, pushed to every worker.
@@ -368,6 +385,23 @@ export class WorkerPool {
       .sort((a, b) => a.worker - b.worker || a.pid - b.pid);
   }
 
+  /** Every worker's listener/route totals, live and exited, summed per listener/route. */
+  private trafficTotals(): TrafficTotals[] {
+    if (this.traffic.size === 0) return [...this.retired.values()];
+    const sum = new Map<string, TrafficTotals>();
+    for (const t of this.retired.values()) addTotals(sum, t);
+    for (const list of this.traffic.values()) for (const t of list) addTotals(sum, t);
+    return [...sum.values()];
+  }
+
+  /** A worker's totals stay counted after it exits (its replacement counts from zero). */
+  private retire(workerId: number): void {
+    const list = this.traffic.get(workerId);
+    if (list === undefined) return;
+    this.traffic.delete(workerId);
+    for (const t of list) addTotals(this.retired, t);
+  }
+
   /** Ask every worker for something and wait (at most 1 s) for the answers. */
   private ask(msg: (req: number) => ToWorker): Promise<unknown[]> {
     const live = this.slots.filter((s) => s.worker !== null && s.ready && s.worker.isConnected());
@@ -417,6 +451,8 @@ export class WorkerPool {
   private exited(w: Worker, code: number | null, signal: string | null): void {
     const slot = this.slots.find((s) => s.worker === w);
     if (slot === undefined) return;
+    // Its last batch was read before the exit (the channel closes after the last message).
+    this.retire(w.id);
     slot.worker = null;
     slot.ready = false;
     // A worker that fails its first start fails the boot (fork rejects); stopping workers just end.
@@ -470,4 +506,17 @@ export class WorkerPool {
     );
     cluster.off('exit', this.onExit);
   }
+}
+
+/** Add `t` into `into` (keyed by listener and route), copying on first sight. */
+function addTotals(into: Map<string, TrafficTotals>, t: TrafficTotals): void {
+  const key = `${t.listener}\0${t.route}`;
+  const have = into.get(key);
+  if (have === undefined) {
+    into.set(key, { ...t, buckets: Float64Array.from(t.buckets) });
+    return;
+  }
+  have.requests += t.requests;
+  have.errors += t.errors;
+  for (let i = 0; i < have.buckets.length; i++) have.buckets[i]! += t.buckets[i] ?? 0;
 }

@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { ConfigSpec } from '../config/schema.js';
 import type { ExperimentState } from '../experiments/runtime.js';
+import type { TrafficTotals } from '../telemetry/shared-traffic.js';
 
 /** What a worker mirrors of one experiment: the primary decides all of it. */
 export interface WorkerState {
@@ -71,7 +72,8 @@ export type FromWorker =
   | { t: 'listening'; listener: string; address: string; port: number }
   | { t: 'ready' }
   | { t: 'fatal'; message: string }
-  | { t: 'batch'; entries: BatchEntry[] }
+  /** `traffic`: the worker's cumulative listener/route totals, when they changed (traffic probes, suggest). */
+  | { t: 'batch'; entries: BatchEntry[]; traffic?: TrafficTotals[] }
   | { t: 'kill'; id: string; cause: string; reason: string; by: string; evidence: unknown }
   | { t: 'metrics'; req: number; json: MetricObjectWithValues<MetricValue<string>>[] };
 

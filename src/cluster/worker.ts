@@ -13,11 +13,14 @@ import { stepFault } from '../probes/ramp.js';
 import { BUCKETS } from '../split/hash.js';
 import type { ConfigSpec } from '../config/schema.js';
 import { Engine } from '../engine/engine.js';
+import { compileExtProcPlan } from '../extproc/plan.js';
+import { ExtProcServer } from '../extproc/server.js';
 import type { ExperimentRuntime } from '../experiments/runtime.js';
 import { ExperimentTable, type OutcomeSink } from '../experiments/table.js';
 import { newCumulative, sparse, type Cumulative } from '../fleet/fleet.js';
 import type { PersistedState, StateStore } from '../killswitch/store.js';
 import { Exchange } from '../proxy/exchange.js';
+import { routeTotals } from '../probes/traffic.js';
 import { Listener } from '../proxy/listener.js';
 import { UpstreamPools } from '../proxy/upstreams.js';
 import { LogHistogram } from '../stats/histogram.js';
@@ -141,6 +144,11 @@ export class WorkerHost {
   readonly table: ExperimentTable;
   readonly engine: Engine;
   readonly listeners = new Map<string, Listener>();
+  /**
+   * `ext_proc` runs here like a listener: grpc-js binds through net's listen, so the workers share its
+   * port (node:cluster); decisions read this worker's pushed states, outcomes go into its batches.
+   */
+  extProc: ExtProcServer | null = null;
   private readonly pools = new UpstreamPools();
   private readonly sink = new BatchSink();
   /** The primary's epoch each local runtime mirrors (a new epoch: fresh evidence here too). */
@@ -151,6 +159,8 @@ export class WorkerHost {
   private readonly intensities = new WeakMap<ExperimentRuntime, number>();
   /** Counts total of each runtime at its last send (outcomes still finishing change them after a kill). */
   private readonly sentTotals = new WeakMap<ExperimentRuntime, number>();
+  /** Requests counted by this worker's listeners at the last send of its traffic totals. */
+  private sentTraffic = 0;
   private timer: NodeJS.Timeout | null = null;
   private tracer: OtelRequestTracer | null = null;
   private stopping: Promise<void> | null = null;
@@ -204,6 +214,13 @@ export class WorkerHost {
       const addr = await listener.listen();
       send({ t: 'listening', listener: spec.name, address: addr.address, port: addr.port });
     }
+    // After the listeners in every worker: a port 0 binding is shared by its order (node:cluster).
+    const xp = compileExtProcPlan(cfg, experiments);
+    if (xp !== null && cfg.ext_proc !== undefined) {
+      this.extProc = new ExtProcServer(this.engine, xp, this.metrics);
+      const addr = await this.extProc.listen(cfg.ext_proc.address, cfg.ext_proc.port);
+      send({ t: 'listening', listener: cfg.ext_proc.name, address: addr.address, port: addr.port });
+    }
     this.timer = setInterval(() => this.flush(), BATCH_MS);
     this.timer.unref();
   }
@@ -215,6 +232,8 @@ export class WorkerHost {
     this.tag(experiments);
     const plans = compileListenerPlans(cfg, this.pools, this.metrics, experiments);
     for (const spec of cfg.listeners) this.listeners.get(spec.name)?.swapPlan(plans.get(spec.name)!, spec);
+    const xp = compileExtProcPlan(cfg, experiments);
+    if (xp !== null) this.extProc?.swapPlan(xp);
     // Outcomes of runtimes the reload replaces go out first.
     this.flush();
     this.activate(experiments, states);
@@ -318,7 +337,23 @@ export class WorkerHost {
         active: rt.activeFaults,
       });
     }
-    if (entries.length > 0) send({ t: 'batch', entries });
+    const traffic = this.trafficChanged();
+    if (entries.length > 0 || traffic !== undefined)
+      send(traffic === undefined ? { t: 'batch', entries } : { t: 'batch', entries, traffic });
+  }
+
+  /**
+   * This worker's listener/route totals when any request finished since the last send: the primary's
+   * traffic probes and suggestions read them (its own listeners' counters: it has none). One read of
+   * two metric families per batch, off the request path.
+   */
+  private trafficChanged(): ReturnType<typeof routeTotals> | undefined {
+    const totals = routeTotals(this.metrics);
+    let n = 0;
+    for (const t of totals) n += t.requests;
+    if (n === this.sentTraffic) return undefined;
+    this.sentTraffic = n;
+    return totals;
   }
 
   private heldPools(): Set<Dispatcher> {
@@ -331,7 +366,10 @@ export class WorkerHost {
   stop(drainMs: number): Promise<void> {
     this.stopping ??= (async () => {
       this.table.stop();
-      await Promise.all([...this.listeners.values()].map((l) => l.drain(drainMs)));
+      await Promise.all([
+        ...[...this.listeners.values()].map((l) => l.drain(drainMs)),
+        this.extProc?.close(drainMs),
+      ]);
       if (this.timer !== null) clearInterval(this.timer);
       this.flush();
       await this.tracer?.shutdown().catch(() => undefined);

@@ -679,20 +679,9 @@ function crossFieldChecks(cfg: z.output<z.ZodObject<z.ZodRawShape>>, ctx: z.Refi
     });
   }
 
-  if (c.workers !== 1) {
-    // Sticky splits (outcomes sent one by one) and ramps (steps decided by the primary) pool: src/cluster.
-    if (c.ext_proc !== undefined) issue(['workers'], 'is not supported with ext_proc yet: use workers: 1');
-    c.experiments.forEach((e, i) => {
-      e.steady_state.forEach((p, j) => {
-        // The primary has no listeners: its traffic counters stay at 0, so the probe could never judge.
-        if (p.traffic !== undefined)
-          issue(
-            ['experiments', i, 'steady_state', j, 'traffic'],
-            'traffic probes are not supported with workers yet (the primary sees no traffic): use workers: 1 or a prometheus probe',
-          );
-      });
-    });
-  }
+  // workers > 1 composes with everything one process runs: sticky splits send their outcomes one by one,
+  // ramps are stepped by the primary, traffic totals and ext_proc outcomes travel in the batches
+  // (src/cluster).
 
   const listenerNames = new Map<string, ListenerSpec>();
   c.listeners.forEach((l, i) => {

@@ -7,6 +7,7 @@
  */
 import { DURATION_BUCKETS_S, type Metrics } from '../telemetry/metrics.js';
 import { pointTraffic, type PointTraffic } from '../telemetry/point-traffic.js';
+import { sharedTraffic, type TrafficTotals } from '../telemetry/shared-traffic.js';
 
 interface Sample {
   t: number;
@@ -97,19 +98,21 @@ export class TrafficSampler {
     }
     let requests = 0;
     let errors = 0;
-    for (const v of this.metrics.requests.get().values) {
-      if (!this.matches(v.labels)) continue;
-      requests += v.value;
-      const c = v.labels.status_class;
-      if (c === '5xx' || c === 'error') errors += v.value;
+    for (const { labels, child } of this.metrics.requests.entries()) {
+      if (!this.matches(labels)) continue;
+      requests += child.value;
+      const c = labels.status_class;
+      if (c === '5xx' || c === 'error') errors += child.value;
     }
     const buckets = new Float64Array(DURATION_BUCKETS_S.length + 1);
-    for (const v of this.metrics.requestDuration.get().values) {
-      if (v.metricName === undefined || !v.metricName.endsWith('_bucket') || !this.matches(v.labels))
-        continue;
-      const le = v.labels.le;
-      const i = le === '+Inf' ? DURATION_BUCKETS_S.length : DURATION_BUCKETS_S.indexOf(le as number);
-      if (i >= 0) buckets[i] = (buckets[i] ?? 0) + v.value;
+    for (const { labels, child } of this.metrics.requestDuration.entries())
+      if (this.matches(labels)) addCumulative(buckets, child.counts);
+    // `workers: N`: the listeners run in the workers; their totals arrive with their batches.
+    for (const t of sharedTraffic(this.metrics)) {
+      if (t.listener !== this.listener || (this.route !== null && t.route !== this.route)) continue;
+      requests += t.requests;
+      errors += t.errors;
+      for (let i = 0; i < buckets.length; i++) buckets[i]! += t.buckets[i] ?? 0;
     }
     return { t: Date.now(), requests, errors, buckets };
   }
@@ -134,14 +137,7 @@ export function quantileMs(cumulative: Float64Array, q: number): number {
 }
 
 /** Cumulative traffic of one listener/route since the process started (what `faultline suggest` reads). */
-export interface RouteTotals {
-  listener: string;
-  route: string;
-  requests: number;
-  errors: number;
-  /** Cumulative counts per duration bucket (le), +Inf last (quantileMs reads them). */
-  buckets: Float64Array;
-}
+export type RouteTotals = TrafficTotals;
 
 /**
  * Every listener/route's totals from the counters the listeners already keep (one read of the metric
@@ -166,17 +162,26 @@ export function routeTotals(metrics: Metrics): RouteTotals[] {
     }
     return t;
   };
-  for (const v of metrics.requests.get().values) {
-    const t = entry(v.labels);
-    t.requests += v.value;
-    const c = v.labels.status_class;
-    if (c === '5xx' || c === 'error') t.errors += v.value;
+  for (const { labels, child } of metrics.requests.entries()) {
+    const t = entry(labels);
+    t.requests += child.value;
+    const c = labels.status_class;
+    if (c === '5xx' || c === 'error') t.errors += child.value;
   }
-  for (const v of metrics.requestDuration.get().values) {
-    if (v.metricName === undefined || !v.metricName.endsWith('_bucket')) continue;
-    const le = v.labels.le;
-    const i = le === '+Inf' ? DURATION_BUCKETS_S.length : DURATION_BUCKETS_S.indexOf(le as number);
-    if (i >= 0) entry(v.labels).buckets[i]! += v.value;
+  for (const { labels, child } of metrics.requestDuration.entries())
+    addCumulative(entry(labels).buckets, child.counts);
+  // `workers: N`: what the workers' listeners counted (this process's own counters are 0 then).
+  for (const s of sharedTraffic(metrics)) {
+    const t = entry({ listener: s.listener, route: s.route });
+    t.requests += s.requests;
+    t.errors += s.errors;
+    for (let i = 0; i < t.buckets.length; i++) t.buckets[i]! += s.buckets[i] ?? 0;
   }
   return [...by.values()].filter((t) => t.requests > 0);
+}
+
+/** Add per-bucket counts (a HotHistogram child's) to cumulative ones (le), +Inf last. */
+function addCumulative(into: Float64Array, perBucket: Float64Array): void {
+  let sum = 0;
+  for (let i = 0; i < into.length; i++) into[i]! += sum += perBucket[i] ?? 0;
 }

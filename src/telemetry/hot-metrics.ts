@@ -61,6 +61,14 @@ abstract class Family<Child> {
       if (Object.entries(match).every(([k, v]) => e.labels[k] === v)) this.children.delete(key);
   }
 
+  /**
+   * The children with their labels, for readers inside Faultline (traffic probes, suggestions): no
+   * rendered samples (get() builds one labels object per histogram bucket; this builds nothing).
+   */
+  entries(): Iterable<{ readonly labels: Labels; readonly child: Child }> {
+    return this.children.values();
+  }
+
   abstract get(): Rendered;
 
   reset(): void {

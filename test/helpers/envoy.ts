@@ -151,6 +151,11 @@ export interface ExchangeResult {
 export interface EnvoyOptions {
   /** The filter's allow_mode_override (default false, as in Envoy). */
   allowModeOverride?: boolean;
+  /**
+   * A channel that shares no connection with other stand-ins (grpc-js pools them per address by
+   * default), so several stand-ins spread over the workers of `workers: N` as Envoys would.
+   */
+  ownConnection?: boolean;
 }
 
 export class EnvoyStandIn {
@@ -158,7 +163,11 @@ export class EnvoyStandIn {
   readonly allowModeOverride: boolean;
 
   constructor(port: number, opts: EnvoyOptions = {}) {
-    this.client = new ExternalProcessor(`127.0.0.1:${port}`, credentials.createInsecure());
+    this.client = new ExternalProcessor(
+      `127.0.0.1:${port}`,
+      credentials.createInsecure(),
+      opts.ownConnection === true ? { 'grpc.use_local_subchannel_pool': 1 } : {},
+    );
     this.allowModeOverride = opts.allowModeOverride ?? false;
   }
 

@@ -56,15 +56,14 @@ describe('config: workers', () => {
       expect(validateConfig(base({ workers: 2 }, exp), 'w.yaml').workers).toBe(2);
   });
 
-  it('refuses what needs every request in one analyzer: ext_proc', () => {
-    expect(
-      issues(base({ workers: 'auto', ext_proc: { name: 'envoy', port: 9002 } })).find(
-        (i) => i.path === 'workers',
-      )?.reason,
-    ).toMatch(/ext_proc/);
-    // The same config with one process is fine.
+  it('accepts ext_proc (served by every worker) and traffic probes (fed by the workers’ totals)', () => {
     expect(() =>
-      validateConfig(base({}, { split: { percent: 5, sticky: 'request_id' } }), 'w.yaml'),
+      validateConfig(base({ workers: 'auto', ext_proc: { name: 'envoy', port: 9002 } }), 'w.yaml'),
     ).not.toThrow();
+    const probe = {
+      name: 'route-errors',
+      traffic: { listener: 'ingress', metric: 'error_rate', window: '1s', max: 0.05 },
+    };
+    expect(() => validateConfig(base({ workers: 2 }, { steady_state: [probe] }), 'w.yaml')).not.toThrow();
   });
 });
