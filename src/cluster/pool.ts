@@ -282,6 +282,7 @@ export class WorkerPool {
       // A ramp's step, decided here (the primary has the analyzers): the workers serve it.
       split: rt.splitPercent,
       intensity: currentIntensity(rt),
+      maxActive: Number.isFinite(rt.maxActiveFaults) ? rt.maxActiveFaults : null,
     }));
   }
 

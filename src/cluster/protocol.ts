@@ -29,6 +29,21 @@ export interface WorkerState {
   split: number;
   /** The intensity step in force (an intensity ramp), null: the fault as configured. */
   intensity: number | null;
+  /**
+   * max_active_faults for the whole process (in a fleet: this replica's share), null: no limit. Each
+   * worker holds a fixed share of it (maxActiveShare), so the process never holds more than the limit.
+   */
+  maxActive: number | null;
+}
+
+/**
+ * A worker's fixed share of a max_active_faults limit: floor(C / N), the remainder to the first workers
+ * (index 1..N), the way the fleet shares it over replicas. Approximate in the same way: a worker whose
+ * share is in use passes its canary requests unfaulted (overflow) while another may have headroom.
+ */
+export function maxActiveShare(limit: number | null, workers: number, index: number): number {
+  if (limit === null) return Number.POSITIVE_INFINITY;
+  return Math.floor(limit / workers) + (index - 1 < limit % workers ? 1 : 0);
 }
 
 /**

@@ -30,6 +30,8 @@ import { OtelRequestTracer } from '../telemetry/tracing.js';
 import {
   PRIMARY_OWNED,
   TAG,
+  maxActiveShare,
+  workerCount,
   type BatchEntry,
   type FromWorker,
   type ToWorker,
@@ -267,6 +269,7 @@ export class WorkerHost {
       this.epochs.set(rt, s.epoch);
       this.runKeys.set(rt, s.run);
       this.step(rt, s);
+      rt.maxActiveFaults = maxActiveShare(s.maxActive, workerCount(this.config.workers), this.index);
       const wasAssigning = rt.assigning;
       if (rt.state !== s.state) rt.setState(s.state);
       if (rt.granted !== s.granted || rt.injecting !== (s.state === 'running' && s.granted))
