@@ -237,7 +237,9 @@ export class WorkerPool {
         return;
       case 'batch':
         for (const e of m.entries) this.pool(slot, w.id, e);
-        if (m.traffic !== undefined) this.traffic.set(w.id, m.traffic);
+        // A batch read after the exit (the IPC channel can drain after 'exit'): its totals were retired
+        // already; adding them again would count them twice (the lost part is at most one batch).
+        if (m.traffic !== undefined && slot.worker === w) this.traffic.set(w.id, m.traffic);
         return;
       case 'kill':
         // A worker's own guard (max_error_rate) or error: recorded once here, pushed to every worker.

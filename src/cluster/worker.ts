@@ -157,6 +157,11 @@ export class WorkerHost {
   private readonly epochs = new WeakMap<ExperimentRuntime, string>();
   /** The primary's run each local runtime mirrors (a new run: counts from zero here too). */
   private readonly runKeys = new WeakMap<ExperimentRuntime, string>();
+  /**
+   * Runtimes this worker killed itself (its guard, an error) that the primary has not yet pushed as
+   * killed: a push it sent before it heard of the kill must not undo it (only a new run may).
+   */
+  private readonly localKills = new WeakSet<ExperimentRuntime>();
   /** The intensity step applied to each local runtime (a ramp's; absent: the fault as configured). */
   private readonly intensities = new WeakMap<ExperimentRuntime, number>();
   /** Counts total of each runtime at its last send (outcomes still finishing change them after a kill). */
@@ -181,15 +186,17 @@ export class WorkerHost {
     // A kill decided here (a listener's max_error_rate guard, an uncaught error) is the primary's to
     // record and push to every worker. Kills pushed by the primary never pass through the table here.
     this.table.on('event', (e) => {
-      if (e.type === 'killed' && e.experiment !== undefined)
-        send({
-          t: 'kill',
-          id: e.experiment,
-          cause: e.cause ?? 'manual',
-          reason: e.reason ?? '',
-          by: e.by ?? '',
-          evidence: e.evidence ?? null,
-        });
+      if (e.type !== 'killed' || e.experiment === undefined) return;
+      const rt = this.table.get(e.experiment);
+      if (rt !== undefined) this.localKills.add(rt);
+      send({
+        t: 'kill',
+        id: e.experiment,
+        cause: e.cause ?? 'manual',
+        reason: e.reason ?? '',
+        by: e.by ?? '',
+        evidence: e.evidence ?? null,
+      });
     });
   }
 
@@ -259,6 +266,7 @@ export class WorkerHost {
       const rt = this.table.get(s.id);
       if (rt === undefined) continue;
       const known = this.epochs.get(rt);
+      const sameRun = this.runKeys.get(rt) === s.run;
       if (known !== undefined && known !== s.epoch) {
         // The old epoch's last outcomes go out first. A new run on the primary (arm, schedule): a fresh
         // run here. A ramp's next step: fresh evidence only (runId, as the ramp does), counts go on.
@@ -271,6 +279,12 @@ export class WorkerHost {
       this.step(rt, s);
       rt.maxActiveFaults = maxActiveShare(s.maxActive, workerCount(this.config.workers), this.index);
       const wasAssigning = rt.assigning;
+      // Killed here (this worker's guard) while the primary's push was on its way: only a new run (an
+      // arm, a reload) lifts such a kill; an older state of the same run never does.
+      if (this.localKills.has(rt)) {
+        if (s.state !== 'killed' && sameRun) continue;
+        this.localKills.delete(rt);
+      }
       if (rt.state !== s.state) rt.setState(s.state);
       if (rt.granted !== s.granted || rt.injecting !== (s.state === 'running' && s.granted))
         rt.setGranted(s.granted);

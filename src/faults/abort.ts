@@ -9,7 +9,10 @@ export function abortFault(spec: FaultSpecOf<'abort'>): Fault {
   const status = spec.status ?? 503;
   const body =
     spec.body ?? (spec.message !== undefined ? `${spec.message}\n` : `injected fault: HTTP ${status}\n`);
-  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', ...spec.headers };
+  // Lower-cased once here: HTTP/2 refuses a response naming one field twice in two cases
+  // (Content-Type and content-type), and HTTP/1.1 would send both.
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' };
+  for (const k in spec.headers) headers[k.toLowerCase()] = spec.headers[k] as string;
   const grpcStatus = spec.grpc_status;
   const grpcMessage = spec.message ?? 'injected fault';
   return {

@@ -388,7 +388,9 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     }
     const stream = this.stream;
     if (stream !== null) {
-      if (stream.destroyed) return; // the stream's close event finishes the exchange
+      // Closed (the client's RST_STREAM) but not yet destroyed: respond() would throw. The stream's
+      // close event finishes the exchange.
+      if (stream.destroyed || stream.closed) return;
       try {
         // The headers object is already a fresh copy (clientResponseHeaders): :status goes into it.
         (headers as Record<string, unknown>)[':status'] = status;
@@ -540,7 +542,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.status = status;
     const stream = this.stream;
     if (stream !== null) {
-      if (!stream.destroyed) {
+      if (!stream.destroyed && !stream.closed) {
         out[':status'] = status;
         stream.respond(out);
         // respond() already ended a HEAD (or 204/304) response: no body may follow.

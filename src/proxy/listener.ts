@@ -332,6 +332,12 @@ export class Listener implements ExchangeHost {
       replyErrorH2(stream, 'header_too_large');
       return;
     }
+    if (headers[':method'] === 'CONNECT') {
+      // No tunnels (RFC 9113 8.5): 405, as Node's compat layer answered before the stream API.
+      stream.respond({ ':status': 405, allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS' });
+      stream.end();
+      return;
+    }
     const expect = headers['expect'];
     if (expect !== undefined) {
       // What Node's compat layer did: 100 for 100-continue, 417 for any other expectation.

@@ -48,7 +48,25 @@ beforeAll(async () => {
         protocol: 'h2c',
         min_upload_bytes_per_s: 10_000,
         upload_grace_ms: 300,
-        routes: [{ name: 'web', path_prefix: '/', upstream: up.url }],
+        routes: [
+          { name: 'abort', path_prefix: '/abort', upstream: up.url },
+          { name: 'web', path_prefix: '/', upstream: up.url },
+        ],
+      },
+    ],
+    experiments: [
+      {
+        id: 'h2-abort',
+        hypothesis: 'clients cope with a JSON 503',
+        match: { listener: 'h2c', route: 'abort' },
+        split: { percent: 50, allow_above_cap: true },
+        // Header names as a user writes them: HTTP/2 needs them lower-case and unique.
+        fault: {
+          kind: 'abort',
+          status: 503,
+          headers: { 'Content-Type': 'application/json', 'X-Why': 'drill' },
+        },
+        min_samples: 10000,
       },
     ],
   });
@@ -169,6 +187,23 @@ describe('h2 listener on the stream API', () => {
     expect(r.headers[':status']).toBe(200);
     expect(r.body.toString()).toBe('part1;part2');
     expect(r.trailers?.['x-sum']).toBe('abc');
+  });
+
+  it('CONNECT gets 405 (no tunnels), as before the stream API', async () => {
+    const r = await request({ ':method': 'CONNECT', ':authority': 'example.com:443' });
+    expect(r.headers[':status']).toBe(405);
+  });
+
+  it('an injected abort with upper-case header names answers 503 with those headers, never 500', async () => {
+    const replies = await Promise.all(Array.from({ length: 16 }, () => request({ ':path': '/abort/x' })));
+    const injected = replies.filter((r) => r.headers['x-faultline-injected'] !== undefined);
+    expect(injected.length).toBeGreaterThan(0);
+    for (const r of injected) {
+      expect(r.headers[':status']).toBe(503);
+      expect(r.headers['content-type']).toBe('application/json');
+      expect(r.headers['x-why']).toBe('drill');
+    }
+    expect(replies.every((r) => [200, 503].includes(Number(r.headers[':status'])))).toBe(true);
   });
 
   it('expect: 100-continue gets a 100 before the body is sent, then the proxied answer', async () => {

@@ -89,7 +89,9 @@ describe('workers: 2 and ext_proc', () => {
     const late = seen.filter((x) => x.start > kill + 100);
     expect(late.length).toBeGreaterThan(40);
     for (const x of late) {
-      expect(x.r.request).toEqual({ request_headers: {}, response: 'request_headers' });
+      // A plain CONTINUE (no mutation); untouched, so it may carry mode_override (skip the response).
+      expect(x.r.request?.response).toBe('request_headers');
+      expect(x.r.request?.request_headers).toEqual({});
       expect(armOf(x)).toBeUndefined();
     }
 
