@@ -5,6 +5,10 @@
 //        [--variant gc=dist@--max-semi-space-size=32] [--reps 5] [--duration 5] [--measure get128k,post128k,get10m,post10m,get1k,c1000] [--port 18700]
 //        [--scenario abort5]   (a scenario of bench/scenarios.mjs whose experiments every Faultline variant runs)
 //        [--append name=FILE]  (YAML appended to that variant's config, e.g. a `tracing:` block)
+//        [--upstream node|nginx] (the upstream on core 1: bench/upstream.mjs (default) or nginx serving a
+//                                 static 1 KB file, which leaves wrk most of core 1)
+//        [--peer node-http]      (no proxy: a bare node:http server answering 1 KB itself on core 0,
+//                                 the floor any Node server sits on, e.g. for the -c1000 tail)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,6 +45,7 @@ const reps = Number(opt('reps', '5'));
 const durationS = Number(opt('duration', '5'));
 const basePort = Number(opt('port', '18700'));
 const extra = opt('node-args', '');
+const upstreamKind = opt('upstream', 'node');
 const MEASURES = {
   get1k: { path: '/', connections: 50 },
   // 1,000 clients at once (issue 18): the tail (p99) against http-proxy's is the figure that matters.
@@ -91,7 +96,26 @@ async function waitHttp(url) {
 }
 
 const upPort = basePort;
-await start(core1[0], [...core1.slice(1), 'node', join(ROOT, 'bench/upstream.mjs'), String(upPort)], /READY/);
+if (upstreamKind === 'nginx') {
+  // Every path answers the same static 1 KB (the size bench/upstream.mjs sends for GET /).
+  const dir = join(tmp, 'nginx-upstream');
+  mkdirSync(join(dir, 'www'), { recursive: true });
+  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `daemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 16384;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 8192; }\nhttp {\n  access_log off;\n  client_body_temp_path ${dir}/cb;\n  keepalive_requests 1000000;\n  keepalive_timeout 120s;\n  server {\n    listen 127.0.0.1:${upPort} backlog=4096;\n    root ${dir}/www;\n    default_type application/octet-stream;\n    location / { try_files /1k =404; }\n  }\n}\n`,
+  );
+  const up = spawn(core1[0], [...core1.slice(1), which('nginx'), '-c', join(dir, 'nginx.conf'), '-p', dir], {
+    stdio: 'ignore',
+  });
+  children.push(up);
+  await waitHttp(`http://127.0.0.1:${upPort}/`);
+} else
+  await start(
+    core1[0],
+    [...core1.slice(1), 'node', join(ROOT, 'bench/upstream.mjs'), String(upPort)],
+    /READY/,
+  );
 const targets = [];
 let port = basePort + 10;
 for (const v of variants) {
@@ -133,6 +157,10 @@ for (const name of peers) {
       ],
       { stdio: 'ignore' },
     );
+  } else if (name === 'node-http') {
+    child = spawn(core0[0], [...core0.slice(1), 'node', join(ROOT, 'bench/upstream.mjs'), String(p)], {
+      stdio: 'ignore',
+    });
   } else if (name === 'nginx') {
     const dir = join(tmp, 'nginx');
     mkdirSync(dir, { recursive: true });
