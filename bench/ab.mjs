@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
-import { ROOT, faultlineConfig, nginxConfig, which } from './peers.mjs';
+import { ROOT, faultlineConfig, nginxConfig, nginxStaticConfig, which } from './peers.mjs';
 import { SCENARIOS } from './scenarios.mjs';
 import { runWrk } from './wrk.mjs';
 
@@ -97,14 +97,9 @@ async function waitHttp(url) {
 
 const upPort = basePort;
 if (upstreamKind === 'nginx') {
-  // Every path answers the same static 1 KB (the size bench/upstream.mjs sends for GET /).
   const dir = join(tmp, 'nginx-upstream');
-  mkdirSync(join(dir, 'www'), { recursive: true });
-  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    `daemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 16384;\npid ${dir}/nginx.pid;\nerror_log ${dir}/error.log warn;\nevents { worker_connections 8192; }\nhttp {\n  access_log off;\n  client_body_temp_path ${dir}/cb;\n  keepalive_requests 1000000;\n  keepalive_timeout 120s;\n  server {\n    listen 127.0.0.1:${upPort} backlog=4096;\n    root ${dir}/www;\n    default_type application/octet-stream;\n    location / { try_files /1k =404; }\n  }\n}\n`,
-  );
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'nginx.conf'), nginxStaticConfig({ dir, port: upPort }));
   const up = spawn(core1[0], [...core1.slice(1), which('nginx'), '-c', join(dir, 'nginx.conf'), '-p', dir], {
     stdio: 'ignore',
   });

@@ -89,6 +89,36 @@ export async function startUpstream({ pin }) {
   return { port, pid: child.pid, url: `http://127.0.0.1:${port}`, stop: () => stopChild(child) };
 }
 
+/**
+ * nginx as an upstream that answers every path with the same static 1 KB file (the size
+ * bench/upstream.mjs sends for GET /), for benches where a Node upstream would take CPU from what is
+ * measured. Writes DIR/www/1k; the config is returned.
+ */
+export function nginxStaticConfig({ dir, port }) {
+  mkdirSync(join(dir, 'www'), { recursive: true });
+  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
+  return `daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    root ${dir}/www;
+    default_type application/octet-stream;
+    location / { try_files /1k =404; }
+  }
+}
+`;
+}
+
 export function nginxConfig({ dir, port, upstreamPort }) {
   // master_process off: one process does the work, so /proc/<pid>/stat is its whole CPU cost.
   // Upstream keep-alive needs HTTP/1.1 and an empty Connection header (nginx docs, "keepalive").

@@ -26,7 +26,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
-import { ROOT, faultlineEntry, faultlineNodeFlags, which } from './peers.mjs';
+import { ROOT, faultlineEntry, faultlineNodeFlags, nginxStaticConfig, which } from './peers.mjs';
 import { runWrk } from './wrk.mjs';
 
 const args = process.argv.slice(2);
@@ -156,38 +156,12 @@ async function killPhase(v) {
   };
 }
 
-/** nginx answering every path with the same static 1 KB file (the size bench/upstream.mjs sends). */
-function nginxStatic(dir, port) {
-  mkdirSync(join(dir, 'www'), { recursive: true });
-  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
-  return `daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
-  server {
-    listen 127.0.0.1:${port} backlog=4096;
-    root ${dir}/www;
-    default_type application/octet-stream;
-    location / { try_files /1k =404; }
-  }
-}
-`;
-}
-
 const upPort = basePort;
 let upstream;
 if (upstreamKind === 'nginx') {
   const dir = join(tmp, 'nginx');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'nginx.conf'), nginxStatic(dir, upPort));
+  writeFileSync(join(dir, 'nginx.conf'), nginxStaticConfig({ dir, port: upPort }));
   upstream = spawn(nginx, ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
   children.push(upstream);
   for (let i = 0; i < 100; i++) {

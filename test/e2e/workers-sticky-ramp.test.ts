@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { runCli, type Spawned } from '../helpers/process.js';
+import { sleep, until, type Loose } from '../helpers/fleet.js';
 import { startUpstream } from '../helpers/servers.js';
 import { stickyKeyIn } from '../helpers/sticky.js';
 
@@ -17,22 +18,6 @@ const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
 });
-
-// Admin JSON, read loosely in assertions.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = any;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, fn: () => Promise<T | null | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 interface Sent {
   port: number;

@@ -2,65 +2,20 @@
 // the listener; real HTTP traffic through them to a real upstream. One experiment, one analyzer, one
 // kill, counts that add up, a kill in force in both workers, a crashed worker replaced, a clean SIGTERM.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { exp, oneRoute } from '../helpers/experiments.js';
 import { runCli, type Spawned } from '../helpers/process.js';
+import { until, type Loose } from '../helpers/fleet.js';
+import { get, type Sent } from '../helpers/workers.js';
 import { startUpstream } from '../helpers/servers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
 });
-
-// Admin JSON, read loosely in assertions.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Loose = any;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, fn: () => Promise<T | null | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-interface Sent {
-  start: number;
-  status: number;
-  arm: string | undefined;
-  injected: string | undefined;
-  /** The upstream connection's port: which worker's pool sent it (learnt from tagged responses). */
-  upPort: string | undefined;
-}
-
-/** One request on a fresh connection (the cluster's round robin spreads connections over workers). */
-function get(port: number): Promise<Sent> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-      res.resume();
-      res.on('end', () =>
-        resolve({
-          start,
-          status: res.statusCode ?? 0,
-          arm: res.headers['x-faultline-arm'] as string | undefined,
-          injected: res.headers['x-faultline-injected'] as string | undefined,
-          upPort: res.headers['x-up-port'] as string | undefined,
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 function alive(pid: number): boolean {
   try {
