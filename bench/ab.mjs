@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
-import { ROOT, faultlineConfig, nginxConfig, nginxStaticConfig, which } from './peers.mjs';
+import { ROOT, faultlineConfig, nginxConfig, nginxStaticConfig, startReady, which } from './peers.mjs';
 import { SCENARIOS } from './scenarios.mjs';
 import { runWrk } from './wrk.mjs';
 
@@ -67,20 +67,7 @@ const children = [];
 const core0 = ['taskset', '-c', '0'];
 const core1 = ['taskset', '-c', '1'];
 
-function start(cmd, argv, readyRe) {
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let logs = '';
-  return new Promise((res, rej) => {
-    const on = (d) => {
-      logs += d;
-      if (readyRe.test(logs)) res(child);
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    child.once('exit', (c) => rej(new Error(`${argv.join(' ')} exited ${c}: ${logs}`)));
-  });
-}
+const start = async (cmd, argv, readyRe) => (await startReady([cmd, ...argv], readyRe, { children })).child;
 
 async function waitHttp(url) {
   for (let i = 0; i < 200; i++) {

@@ -17,7 +17,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
-import { ROOT, faultlineNodeFlags, nginxConfig, which } from './peers.mjs';
+import { ROOT, faultlineNodeFlags, nginxConfig, startReady, which } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -58,21 +58,7 @@ const children = [];
 const core0 = ['taskset', '-c', '0'];
 const core1 = ['taskset', '-c', '1'];
 
-function start(argv, readyRe) {
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  if (!readyRe) return Promise.resolve(child);
-  let logs = '';
-  return new Promise((res, rej) => {
-    const on = (d) => {
-      logs += d;
-      if (readyRe.test(logs)) res(child);
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    child.once('exit', (c) => rej(new Error(`${argv.join(' ')} exited ${c}: ${logs}`)));
-  });
-}
+const start = async (argv, readyRe) => (await startReady(argv, readyRe, { children })).child;
 
 /** h2load run; resolves to {rps, ok, failed, errored, p99Ms(max of per-request "time for request")}. */
 function h2load(url, seconds) {

@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ROOT, faultlineConfig, faultlineNodeFlags, freePort } from './peers.mjs';
+import { ROOT, faultlineConfig, faultlineNodeFlags, freePort, startReady } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -65,25 +65,7 @@ const pin = !args.includes('--no-pin') && cpus().length >= 2 && existsSync('/usr
 const onCore = (core, cmd) => (pin ? ['taskset', '-c', String(core), ...cmd] : cmd);
 const children = [];
 
-function start(cmd, readyRe) {
-  const child = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  return new Promise((res, rej) => {
-    let out = '';
-    const t = setTimeout(() => rej(new Error(`${cmd.join(' ')}: not ready in 20 s\n${out}`)), 20_000);
-    const on = (d) => {
-      out += d;
-      const m = readyRe.exec(out);
-      if (m) {
-        clearTimeout(t);
-        res({ child, match: m });
-      }
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    child.once('exit', (code) => rej(new Error(`${cmd.join(' ')} exited ${code}\n${out}`)));
-  });
-}
+const start = (cmd, readyRe) => startReady(cmd, readyRe, { children, timeoutMs: 20_000 });
 
 function run(cmd) {
   return new Promise((res, rej) => {

@@ -72,6 +72,40 @@ function spawnPinned(pin, cmd, args, opts = {}) {
   return child;
 }
 
+/**
+ * Spawns argv and resolves once its stdout or stderr matches `readyRe` (at once when it is null), with
+ * the match; rejects if it exits or is not ready within `timeoutMs`. The child goes into `children`
+ * (the caller's list to kill at the end) and into this module's stopAll().
+ */
+export function startReady(argv, readyRe, { children = [], timeoutMs = 30_000 } = {}) {
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!readyRe) return Promise.resolve({ child, match: null });
+  return new Promise((res, rej) => {
+    let out = '';
+    const t = setTimeout(
+      () => rej(new Error(`${argv.join(' ')}: not ready in ${timeoutMs} ms\n${out}`)),
+      timeoutMs,
+    );
+    const on = (d) => {
+      out += d;
+      const m = readyRe.exec(out);
+      if (m) {
+        clearTimeout(t);
+        res({ child, match: m });
+      }
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', on);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      rej(new Error(`${argv.join(' ')} exited ${code}\n${out}`));
+    });
+  });
+}
+
 async function stopChild(child) {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
@@ -90,13 +124,10 @@ export async function startUpstream({ pin }) {
 }
 
 /**
- * nginx as an upstream that answers every path with the same static 1 KB file (the size
- * bench/upstream.mjs sends for GET /), for benches where a Node upstream would take CPU from what is
- * measured. Writes DIR/www/1k; the config is returned.
+ * The part of both nginx configs up to the open `http {` block: one process doing the work
+ * (master_process off, so /proc/<pid>/stat is its whole CPU cost), files under `dir`.
  */
-export function nginxStaticConfig({ dir, port }) {
-  mkdirSync(join(dir, 'www'), { recursive: true });
-  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
+function nginxMain(dir) {
   return `daemon off;
 master_process off;
 worker_processes 1;
@@ -106,7 +137,18 @@ error_log ${dir}/error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
-  client_body_temp_path ${dir}/client_body;
+  client_body_temp_path ${dir}/client_body;`;
+}
+
+/**
+ * nginx as an upstream that answers every path with the same static 1 KB file (the size
+ * bench/upstream.mjs sends for GET /), for benches where a Node upstream would take CPU from what is
+ * measured. Writes DIR/www/1k; the config is returned.
+ */
+export function nginxStaticConfig({ dir, port }) {
+  mkdirSync(join(dir, 'www'), { recursive: true });
+  writeFileSync(join(dir, 'www', '1k'), Buffer.alloc(1024, 'a'));
+  return `${nginxMain(dir)}
   keepalive_requests 1000000;
   keepalive_timeout 120s;
   server {
@@ -123,16 +165,7 @@ export function nginxConfig({ dir, port, upstreamPort }) {
   // master_process off: one process does the work, so /proc/<pid>/stat is its whole CPU cost.
   // Upstream keep-alive needs HTTP/1.1 and an empty Connection header (nginx docs, "keepalive").
   // Bodies stream both ways (no request buffering, no temp files), like the Node proxies do.
-  return `daemon off;
-master_process off;
-worker_processes 1;
-worker_rlimit_nofile 16384;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
+  return `${nginxMain(dir)}
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;

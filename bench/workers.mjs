@@ -26,7 +26,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuMicros } from './procstat.mjs';
-import { ROOT, faultlineEntry, faultlineNodeFlags, nginxStaticConfig, which } from './peers.mjs';
+import { ROOT, faultlineEntry, faultlineNodeFlags, nginxStaticConfig, startReady, which } from './peers.mjs';
 import { runWrk } from './wrk.mjs';
 
 const args = process.argv.slice(2);
@@ -55,20 +55,7 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
-function start(cmd, argv, readyRe) {
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let logs = '';
-  return new Promise((res, rej) => {
-    const on = (d) => {
-      logs += d;
-      if (readyRe.test(logs)) res(child);
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', on);
-    child.once('exit', (c) => rej(new Error(`${argv.join(' ')} exited ${c}: ${logs}`)));
-  });
-}
+const start = async (cmd, argv, readyRe) => (await startReady([cmd, ...argv], readyRe, { children })).child;
 
 function config({ workers, port, adminPort, upstreamPort, stateDir }) {
   const up = `http://127.0.0.1:${upstreamPort}`;
