@@ -99,6 +99,15 @@ const listener = z
       .describe(
         'client connections accepted at once; more are closed on accept and counted (default: 3/4 of the fd limit shared by the listeners, at most 10000)',
       ),
+    accept_fanout: z
+      .number()
+      .int()
+      .min(1)
+      .max(256)
+      .default(32)
+      .describe(
+        'descriptors of the listening socket the event loop polls; each accepts one connection per loop turn (Node 20), so more drain a connection burst faster (1 = no fan-out)',
+      ),
     max_concurrent_streams: z
       .number()
       .int()

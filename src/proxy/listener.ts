@@ -39,6 +39,7 @@ import {
 } from './exchange.js';
 import { matchRoute, type ListenerPlan } from './plan.js';
 import { rawHeader } from '../core/raw-headers.js';
+import { AcceptFanout } from './accept-fanout.js';
 import { replyError, replyErrorH2 } from './reply.js';
 
 /**
@@ -128,6 +129,9 @@ export class Listener implements ExchangeHost {
   limits: ListenerLimits;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<Http2Session>();
+  private fanout: AcceptFanout | null = null;
+  /** Resolves when the accept fan-out is in place (or found impossible): see accept-fanout.ts. */
+  fanoutReady: Promise<number> = Promise.resolve(0);
   private readonly listenerCount: number;
   /** Refused connections and accept errors come in storms: logged a few per interval, all counted. */
   private readonly refusedLog = new LogLimiter();
@@ -606,9 +610,9 @@ export class Listener implements ExchangeHost {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       // Node's default backlog (511) overflows when a thousand clients connect at once on a busy core:
-      // the kernel then drops the handshake's final ACK, the client sends its request on a connection
-      // the server has not accepted, and that request waits for the SYN-ACK retransmit (1 s). This was
-      // the -c1000 p99 of ~1 s (issue 18). The kernel caps it at net.core.somaxconn.
+      // the kernel then drops the handshake's final ACK and the client waits for the SYN-ACK
+      // retransmit (1 s). The kernel caps it at net.core.somaxconn. The queue itself is drained by the
+      // accept fan-out below.
       this.server.listen({ port: this.spec.port, host: this.spec.address, backlog: LISTEN_BACKLOG }, () => {
         this.server.off('error', reject);
         resolve();
@@ -616,6 +620,10 @@ export class Listener implements ExchangeHost {
     });
     // After listen, errors are failed accepts (EMFILE: out of file descriptors); libuv keeps listening.
     this.server.on('error', (err: Error) => this.connectionRefused('accept_error', err));
+    // Not awaited: the listener serves from its own descriptor meanwhile (a child process start, ~50 ms).
+    const fanout = new AcceptFanout(this.server, this.spec.accept_fanout, LISTEN_BACKLOG);
+    this.fanout = fanout;
+    this.fanoutReady = fanout.start();
     return this.server.address() as AddressInfo;
   }
 
@@ -627,6 +635,7 @@ export class Listener implements ExchangeHost {
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.server.close();
+    this.fanout?.close();
     for (const session of this.sessions) session.close();
     const until = Date.now() + deadlineMs;
     while (this.inFlight > 0 && Date.now() < until) {
