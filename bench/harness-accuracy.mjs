@@ -3,7 +3,7 @@
 // Faultline, the proxy's). Issue 18's target at 2,000 req/s: p99 - 5 ms <= 2 ms, max - 5 ms <= 10 ms.
 //
 //   npm run build && node bench/harness-accuracy.mjs [--rate 2000] [--duration 10s] [--warmup 2s]
-//       [--delay-ms 5] [--reps 3] [--paths direct,faultline] [--variant new=dist --variant base=dist-base]
+//       [--delay-ms 5] [--reps 3] [--paths direct,faultline] [--variant new=dist --variant base=dist-base] [--variant s1=dist@--max-semi-space-size=1]
 //       [--no-pin] [--upstream precise|timer]
 //
 // The upstream (default: bench/fixed-delay-upstream.mjs, which answers D ms after arrival to ~0.1 ms
@@ -29,8 +29,11 @@ const variants = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] !== '--variant') continue;
   const spec = args[++i];
+  // name=dir or name=dir@--node-flag,--other-flag (extra V8/Node flags for the generator, after the
+  // shebang's, e.g. to compare young-generation sizes)
   const eq = spec.indexOf('=');
-  variants.push({ name: spec.slice(0, eq), dir: resolve(ROOT, spec.slice(eq + 1)) });
+  const [dir, flags] = spec.slice(eq + 1).split('@');
+  variants.push({ name: spec.slice(0, eq), dir: resolve(ROOT, dir), flags: flags ? flags.split(',') : [] });
 }
 if (variants.length === 0) variants.push({ name: 'new', dir: resolve(ROOT, 'dist') });
 const rate = Number(opt('rate', '2000'));
@@ -57,7 +60,7 @@ for (const v of variants) {
     process.exit(2);
   }
   // As `faultline ...` runs: with the V8 flags of dist/bin.js's shebang line.
-  v.node = [process.execPath, ...faultlineNodeFlags(join(v.dir, 'bin.js'))];
+  v.node = [process.execPath, ...faultlineNodeFlags(join(v.dir, 'bin.js')), ...(v.flags ?? [])];
   v.hasWarmup = readFileSync(join(v.dir, 'load/args.js'), 'utf8').includes('--warmup');
 }
 
@@ -122,7 +125,8 @@ try {
     writeFileSync(join(dir, 'faultline.yaml'), `arm_header: true\n${config}`);
     const fl = variants[0].dir;
     const c = onCore(1, [
-      ...variants[0].node,
+      process.execPath,
+      ...faultlineNodeFlags(join(fl, 'bin.js')),
       join(fl, 'bin.js'),
       'run',
       '--config',
@@ -169,6 +173,7 @@ try {
         upstreamHoldMs: hold === null ? null : { p50: ms(hold.p50), p99: ms(hold.p99), max: ms(hold.max) },
         eventLoopUtilization: g?.eventLoopUtilization ?? null,
         cpuPct: g?.cpuPct ?? null,
+        gcPausesMs: g?.gcPausesMs ?? null,
         saturated: g?.saturated ?? null,
         warnings: g?.warnings ?? [],
       };
@@ -223,6 +228,8 @@ for (const v of variants)
         ]),
       ),
       eventLoopUtilization: median(rs.map((r) => r.eventLoopUtilization)),
+      gcPauseMaxMs: median(rs.map((r) => r.gcPausesMs?.max)),
+      gcPauseCount: median(rs.map((r) => r.gcPausesMs?.count)),
       saturatedReps: rs.filter((r) => r.saturated).length,
       meetsTargetReps: rs.filter((r) => r.meetsTarget).length,
     });
@@ -253,15 +260,15 @@ const lines = [
   '',
   `Excess = reported latency - ${delayMs} ms. Target: p99 excess <= ${TARGET.p99ExcessMs} ms, max excess <= ${TARGET.maxExcessMs} ms. Upstream: ${upstreamKind}; its hold is what it measured itself after the warm-up.`,
   '',
-  '| variant | path | excess p50 | excess p99 | excess max | lateness p50 | lateness p99 | lateness max | upstream hold p99 / max | ELU | arms p99 / max excess | saturated | meets target |',
-  '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  '| variant | path | excess p50 | excess p99 | excess max | lateness p50 | lateness p99 | lateness max | upstream hold p99 / max | ELU | GC pauses / max ms | arms p99 / max excess | saturated | meets target |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
 ];
 for (const s of summary) {
   const arms = Object.entries(s.arms)
     .map(([a, x]) => `${a} ${f(x.p99)}/${f(x.max)}`)
     .join(', ');
   lines.push(
-    `| ${s.variant} | ${s.path} | ${f(s.excessMs.p50)} | ${f(s.excessMs.p99)} | ${f(s.excessMs.max)} | ${f(s.sendLatenessMs.p50)} | ${f(s.sendLatenessMs.p99)} | ${f(s.sendLatenessMs.max)} | ${f(s.upstreamHoldMs.p99)} / ${f(s.upstreamHoldMs.max)} | ${f(s.eventLoopUtilization)} | ${arms} | ${s.saturatedReps}/${s.reps} | ${s.meetsTargetReps}/${s.reps} |`,
+    `| ${s.variant} | ${s.path} | ${f(s.excessMs.p50)} | ${f(s.excessMs.p99)} | ${f(s.excessMs.max)} | ${f(s.sendLatenessMs.p50)} | ${f(s.sendLatenessMs.p99)} | ${f(s.sendLatenessMs.max)} | ${f(s.upstreamHoldMs.p99)} / ${f(s.upstreamHoldMs.max)} | ${f(s.eventLoopUtilization)} | ${f(s.gcPauseCount)} / ${f(s.gcPauseMaxMs)} | ${arms} | ${s.saturatedReps}/${s.reps} | ${s.meetsTargetReps}/${s.reps} |`,
   );
 }
 lines.push('', `JSON: ${file}`);

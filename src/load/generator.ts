@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { performance, PerformanceObserver, type PerformanceObserverEntryList } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import type { EventLoopUtilization } from 'node:perf_hooks';
 import { Pool } from 'undici';
@@ -64,6 +64,14 @@ export interface GeneratorHealth {
   readonly eventLoopUtilization: number;
   /** Process CPU (user + system) over the window, in % of one core. */
   readonly cpuPct: number;
+  /** The generator's garbage-collection pauses in the window: each one stalls every latency in flight. */
+  readonly gcPauses: GcPauses;
+}
+
+export interface GcPauses {
+  count: number;
+  totalMs: number;
+  maxMs: number;
 }
 
 /** Per-request state; it is also the undici handler, so no closures are allocated per request. */
@@ -180,6 +188,17 @@ export class LoadGenerator {
   private clock: Worker | undefined;
   /** 0 idle, 1 a wake-up is on its way, 2 stop. */
   private readonly clockFlag = new Int32Array(new SharedArrayBuffer(4));
+  /** GC pauses that started in the measured window (filled by an observer from its start). */
+  private readonly gcPauses: GcPauses = { count: 0, totalMs: 0, maxMs: 0 };
+  private gcObserver: PerformanceObserver | undefined;
+  private readonly onGc = (list: PerformanceObserverEntryList): void => {
+    for (const e of list.getEntries()) {
+      if (e.startTime < this.measureStartAt || (this.endedAt !== 0 && e.startTime > this.endedAt)) continue;
+      this.gcPauses.count++;
+      this.gcPauses.totalMs += e.duration;
+      if (e.duration > this.gcPauses.maxMs) this.gcPauses.maxMs = e.duration;
+    }
+  };
   private readonly onClock = (): void => {
     Atomics.store(this.clockFlag, 0, 0);
     this.tick();
@@ -250,7 +269,8 @@ export class LoadGenerator {
   /** Event-loop utilisation and CPU over the measured window (final once the run has ended). */
   health(): GeneratorHealth {
     if (this.healthAtEnd) return this.healthAtEnd;
-    if (!this.eluAtMark || !this.cpuAtMark) return { windowMs: 0, eventLoopUtilization: 0, cpuPct: 0 };
+    if (!this.eluAtMark || !this.cpuAtMark)
+      return { windowMs: 0, eventLoopUtilization: 0, cpuPct: 0, gcPauses: this.gcPauses };
     const elu = performance.eventLoopUtilization(this.eluAtMark);
     const cpu = process.cpuUsage(this.cpuAtMark);
     const windowMs = (this.endedAt || performance.now()) - this.measureStartAt;
@@ -258,6 +278,9 @@ export class LoadGenerator {
       windowMs,
       eventLoopUtilization: elu.utilization,
       cpuPct: windowMs > 0 ? ((cpu.user + cpu.system) / 1000 / windowMs) * 100 : 0,
+      // The live object: GC entries reach the observer a tick after the pause, so the last ones land
+      // after the window closes (the observer stops once the pool has closed).
+      gcPauses: this.gcPauses,
     };
   }
 
@@ -345,6 +368,8 @@ export class LoadGenerator {
   private mark(): void {
     this.eluAtMark = performance.eventLoopUtilization();
     this.cpuAtMark = process.cpuUsage();
+    this.gcObserver = new PerformanceObserver(this.onGc);
+    this.gcObserver.observe({ entryTypes: ['gc'] });
     this.onMeasureStart?.();
   }
 
@@ -387,7 +412,10 @@ export class LoadGenerator {
     void this.pool
       .close()
       .catch(() => {})
-      .then(() => resolve?.());
+      .then(() => {
+        this.gcObserver?.disconnect();
+        resolve?.();
+      });
   }
 
   /** Stop early (e.g. on SIGINT): cancels what is in flight; those count as transport errors. */

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { runLoadCommand } from '../../src/load/command.js';
 import type { LoadReport } from '../../src/load/report.js';
 
@@ -110,6 +112,48 @@ describe('faultline load: warm-up and the generator health report', () => {
       /generator: [\d.]+\/s {2}send lateness \(ms\) p50 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/,
     );
   });
+
+  it('counts the generator’s GC pauses in the window and warns about a long one', async () => {
+    reset();
+    phaseStart = -1e9;
+    // A full collection over a large live heap, forced 0.5 s into a 1 s window (after a 200 ms warm-up).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let live: object[] | null = Array.from({ length: 1_500_000 }, (_, i) => ({ i, s: `x${i}` }));
+    const t = setTimeout(() => gc(), 700);
+    try {
+      const out = sink();
+      await runLoadCommand(
+        ['--target', url, '--rate', '50', '--duration', '1s', '--warmup', '200ms', '--json'],
+        {
+          stdout: out,
+          stderr: sink(),
+          progressMs: 0,
+        },
+      );
+      const r = JSON.parse(out.text()) as LoadReport;
+      const g = r.generator.gcPausesMs;
+      expect(g.count).toBeGreaterThanOrEqual(1);
+      expect(g.max).toBeGreaterThan(5);
+      expect(g.total).toBeGreaterThanOrEqual(g.max);
+      expect(r.generator.warnings.join('; ')).toMatch(/GC paused the generator \d+x \(max [\d.]+ ms/);
+      expect(r.generator.saturated).toBe(true);
+    } finally {
+      clearTimeout(t);
+      live = null;
+    }
+    expect(live).toBeNull();
+
+    // Without the forced pause: the field is there, the steady scavenges of 50 req/s stay short.
+    const text = sink();
+    phaseStart = -1e9;
+    await runLoadCommand(['--target', url, '--rate', '50', '--duration', '300ms', '--warmup', '100ms'], {
+      stdout: text,
+      stderr: sink(),
+      progressMs: 0,
+    });
+    expect(text.text()).toMatch(/GC pauses \d+ \(max [\d.-]+ ms, total [\d.-]+ ms\)/);
+  }, 30_000);
 
   it('warns that the numbers are the generator’s when it cannot keep the rate', async () => {
     reset();
