@@ -315,7 +315,7 @@ async function runScenario(sc, tmpDir) {
         if (peers[p.name].crashed) continue;
         for (const m of measures) {
           try {
-            const row = await measure(p, m, durationS, tmpDir);
+            const row = await measure(p, m, Math.max(durationS, m.minDurationS ?? 0), tmpDir);
             peers[p.name].runs.push({ rep, measure: m.label, ...row });
           } catch (err) {
             peers[p.name].runs.push({ rep, measure: m.label, error: err.message });
