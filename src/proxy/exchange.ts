@@ -169,6 +169,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   private heldEnd = false;
   /** HTTP/2: the response was sent with waitForTrailers (trailers may follow the body). */
   private h2Trailers = false;
+  /**
+   * HTTP/2, no trailers awaited, and the upstream's end may come a tick after its last chunk (an
+   * HTTP/2 upstream, a chunked HTTP/1.1 one): body writes are corked until the end of the loop turn,
+   * so the end, when it comes in that turn, goes out as END_STREAM on the last DATA frame.
+   */
+  private h2Batch = false;
+  /** The client stream is corked until onBatchEnd (h2Batch). */
+  private h2Corked = false;
 
   /** `req`/`res` for HTTP/1.1, or `stream` for HTTP/2 (the other pair null). */
   constructor(
@@ -269,11 +277,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.clearDeadline();
     this.status = statusCode;
     if (this.isGrpc) this.noteGrpcStatus(headers);
-    // HTTP/2: trailers can only follow a response sent with waitForTrailers; an HTTP/1.1 upstream
-    // sends none with a Content-Length (trailers need chunked coding), so that response ends with
-    // its last DATA frame instead of an extra empty one.
-    if (this.stream !== null)
-      this.h2Trailers = this.route.upstreamProtocol !== 'http1' || headers['content-length'] === undefined;
+    if (this.stream !== null) {
+      this.h2Trailers = this.mayHaveTrailers(headers);
+      this.h2Batch =
+        !this.h2Trailers &&
+        (this.route.upstreamProtocol !== 'http1' || headers['content-length'] === undefined);
+    }
     headers = clientResponseHeaders(headers, this.injectedMark(), this.armMark(), this.isH2);
     const fault = this.injected ? (this.exp as ExperimentRuntime).fault : null;
     if (fault !== null && fault.onResponseStart !== undefined) {
@@ -300,12 +309,41 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.writeResponseData(chunk);
   }
 
+  /**
+   * HTTP/2: whether to send the response head with waitForTrailers. Trailers can only follow a
+   * response sent that way, but one sent that way and getting none still ends with an extra empty
+   * DATA frame (END_STREAM) after the body instead of ending with its last DATA frame, so it is
+   * chosen only where trailers can come and the client can use them: a gRPC call (its status is in
+   * the trailers), a response that announces them (`trailer`), or a client that said it will not
+   * drop them (`te: trailers`, RFC 9110 §6.5.2). Any other trailer section an HTTP/2 upstream sends
+   * is not forwarded: RFC 9110 §6.5.1 lets a recipient discard trailers, and a client that asked for
+   * none promised nothing about them. An HTTP/1.1 upstream can only send trailers in chunked coding,
+   * never with a Content-Length.
+   */
+  private mayHaveTrailers(headers: IncomingHttpHeaders): boolean {
+    if (this.route.upstreamProtocol === 'http1' && headers['content-length'] !== undefined) return false;
+    if (this.isGrpc || headers['trailer'] !== undefined) return true;
+    const type = headers['content-type'];
+    if (type !== undefined && type.startsWith('application/grpc')) return true;
+    const te = rawHeader(this.rawHeaders, 'te');
+    return te !== undefined && /\btrailers\b/i.test(te);
+  }
+
   /** Writes one body chunk to the client, pausing the upstream on backpressure (FaultTarget). */
   writeResponseData(chunk: Buffer): void {
     if (this.done) return;
     const controller = this.controller;
     const stream = this.stream;
     if (stream !== null) {
+      // node:http2 puts END_STREAM on a DATA frame only when end() comes in the same tick as that
+      // frame's write; an HTTP/2 upstream's end comes a tick (or more) after its last chunk, which
+      // would cost an extra empty DATA frame. Corked, this turn's chunks go out together when the
+      // turn ends (or with the end, which uncorks).
+      if (this.h2Batch && !this.h2Corked) {
+        this.h2Corked = true;
+        stream.cork();
+        setImmediate(onBatchEnd, this);
+      }
       // HTTP/2: the stream's flow-control window is the client's own pace; pause at once.
       if (!stream.write(chunk) && controller) {
         controller.pause();
@@ -429,7 +467,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     const stream = this.stream;
     if (stream !== null) {
       // With trailers to send, 'wantTrailers' sends them after the last DATA frame; without a
-      // listener node:http2 ends the stream with an empty DATA frame itself.
+      // listener node:http2 ends the stream with an empty DATA frame itself. Trailers on a response
+      // sent without waitForTrailers are dropped here (see mayHaveTrailers).
       if (this.h2Trailers && hasAnyKey(trailers)) stream.on('wantTrailers', onWantTrailers);
       if (!stream.writableEnded) stream.end();
     } else {
@@ -709,6 +748,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     return ms < 0 ? -1 : Math.max(0, ms - (performance.now() - this.startMs));
   }
 
+  /** Sends the body chunks corked this loop turn (h2Batch); a no-op once end() has uncorked them. */
+  uncorkClient(): void {
+    this.h2Corked = false;
+    const stream = this.stream;
+    if (stream !== null && !stream.destroyed) stream.uncork();
+  }
+
   /** The client took what was queued: resume the upstream unless a fault is pacing it. */
   clientDrained(): void {
     if (!this.faultPaused) this.controller?.resume();
@@ -806,6 +852,11 @@ function onClientDrain(this: ProxyResponse): void {
 /** `close` on the client response: module-level, the exchange is found through the response. */
 export function onClientResponseClose(this: ProxyResponse): void {
   this.exchange?.clientClosed();
+}
+
+/** End of the loop turn in which an HTTP/2 response's body chunks were corked (h2Batch). */
+function onBatchEnd(ex: Exchange): void {
+  ex.uncorkClient();
 }
 
 function onClientStreamDrain(this: ClientStream): void {

@@ -14,6 +14,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echoClient, grpc, startGrpcServer, unary, type GrpcServer } from '../helpers/grpc.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
+import {
+  FLAG_END_STREAM,
+  FRAME_DATA,
+  FRAME_HEADERS,
+  FRAME_RST_STREAM,
+  RawH2,
+  type Frame,
+} from '../helpers/h2frames.js';
 import { metricSum, scrape, startUpstream, type Upstream } from '../helpers/servers.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -27,8 +35,31 @@ let h2Up: http2.Http2SecureServer;
 let grpcUp: GrpcServer;
 let fl: TestFaultline;
 
-/** Upstream handler for both raw HTTP/2 upstreams: echoes what it received, ends with trailers. */
+/** The body of the upstream's plain (`/h2c/plain...`) responses. */
+const PLAIN_BODY = 'plain body, no trailers\n'.repeat(40);
+
+/**
+ * Upstream handler for both raw HTTP/2 upstreams: echoes what it received, ends with trailers.
+ * `/h2c/plain`: a body and no trailers; `/h2c/announced`: trailers announced by a `trailer` field;
+ * `/h2c/unannounced`: trailers nobody announced.
+ */
 function onUpstreamStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  const path = headers[':path'] ?? '';
+  if (path.startsWith('/h2c/plain')) {
+    stream.respond({ ':status': 200, 'content-type': 'text/plain' });
+    stream.end(PLAIN_BODY);
+    return;
+  }
+  if (path.startsWith('/h2c/announced') || path.startsWith('/h2c/unannounced')) {
+    const announced = path.startsWith('/h2c/announced');
+    stream.respond(
+      { ':status': 200, 'content-type': 'text/plain', ...(announced ? { trailer: 'x-sum' } : {}) },
+      { waitForTrailers: true },
+    );
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-sum': 'abc' }));
+    stream.end(PLAIN_BODY);
+    return;
+  }
   const chunks: Buffer[] = [];
   stream.on('data', (c: Buffer) => chunks.push(c));
   stream.on('error', () => undefined);
@@ -312,6 +343,69 @@ describe('HTTP/2 listeners and upstreams', () => {
     const m = await scrape(fl.admin);
     expect(metricSum(m, 'faultline_requests_total', { listener: 'http1', status_class: '2xx' })).toBe(1);
     expect(metricSum(m, 'faultline_requests_total', { listener: 'h2c', status_class: '2xx' })).toBe(4);
+  });
+});
+
+describe('HTTP/2 response endings', () => {
+  /** Frames of stream 1 for a GET of `path` through the h2c listener, sent from a raw socket. */
+  async function rawGet(path: string): Promise<Frame[]> {
+    const c = await RawH2.connect(fl.fl.port('h2c'));
+    try {
+      await c.serverSettings();
+      c.headers(
+        1,
+        [
+          [':method', 'GET'],
+          [':scheme', 'http'],
+          [':path', path],
+          [':authority', '127.0.0.1'],
+        ],
+        true,
+      );
+      await c.waitFor(
+        (f) => f.streamId === 1 && ((f.flags & FLAG_END_STREAM) !== 0 || f.type === FRAME_RST_STREAM),
+      );
+      return c.frames.filter((f) => f.streamId === 1);
+    } finally {
+      c.destroy();
+    }
+  }
+
+  it('a plain response from an h2c upstream ends with its last DATA frame, not an extra empty one', async () => {
+    const frames = await rawGet('/h2c/plain');
+    expect(frames[0]?.type).toBe(FRAME_HEADERS);
+    const data = frames.filter((f) => f.type === FRAME_DATA);
+    expect(Buffer.concat(data.map((f) => f.payload)).toString()).toBe(PLAIN_BODY);
+    // Waiting for trailers that never come ends the stream with an empty DATA frame after the body.
+    expect(data.filter((f) => f.payload.length === 0)).toEqual([]);
+    const last = frames[frames.length - 1] as Frame;
+    expect(last.type).toBe(FRAME_DATA);
+    expect(last.flags & FLAG_END_STREAM).toBe(FLAG_END_STREAM);
+    expect(frames.some((f) => f.type === FRAME_RST_STREAM)).toBe(false);
+  });
+
+  it('trailers still reach the client when announced (trailer field) or asked for (te: trailers)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${fl.fl.port('h2c')}`);
+    try {
+      const announced = await h2request(session, { ':method': 'GET', ':path': '/h2c/announced' });
+      expect(announced.body.toString()).toBe(PLAIN_BODY);
+      expect(announced.trailers['x-sum']).toBe('abc');
+      const asked = await h2request(session, {
+        ':method': 'GET',
+        ':path': '/h2c/unannounced',
+        te: 'trailers',
+      });
+      expect(asked.body.toString()).toBe(PLAIN_BODY);
+      expect(asked.trailers['x-sum']).toBe('abc');
+      // Neither announced nor asked for (RFC 9110 §6.5.1: a client without `te: trailers` may drop
+      // them anyway): the body arrives whole, the trailer section is not forwarded.
+      const plain = await h2request(session, { ':method': 'GET', ':path': '/h2c/unannounced' });
+      expect(plain.headers[':status']).toBe(200);
+      expect(plain.body.toString()).toBe(PLAIN_BODY);
+      expect(plain.trailers['x-sum']).toBeUndefined();
+    } finally {
+      session.close();
+    }
   });
 });
 
