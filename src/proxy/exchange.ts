@@ -177,6 +177,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   private h2Batch = false;
   /** The client stream is corked until onBatchEnd (h2Batch). */
   private h2Corked = false;
+  /** HTTP/2: the body is out and 'wantTrailers' ends the stream (and stops an upload still arriving). */
+  private trailersPending = false;
 
   /** `req`/`res` for HTTP/1.1, or `stream` for HTTP/2 (the other pair null). */
   constructor(
@@ -468,8 +470,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     if (stream !== null) {
       // With trailers to send, 'wantTrailers' sends them after the last DATA frame; without a
       // listener node:http2 ends the stream with an empty DATA frame itself. Trailers on a response
-      // sent without waitForTrailers are dropped here (see mayHaveTrailers).
-      if (this.h2Trailers && hasAnyKey(trailers)) stream.on('wantTrailers', onWantTrailers);
+      // sent without waitForTrailers are dropped here (see mayHaveTrailers). With an upload still
+      // arriving, 'wantTrailers' also ends the stream, so the RST_STREAM that stops the upload
+      // (finish, stopUpload) comes after the end of the response, never before it.
+      if (this.h2Trailers && (hasAnyKey(trailers) || uploadOpen(stream))) {
+        this.trailersPending = true;
+        stream.on('wantTrailers', onWantTrailers);
+      }
       if (!stream.writableEnded) stream.end();
     } else {
       const res = this.res as ProxyResponse;
@@ -481,11 +488,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
 
   /** 'wantTrailers' on the client stream: the upstream's trailers (a refused field resets the stream). */
   sendTrailers(stream: ClientStream): void {
+    this.trailersPending = false;
     try {
+      // No trailers: node:http2 ends the stream with an empty DATA frame instead.
       stream.sendTrailers((this.trailers ?? noTrailers) as Record<string, string>);
     } catch {
       closeStream(stream, h2constants.NGHTTP2_INTERNAL_ERROR);
+      return;
     }
+    stopUpload(stream);
   }
 
   private noteGrpcStatus(headers: IncomingHttpHeaders): void {
@@ -707,9 +718,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     if (this.res !== null) this.res.shouldKeepAlive = false;
     this.status = this.replyErr('request_timeout');
     this.finish(OUTCOME_CLIENT_ABORT);
+    // HTTP/2: finish() sent RST_STREAM NO_ERROR after the 408 (stopUpload), so the client stops sending.
     this.controller?.abort(slowUploadError);
-    // HTTP/2: RST_STREAM NO_ERROR once the 408 is out (RFC 9113 §8.1), so the client stops sending.
-    if (this.stream !== null) closeStream(this.stream, h2constants.NGHTTP2_NO_ERROR);
   }
 
   private clearDeadline(): void {
@@ -818,6 +828,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     counter.inc();
     if (this.isGrpc) countGrpcResponse(route, this.grpcStatus);
     route.duration.observe(latencyMs / 1000);
+    // HTTP/2: a complete response (the upstream's, or Faultline's own reply to a failure) while the
+    // client's body is still arriving. Nothing reads that body any more, so the client would keep
+    // sending into a full flow-control window until the stream idle timeout; RST_STREAM NO_ERROR
+    // after a complete response asks it to stop without an error (RFC 9113 §8.1), and clients keep
+    // the response. A failure after the head went out resets the stream with INTERNAL_ERROR instead
+    // (its response is not complete), and so does a response still waiting for its trailers
+    // (sendTrailers stops the upload then).
+    const stream = this.stream;
+    if (stream !== null && stream.writableEnded && !this.trailersPending) stopUpload(stream);
     this.host.exchangeFinished(this, outcome, latencyMs);
   }
 }
@@ -870,6 +889,25 @@ export function onClientStreamClose(this: ClientStream): void {
 
 function onWantTrailers(this: ClientStream): void {
   this[kExchange]?.sendTrailers(this);
+}
+
+/**
+ * The client has not ended its request body (no END_STREAM yet). `readableEnded` says only that the
+ * body was read to its end; a body nobody reads (a reply before forwarding, an upstream that stopped
+ * reading) would count as still arriving even when it has all been received.
+ */
+function uploadOpen(stream: ClientStream): boolean {
+  if (stream.endAfterHeaders || stream.destroyed) return false;
+  const state = (stream as unknown as { _readableState?: { ended: boolean } })._readableState;
+  return state !== undefined ? !state.ended : !stream.readableEnded;
+}
+
+/**
+ * The response is complete and the client is still uploading: RST_STREAM NO_ERROR (RFC 9113 §8.1).
+ * node:http2 sends it once the response's frames are written, never ahead of them.
+ */
+function stopUpload(stream: ClientStream): void {
+  if (uploadOpen(stream)) stream.close(h2constants.NGHTTP2_NO_ERROR);
 }
 
 /** RST_STREAM with `code` unless the stream is already gone. */
