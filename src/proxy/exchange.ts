@@ -496,7 +496,10 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
       closeStream(stream, h2constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    stopUpload(stream);
+    // Not now: nghttp2 drops a trailers frame still queued on a stream with a RST_STREAM submitted.
+    // 'wantTrailers' comes while node:http2 writes the stream's frames, which writes the trailers
+    // too, so on the next turn they are out.
+    if (uploadOpen(stream)) setImmediate(stopUpload, stream);
   }
 
   private noteGrpcStatus(headers: IncomingHttpHeaders): void {

@@ -325,6 +325,11 @@ function onStreamEnd(this: CallStream): void {
   call.settled = true;
   call.detachBody();
   call.handler.onResponseEnd?.(call, call.trailers ?? {});
+  // The upstream answered in full before our request body was all sent (RFC 9113 §8.1 allows it):
+  // the rest is not needed. RST_STREAM CANCEL rather than an END_STREAM, which would pass the part
+  // sent so far off as the whole body, and rather than leaving the stream half-open, holding a slot
+  // of the session until it closes.
+  if (!this.writableEnded && !this.destroyed) this.close(NGHTTP2_CANCEL);
 }
 
 function onStreamError(this: CallStream, err: Error): void {
