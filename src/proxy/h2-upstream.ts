@@ -326,9 +326,9 @@ function onStreamEnd(this: CallStream): void {
   call.detachBody();
   call.handler.onResponseEnd?.(call, call.trailers ?? {});
   // The upstream answered in full before our request body was all sent (RFC 9113 §8.1 allows it):
-  // the rest is not needed. RST_STREAM CANCEL rather than an END_STREAM, which would pass the part
-  // sent so far off as the whole body, and rather than leaving the stream half-open, holding a slot
-  // of the session until it closes.
+  // the rest is not needed, and a stream left half-open would hold a slot of the session until it
+  // closes. RST_STREAM CANCEL, as abort() sends (node:http2 half-closes an open stream just before
+  // resetting it, so the upstream can see its body end first; it has answered already).
   if (!this.writableEnded && !this.destroyed) this.close(NGHTTP2_CANCEL);
 }
 
