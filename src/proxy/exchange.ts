@@ -169,6 +169,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
   private heldEnd = false;
   /** HTTP/2: the response was sent with waitForTrailers (trailers may follow the body). */
   private h2Trailers = false;
+  /**
+   * HTTP/2, no trailers awaited, and the upstream's end may come a tick after its last chunk (an
+   * HTTP/2 upstream, a chunked HTTP/1.1 one): body writes are corked until the end of the loop turn,
+   * so the end, when it comes in that turn, goes out as END_STREAM on the last DATA frame.
+   */
+  private h2Batch = false;
+  /** The client stream is corked until onBatchEnd (h2Batch). */
+  private h2Corked = false;
+  /** HTTP/2: the body is out and 'wantTrailers' ends the stream (and stops an upload still arriving). */
+  private trailersPending = false;
 
   /** `req`/`res` for HTTP/1.1, or `stream` for HTTP/2 (the other pair null). */
   constructor(
@@ -269,11 +279,12 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.clearDeadline();
     this.status = statusCode;
     if (this.isGrpc) this.noteGrpcStatus(headers);
-    // HTTP/2: trailers can only follow a response sent with waitForTrailers; an HTTP/1.1 upstream
-    // sends none with a Content-Length (trailers need chunked coding), so that response ends with
-    // its last DATA frame instead of an extra empty one.
-    if (this.stream !== null)
-      this.h2Trailers = this.route.upstreamProtocol !== 'http1' || headers['content-length'] === undefined;
+    if (this.stream !== null) {
+      this.h2Trailers = this.mayHaveTrailers(headers);
+      this.h2Batch =
+        !this.h2Trailers &&
+        (this.route.upstreamProtocol !== 'http1' || headers['content-length'] === undefined);
+    }
     headers = clientResponseHeaders(headers, this.injectedMark(), this.armMark(), this.isH2);
     const fault = this.injected ? (this.exp as ExperimentRuntime).fault : null;
     if (fault !== null && fault.onResponseStart !== undefined) {
@@ -300,12 +311,41 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.writeResponseData(chunk);
   }
 
+  /**
+   * HTTP/2: whether to send the response head with waitForTrailers. Trailers can only follow a
+   * response sent that way, but one sent that way and getting none still ends with an extra empty
+   * DATA frame (END_STREAM) after the body instead of ending with its last DATA frame, so it is
+   * chosen only where trailers can come and the client can use them: a gRPC call (its status is in
+   * the trailers), a response that announces them (`trailer`), or a client that said it will not
+   * drop them (`te: trailers`, RFC 9110 §6.5.2). Any other trailer section an HTTP/2 upstream sends
+   * is not forwarded: RFC 9110 §6.5.1 lets a recipient discard trailers, and a client that asked for
+   * none promised nothing about them. An HTTP/1.1 upstream can only send trailers in chunked coding,
+   * never with a Content-Length.
+   */
+  private mayHaveTrailers(headers: IncomingHttpHeaders): boolean {
+    if (this.route.upstreamProtocol === 'http1' && headers['content-length'] !== undefined) return false;
+    if (this.isGrpc || headers['trailer'] !== undefined) return true;
+    const type = headers['content-type'];
+    if (type !== undefined && type.startsWith('application/grpc')) return true;
+    const te = rawHeader(this.rawHeaders, 'te');
+    return te !== undefined && /\btrailers\b/i.test(te);
+  }
+
   /** Writes one body chunk to the client, pausing the upstream on backpressure (FaultTarget). */
   writeResponseData(chunk: Buffer): void {
     if (this.done) return;
     const controller = this.controller;
     const stream = this.stream;
     if (stream !== null) {
+      // node:http2 puts END_STREAM on a DATA frame only when end() comes in the same tick as that
+      // frame's write; an HTTP/2 upstream's end comes a tick (or more) after its last chunk, which
+      // would cost an extra empty DATA frame. Corked, this turn's chunks go out together when the
+      // turn ends (or with the end, which uncorks).
+      if (this.h2Batch && !this.h2Corked) {
+        this.h2Corked = true;
+        stream.cork();
+        setImmediate(onBatchEnd, this);
+      }
       // HTTP/2: the stream's flow-control window is the client's own pace; pause at once.
       if (!stream.write(chunk) && controller) {
         controller.pause();
@@ -429,8 +469,14 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     const stream = this.stream;
     if (stream !== null) {
       // With trailers to send, 'wantTrailers' sends them after the last DATA frame; without a
-      // listener node:http2 ends the stream with an empty DATA frame itself.
-      if (this.h2Trailers && hasAnyKey(trailers)) stream.on('wantTrailers', onWantTrailers);
+      // listener node:http2 ends the stream with an empty DATA frame itself. Trailers on a response
+      // sent without waitForTrailers are dropped here (see mayHaveTrailers). With an upload still
+      // arriving, 'wantTrailers' also ends the stream, so the RST_STREAM that stops the upload
+      // (finish, stopUpload) comes after the end of the response, never before it.
+      if (this.h2Trailers && (hasAnyKey(trailers) || uploadOpen(stream))) {
+        this.trailersPending = true;
+        stream.on('wantTrailers', onWantTrailers);
+      }
       if (!stream.writableEnded) stream.end();
     } else {
       const res = this.res as ProxyResponse;
@@ -442,11 +488,18 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
 
   /** 'wantTrailers' on the client stream: the upstream's trailers (a refused field resets the stream). */
   sendTrailers(stream: ClientStream): void {
+    this.trailersPending = false;
     try {
+      // No trailers: node:http2 ends the stream with an empty DATA frame instead.
       stream.sendTrailers((this.trailers ?? noTrailers) as Record<string, string>);
     } catch {
       closeStream(stream, h2constants.NGHTTP2_INTERNAL_ERROR);
+      return;
     }
+    // Not now: nghttp2 drops a trailers frame still queued on a stream with a RST_STREAM submitted.
+    // 'wantTrailers' comes while node:http2 writes the stream's frames, which writes the trailers
+    // too, so on the next turn they are out.
+    if (uploadOpen(stream)) setImmediate(stopUpload, stream);
   }
 
   private noteGrpcStatus(headers: IncomingHttpHeaders): void {
@@ -668,9 +721,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     if (this.res !== null) this.res.shouldKeepAlive = false;
     this.status = this.replyErr('request_timeout');
     this.finish(OUTCOME_CLIENT_ABORT);
+    // HTTP/2: finish() sent RST_STREAM NO_ERROR after the 408 (stopUpload), so the client stops sending.
     this.controller?.abort(slowUploadError);
-    // HTTP/2: RST_STREAM NO_ERROR once the 408 is out (RFC 9113 §8.1), so the client stops sending.
-    if (this.stream !== null) closeStream(this.stream, h2constants.NGHTTP2_NO_ERROR);
   }
 
   private clearDeadline(): void {
@@ -707,6 +759,13 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     if (!this.isGrpc) return -1;
     const ms = grpcTimeoutMs(rawHeader(this.rawHeaders, 'grpc-timeout'));
     return ms < 0 ? -1 : Math.max(0, ms - (performance.now() - this.startMs));
+  }
+
+  /** Sends the body chunks corked this loop turn (h2Batch); a no-op once end() has uncorked them. */
+  uncorkClient(): void {
+    this.h2Corked = false;
+    const stream = this.stream;
+    if (stream !== null && !stream.destroyed) stream.uncork();
   }
 
   /** The client took what was queued: resume the upstream unless a fault is pacing it. */
@@ -772,6 +831,15 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     counter.inc();
     if (this.isGrpc) countGrpcResponse(route, this.grpcStatus);
     route.duration.observe(latencyMs / 1000);
+    // HTTP/2: a complete response (the upstream's, or Faultline's own reply to a failure) while the
+    // client's body is still arriving. Nothing reads that body any more, so the client would keep
+    // sending into a full flow-control window until the stream idle timeout; RST_STREAM NO_ERROR
+    // after a complete response asks it to stop without an error (RFC 9113 §8.1), and clients keep
+    // the response. A failure after the head went out resets the stream with INTERNAL_ERROR instead
+    // (its response is not complete), and so does a response still waiting for its trailers
+    // (sendTrailers stops the upload then).
+    const stream = this.stream;
+    if (stream !== null && stream.writableEnded && !this.trailersPending) stopUpload(stream);
     this.host.exchangeFinished(this, outcome, latencyMs);
   }
 }
@@ -808,6 +876,11 @@ export function onClientResponseClose(this: ProxyResponse): void {
   this.exchange?.clientClosed();
 }
 
+/** End of the loop turn in which an HTTP/2 response's body chunks were corked (h2Batch). */
+function onBatchEnd(ex: Exchange): void {
+  ex.uncorkClient();
+}
+
 function onClientStreamDrain(this: ClientStream): void {
   this[kExchange]?.clientDrained();
 }
@@ -819,6 +892,25 @@ export function onClientStreamClose(this: ClientStream): void {
 
 function onWantTrailers(this: ClientStream): void {
   this[kExchange]?.sendTrailers(this);
+}
+
+/**
+ * The client has not ended its request body (no END_STREAM yet). `readableEnded` says only that the
+ * body was read to its end; a body nobody reads (a reply before forwarding, an upstream that stopped
+ * reading) would count as still arriving even when it has all been received.
+ */
+function uploadOpen(stream: ClientStream): boolean {
+  if (stream.endAfterHeaders || stream.destroyed) return false;
+  const state = (stream as unknown as { _readableState?: { ended: boolean } })._readableState;
+  return state !== undefined ? !state.ended : !stream.readableEnded;
+}
+
+/**
+ * The response is complete and the client is still uploading: RST_STREAM NO_ERROR (RFC 9113 §8.1).
+ * node:http2 sends it once the response's frames are written, never ahead of them.
+ */
+function stopUpload(stream: ClientStream): void {
+  if (uploadOpen(stream)) stream.close(h2constants.NGHTTP2_NO_ERROR);
 }
 
 /** RST_STREAM with `code` unless the stream is already gone. */

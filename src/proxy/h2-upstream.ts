@@ -325,6 +325,11 @@ function onStreamEnd(this: CallStream): void {
   call.settled = true;
   call.detachBody();
   call.handler.onResponseEnd?.(call, call.trailers ?? {});
+  // The upstream answered in full before our request body was all sent (RFC 9113 §8.1 allows it):
+  // the rest is not needed, and a stream left half-open would hold a slot of the session until it
+  // closes. RST_STREAM CANCEL, as abort() sends (node:http2 half-closes an open stream just before
+  // resetting it, so the upstream can see its body end first; it has answered already).
+  if (!this.writableEnded && !this.destroyed) this.close(NGHTTP2_CANCEL);
 }
 
 function onStreamError(this: CallStream, err: Error): void {

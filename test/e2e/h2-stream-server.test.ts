@@ -14,6 +14,8 @@ import { metricSum, scrape, startUpstream, type Upstream } from '../helpers/serv
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 let up: Upstream;
+/** HTTP/1.1 upstream failing mid-upload: `/reset` reads a little, then destroys its socket; `/early` answers 413 at once and closes. */
+let breaker: Upstream;
 let fl: TestFaultline;
 let session: http2.ClientHttp2Session;
 /** Bodies the upstream received, by request path. */
@@ -39,6 +41,14 @@ beforeAll(async () => {
       res.end(out);
     });
   });
+  breaker = await startUpstream((req, res) => {
+    if (req.url === '/early') {
+      res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' });
+      res.end('too large');
+      return;
+    }
+    req.once('data', () => req.socket.destroy());
+  });
   fl = await startFaultline({
     listeners: [
       {
@@ -48,7 +58,11 @@ beforeAll(async () => {
         protocol: 'h2c',
         min_upload_bytes_per_s: 10_000,
         upload_grace_ms: 300,
+        // Far above what the upload tests below allow: a stream must end because its exchange did.
+        stream_idle_timeout_ms: 30_000,
         routes: [
+          { name: 'break', path_prefix: '/reset', upstream: breaker.url },
+          { name: 'early', path_prefix: '/early', upstream: breaker.url },
           { name: 'abort', path_prefix: '/abort', upstream: up.url },
           { name: 'web', path_prefix: '/', upstream: up.url },
         ],
@@ -77,6 +91,7 @@ afterAll(async () => {
   session?.close();
   await fl?.stop();
   await up?.close();
+  await breaker?.close();
   if (fl) await removeDir(fl.stateDir);
 });
 
@@ -205,6 +220,53 @@ describe('h2 listener on the stream API', () => {
     }
     expect(replies.every((r) => [200, 503].includes(Number(r.headers[':status'])))).toBe(true);
   });
+
+  /** Posts 64 KiB every 50 ms for up to 4 s (about 5 MiB); resolves with the reply and its time. */
+  async function slowUpload(path: string): Promise<Reply & { ms: number }> {
+    const start = performance.now();
+    const r = await request({ ':method': 'POST', ':path': path }, (s) => {
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      let n = 0;
+      const t = setInterval(() => {
+        if (s.destroyed || s.closed || s.writableEnded) return clearInterval(t);
+        if (++n === 80) s.end(chunk);
+        else s.write(chunk);
+      }, 50);
+      s.on('close', () => clearInterval(t));
+    });
+    return { ...r, ms: performance.now() - start };
+  }
+
+  it(
+    'an upstream that resets mid-upload: 502 and the stream closed at once, not at the idle timeout',
+    { timeout: 10_000 },
+    async () => {
+      const before = await scrape(fl.admin);
+      const r = await slowUpload('/reset');
+      expect(r.headers[':status']).toBe(502);
+      expect(r.headers['x-faultline-error']).toBe('upstream_reset');
+      // The 502 is a complete response: RST_STREAM NO_ERROR asks the client to stop sending (RFC 9113 §8.1).
+      expect(r.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      expect(r.ms).toBeLessThan(3000);
+      const after = await scrape(fl.admin);
+      const kind = { route: 'break', kind: 'reset' };
+      expect(metricSum(after, 'faultline_upstream_errors_total', kind)).toBe(
+        metricSum(before, 'faultline_upstream_errors_total', kind) + 1,
+      );
+    },
+  );
+
+  it(
+    'an upstream that answers early while the body still arrives: its response, then the stream closed',
+    { timeout: 10_000 },
+    async () => {
+      const r = await slowUpload('/early');
+      expect(r.headers[':status']).toBe(413);
+      expect(r.body.toString()).toBe('too large');
+      expect(r.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      expect(r.ms).toBeLessThan(3000);
+    },
+  );
 
   it('expect: 100-continue gets a 100 before the body is sent, then the proxied answer', async () => {
     const body = randomBytes(1000);

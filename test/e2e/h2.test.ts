@@ -14,6 +14,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { echoClient, grpc, startGrpcServer, unary, type GrpcServer } from '../helpers/grpc.js';
 import { removeDir, startFaultline, type TestFaultline } from '../helpers/faultline.js';
+import {
+  FLAG_END_STREAM,
+  FRAME_DATA,
+  FRAME_HEADERS,
+  FRAME_RST_STREAM,
+  RawH2,
+  type Frame,
+} from '../helpers/h2frames.js';
 import { metricSum, scrape, startUpstream, type Upstream } from '../helpers/servers.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -27,8 +35,47 @@ let h2Up: http2.Http2SecureServer;
 let grpcUp: GrpcServer;
 let fl: TestFaultline;
 
-/** Upstream handler for both raw HTTP/2 upstreams: echoes what it received, ends with trailers. */
+/** RST_STREAM codes the upstream's `/h2c/early` streams closed with. */
+const earlyClosed: number[] = [];
+
+/** The body of the upstream's plain (`/h2c/plain...`) responses. */
+const PLAIN_BODY = 'plain body, no trailers\n'.repeat(40);
+
+/**
+ * Upstream handler for both raw HTTP/2 upstreams: echoes what it received, ends with trailers.
+ * `/h2c/plain`: a body and no trailers; `/h2c/announced`: trailers announced by a `trailer` field;
+ * `/h2c/unannounced`: trailers nobody announced.
+ */
 function onUpstreamStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  const path = headers[':path'] ?? '';
+  if (path.startsWith('/h2c/plain')) {
+    stream.respond({ ':status': 200, 'content-type': 'text/plain' });
+    stream.end(PLAIN_BODY);
+    return;
+  }
+  if (path.startsWith('/h2c/early')) {
+    // Answers at once, before the request body is in, trailers after its body; records when the
+    // stream closed (the proxy must not leave it half-open once the response is over).
+    stream.on('error', () => undefined);
+    stream.on('close', () => earlyClosed.push(stream.rstCode ?? -1));
+    // Reading (and dropping) the body: node:http2 would otherwise reset an unread stream itself once
+    // its response is out, and the proxy's part would not be tested.
+    stream.resume();
+    stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-sum': 'early' }));
+    stream.end(PLAIN_BODY);
+    return;
+  }
+  if (path.startsWith('/h2c/announced') || path.startsWith('/h2c/unannounced')) {
+    const announced = path.startsWith('/h2c/announced');
+    stream.respond(
+      { ':status': 200, 'content-type': 'text/plain', ...(announced ? { trailer: 'x-sum' } : {}) },
+      { waitForTrailers: true },
+    );
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-sum': 'abc' }));
+    stream.end(PLAIN_BODY);
+    return;
+  }
   const chunks: Buffer[] = [];
   stream.on('data', (c: Buffer) => chunks.push(c));
   stream.on('error', () => undefined);
@@ -313,6 +360,122 @@ describe('HTTP/2 listeners and upstreams', () => {
     expect(metricSum(m, 'faultline_requests_total', { listener: 'http1', status_class: '2xx' })).toBe(1);
     expect(metricSum(m, 'faultline_requests_total', { listener: 'h2c', status_class: '2xx' })).toBe(4);
   });
+});
+
+describe('HTTP/2 response endings', () => {
+  /** Frames of stream 1 for a GET of `path` through the h2c listener, sent from a raw socket. */
+  async function rawGet(path: string): Promise<Frame[]> {
+    const c = await RawH2.connect(fl.fl.port('h2c'));
+    try {
+      await c.serverSettings();
+      c.headers(
+        1,
+        [
+          [':method', 'GET'],
+          [':scheme', 'http'],
+          [':path', path],
+          [':authority', '127.0.0.1'],
+        ],
+        true,
+      );
+      await c.waitFor(
+        (f) => f.streamId === 1 && ((f.flags & FLAG_END_STREAM) !== 0 || f.type === FRAME_RST_STREAM),
+      );
+      return c.frames.filter((f) => f.streamId === 1);
+    } finally {
+      c.destroy();
+    }
+  }
+
+  it('a plain response from an h2c upstream ends with its last DATA frame, not an extra empty one', async () => {
+    const frames = await rawGet('/h2c/plain');
+    expect(frames[0]?.type).toBe(FRAME_HEADERS);
+    const data = frames.filter((f) => f.type === FRAME_DATA);
+    expect(Buffer.concat(data.map((f) => f.payload)).toString()).toBe(PLAIN_BODY);
+    // Waiting for trailers that never come ends the stream with an empty DATA frame after the body.
+    expect(data.filter((f) => f.payload.length === 0)).toEqual([]);
+    const last = frames[frames.length - 1] as Frame;
+    expect(last.type).toBe(FRAME_DATA);
+    expect(last.flags & FLAG_END_STREAM).toBe(FLAG_END_STREAM);
+    expect(frames.some((f) => f.type === FRAME_RST_STREAM)).toBe(false);
+  });
+
+  it('trailers still reach the client when announced (trailer field) or asked for (te: trailers)', async () => {
+    const session = http2.connect(`http://127.0.0.1:${fl.fl.port('h2c')}`);
+    try {
+      const announced = await h2request(session, { ':method': 'GET', ':path': '/h2c/announced' });
+      expect(announced.body.toString()).toBe(PLAIN_BODY);
+      expect(announced.trailers['x-sum']).toBe('abc');
+      const asked = await h2request(session, {
+        ':method': 'GET',
+        ':path': '/h2c/unannounced',
+        te: 'trailers',
+      });
+      expect(asked.body.toString()).toBe(PLAIN_BODY);
+      expect(asked.trailers['x-sum']).toBe('abc');
+      // Neither announced nor asked for (RFC 9110 §6.5.1: a client without `te: trailers` may drop
+      // them anyway): the body arrives whole, the trailer section is not forwarded.
+      const plain = await h2request(session, { ':method': 'GET', ':path': '/h2c/unannounced' });
+      expect(plain.headers[':status']).toBe(200);
+      expect(plain.body.toString()).toBe(PLAIN_BODY);
+      expect(plain.trailers['x-sum']).toBeUndefined();
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe('HTTP/2 upload to an h2c upstream that answers before the body is in', () => {
+  it(
+    'the client gets body and trailers, then RST_STREAM NO_ERROR; the upstream stream is cancelled',
+    { timeout: 10_000 },
+    async () => {
+      const session = http2.connect(`http://127.0.0.1:${fl.fl.port('h2c')}`);
+      try {
+        const start = performance.now();
+        const r = await new Promise<H2Reply & { rstCode: number | undefined }>((resolve) => {
+          const s = session.request({ ':method': 'POST', ':path': '/h2c/early', te: 'trailers' });
+          const out = {
+            headers: {},
+            trailers: {},
+            body: Buffer.alloc(0),
+            rstCode: undefined as number | undefined,
+          };
+          const chunks: Buffer[] = [];
+          const chunk = Buffer.alloc(64 * 1024, 1);
+          let n = 0;
+          const t = setInterval(() => {
+            if (s.destroyed || s.closed) return clearInterval(t);
+            if (++n === 80) s.end(chunk);
+            else s.write(chunk);
+          }, 50);
+          s.on('response', (h) => (out.headers = h));
+          s.on('trailers', (h) => (out.trailers = h));
+          s.on('data', (c: Buffer) => chunks.push(c));
+          s.on('error', () => undefined);
+          s.on('close', () => {
+            clearInterval(t);
+            resolve({ ...out, body: Buffer.concat(chunks), rstCode: s.rstCode });
+          });
+        });
+        expect(performance.now() - start).toBeLessThan(3000);
+        expect(r.headers[':status']).toBe(200);
+        expect(r.body.toString()).toBe(PLAIN_BODY);
+        // The trailers come before the reset: a reset first would lose them.
+        expect(r.trailers['x-sum']).toBe('early');
+        expect(r.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+        // Faultline stops sending the rest of the body upstream (RST_STREAM CANCEL) instead of leaving
+        // that stream half-open. (node:http2 ends the stream before resetting it, so whether the upstream
+        // sees code 0 or CANCEL depends on timing.)
+        const until = performance.now() + 3000;
+        while (earlyClosed.length === 0 && performance.now() < until)
+          await new Promise((r) => setTimeout(r, 20));
+        expect(earlyClosed.length).toBe(1);
+      } finally {
+        session.close();
+      }
+    },
+  );
 });
 
 describe('bad HTTP/2 input', () => {
