@@ -40,6 +40,8 @@ const CHILD_SOURCE =
 export class AcceptFanout {
   private readonly handles: TcpHandle[] = [];
   private closed = false;
+  /** The child while it runs: it holds descriptors of the socket too, so the port is not free. */
+  private child: Duplicator | null = null;
 
   /** Extra descriptors polling now (0 until start() resolves, and when fan-out is not possible). */
   get extra(): number {
@@ -60,7 +62,10 @@ export class AcceptFanout {
     if (wanted <= 0 || !main || typeof main.fd !== 'number' || main.fd < 0) return 0;
     const owner = Object.getOwnPropertySymbols(main).find((s) => s.description === 'owner_symbol');
     if (owner === undefined || typeof main.onconnection !== 'function') return 0;
-    const received = await duplicate(main, wanted, timeoutMs);
+    if (this.closed) return 0;
+    this.child = duplicate(main, wanted, timeoutMs);
+    const received = await this.child.done;
+    this.child = null;
     for (const h of received) {
       if (this.closed || this.handles.length >= wanted) {
         h.close();
@@ -79,40 +84,66 @@ export class AcceptFanout {
     return this.handles.length;
   }
 
-  /** Stops the extra descriptors (the server's own is closed by server.close()). */
-  close(): void {
+  /**
+   * Stops the extra descriptors (the server's own is closed by server.close()). Resolves once no
+   * descriptor of the socket is left here or in a child, so the port can be bound again at once (a
+   * restart on the same port must not meet EADDRINUSE from a child still starting).
+   */
+  async close(): Promise<void> {
     this.closed = true;
     for (const h of this.handles) h.close();
     this.handles.length = 0;
+    const child = this.child;
+    if (child) {
+      child.kill();
+      for (const h of await child.done) h.close();
+    }
   }
 }
 
+interface Duplicator {
+  /** The new handles (fewer than asked when the child failed, timed out or was killed). */
+  done: Promise<TcpHandle[]>;
+  kill(): void;
+}
+
 /** n new descriptors for the socket behind `handle`, by a round trip each through a child process. */
-function duplicate(handle: TcpHandle, n: number, timeoutMs: number): Promise<TcpHandle[]> {
-  return new Promise((resolve) => {
+function duplicate(handle: TcpHandle, n: number, timeoutMs: number): Duplicator {
+  // No NODE_OPTIONS (a profiler or loader flag of the parent has no business in the child).
+  const child = spawn(process.execPath, ['-e', CHILD_SOURCE], {
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    env: { PATH: process.env.PATH ?? '' },
+  });
+  const done = new Promise<TcpHandle[]>((resolve) => {
     const got: TcpHandle[] = [];
-    let done = false;
-    // No NODE_OPTIONS (a profiler or loader flag of the parent has no business in the child).
-    const child = spawn(process.execPath, ['-e', CHILD_SOURCE], {
-      stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
-      env: { PATH: process.env.PATH ?? '' },
-    });
+    let finished = false;
+    let exited = false;
+    // Resolve only once the child has exited: until then it holds descriptors of the socket.
     const finish = (): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (child.connected) child.disconnect();
-      resolve(got);
+      if (!finished) {
+        finished = true;
+        clearTimeout(timer);
+        if (child.connected) child.disconnect();
+      }
+      if (exited) resolve(got);
     };
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       finish();
     }, timeoutMs);
     timer.unref();
-    child.on('error', finish);
-    child.on('exit', finish);
+    child.on('error', () => {
+      // Spawning failed: there is no child to wait for. (A send to a killed child errs too; its
+      // 'exit' still comes.)
+      if (child.pid === undefined) exited = true;
+      finish();
+    });
+    child.on('exit', () => {
+      exited = true;
+      finish();
+    });
     child.on('message', (_m: unknown, h: unknown) => {
-      if (done) {
+      if (finished) {
         (h as TcpHandle | undefined)?.close();
         return;
       }
@@ -122,4 +153,5 @@ function duplicate(handle: TcpHandle, n: number, timeoutMs: number): Promise<Tcp
     // Node sends handles one at a time (each waits for the child's ack); these queue behind each other.
     for (let i = 0; i < n; i++) child.send('dup', handle as never);
   });
+  return { done, kill: () => void child.kill('SIGKILL') };
 }

@@ -635,7 +635,7 @@ export class Listener implements ExchangeHost {
   async drain(deadlineMs: number): Promise<void> {
     this.draining = true;
     this.server.close();
-    this.fanout?.close();
+    const fanoutClosed = this.fanout?.close();
     for (const session of this.sessions) session.close();
     const until = Date.now() + deadlineMs;
     while (this.inFlight > 0 && Date.now() < until) {
@@ -648,6 +648,7 @@ export class Listener implements ExchangeHost {
     // Let the responses' close events run, so requests cut here are recorded as client aborts before
     // the pools are destroyed under them (which would read as upstream failures).
     for (let i = 0; i < 20 && this.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await fanoutClosed;
   }
 }
 

@@ -150,6 +150,20 @@ describe('accept fan-out', () => {
     });
   }, 30_000);
 
+  it('frees the port on stop, even while the descriptors are still being made (a restart binds it again)', async () => {
+    for (let i = 0; i < 3; i++) {
+      const first = await startFaultline(proxyConfig(up.url));
+      const port = first.fl.port('ingress');
+      await first.stop(); // at once: the child that makes the descriptors is still starting
+      await removeDir(first.stateDir);
+      await withFaultline({ port }, async (t) => {
+        expect(t.fl.port('ingress')).toBe(port);
+        expect(await t.fl.listeners.get('ingress')?.fanoutReady).toBe(31);
+        expect((await fetch(`${t.url()}/again`)).status).toBe(200);
+      });
+    }
+  }, 30_000);
+
   it('holds max_connections over every descriptor: the rest are dropped and counted', async () => {
     await withFaultline({ max_connections: 40 }, async (t) => {
       const { perTurn, dropped } = await acceptsPerTurn(t, 96);
