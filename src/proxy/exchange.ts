@@ -328,7 +328,8 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     const type = headers['content-type'];
     if (type !== undefined && type.startsWith('application/grpc')) return true;
     const te = rawHeader(this.rawHeaders, 'te');
-    return te !== undefined && /\btrailers\b/i.test(te);
+    // `te` is a short list ("trailers", "trailers, deflate"): a substring test, no regex per request.
+    return te !== undefined && te.toLowerCase().includes('trailers');
   }
 
   /** Writes one body chunk to the client, pausing the upstream on backpressure (FaultTarget). */
