@@ -42,6 +42,8 @@ export class AcceptFanout {
   private closed = false;
   /** The child while it runs: it holds descriptors of the socket too, so the port is not free. */
   private child: Duplicator | null = null;
+  private delay: NodeJS.Timeout | null = null;
+  private endDelay: (() => void) | null = null;
 
   /** Extra descriptors polling now (0 until start() resolves, and when fan-out is not possible). */
   get extra(): number {
@@ -55,11 +57,23 @@ export class AcceptFanout {
     private readonly backlog: number,
   ) {}
 
-  /** Adds count - 1 descriptors; resolves with how many were added (never rejects). */
-  async start(timeoutMs = 5000): Promise<number> {
+  /**
+   * Adds count - 1 descriptors after `delayMs`; resolves with how many were added (never rejects).
+   * The delay: a child process costs ~120 ms of CPU, and a listener is idle right after it binds (its
+   * loop turns are short, so one accept per turn keeps up); a listener stopped within it (tests, a
+   * failed start) never pays for the child.
+   */
+  async start(delayMs = 0, timeoutMs = 5000): Promise<number> {
     const main = (this.server as unknown as { _handle?: TcpHandle })._handle;
     const wanted = this.count - 1;
     if (wanted <= 0 || !main || typeof main.fd !== 'number' || main.fd < 0) return 0;
+    if (delayMs > 0)
+      await new Promise<void>((resolve) => {
+        this.delay = setTimeout(resolve, delayMs);
+        this.delay.unref();
+        this.endDelay = resolve;
+      });
+    this.delay = null;
     const owner = Object.getOwnPropertySymbols(main).find((s) => s.description === 'owner_symbol');
     if (owner === undefined || typeof main.onconnection !== 'function') return 0;
     if (this.closed) return 0;
@@ -91,6 +105,10 @@ export class AcceptFanout {
    */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.delay !== null) {
+      clearTimeout(this.delay);
+      this.endDelay?.();
+    }
     for (const h of this.handles) h.close();
     this.handles.length = 0;
     const child = this.child;

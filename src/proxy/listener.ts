@@ -620,10 +620,10 @@ export class Listener implements ExchangeHost {
     });
     // After listen, errors are failed accepts (EMFILE: out of file descriptors); libuv keeps listening.
     this.server.on('error', (err: Error) => this.connectionRefused('accept_error', err));
-    // Not awaited: the listener serves from its own descriptor meanwhile (a child process start, ~50 ms).
+    // Not awaited: the listener serves from its own descriptor meanwhile (1 s, then a child process).
     const fanout = new AcceptFanout(this.server, this.spec.accept_fanout, LISTEN_BACKLOG);
     this.fanout = fanout;
-    this.fanoutReady = fanout.start();
+    this.fanoutReady = fanout.start(FANOUT_DELAY_MS);
     return this.server.address() as AddressInfo;
   }
 
@@ -663,6 +663,9 @@ function guardFor(spec: ListenerSpec): ErrorRateWindow | null {
 }
 
 function ignore(): void {}
+
+/** The accept fan-out starts this long after the listener binds (see AcceptFanout.start). */
+const FANOUT_DELAY_MS = 1000;
 
 /** listen(2) backlog; nginx's bench config uses the same (see the comment in listen()). */
 const LISTEN_BACKLOG = 4096;

@@ -151,10 +151,13 @@ describe('accept fan-out', () => {
   }, 30_000);
 
   it('frees the port on stop, even while the descriptors are still being made (a restart binds it again)', async () => {
-    for (let i = 0; i < 3; i++) {
+    // Stopped at once (the fan-out's start delay is pending), and just after the delay (its child
+    // process is still starting: a Node start takes ~100 ms).
+    for (const waitMs of [0, 1030, 1060]) {
       const first = await startFaultline(proxyConfig(up.url));
       const port = first.fl.port('ingress');
-      await first.stop(); // at once: the child that makes the descriptors is still starting
+      await new Promise((r) => setTimeout(r, waitMs));
+      await first.stop();
       await removeDir(first.stateDir);
       await withFaultline({ port }, async (t) => {
         expect(t.fl.port('ingress')).toBe(port);
