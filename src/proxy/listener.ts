@@ -624,6 +624,17 @@ export class Listener implements ExchangeHost {
     const fanout = new AcceptFanout(this.server, this.spec.accept_fanout, LISTEN_BACKLOG);
     this.fanout = fanout;
     this.fanoutReady = fanout.start(FANOUT_DELAY_MS);
+    // Said once, so an operator can tell a listener that drains bursts 1 at a time (no child process
+    // allowed here, a cluster worker) from one with the fan-out in place.
+    const wanted = this.spec.accept_fanout;
+    void this.fanoutReady.then((extra) => {
+      if (!this.draining && wanted > 1)
+        log(extra + 1 < wanted ? 'warn' : 'info', 'accept fan-out', {
+          listener: this.spec.name,
+          descriptors: extra + 1,
+          accept_fanout: wanted,
+        });
+    });
     return this.server.address() as AddressInfo;
   }
 
