@@ -45,6 +45,9 @@ export class AcceptFanout {
   private delay: NodeJS.Timeout | null = null;
   private endDelay: (() => void) | null = null;
 
+  /** The server has a descriptor of its own to fan out (false in a node:cluster worker: the primary accepts). */
+  applicable = false;
+
   /** Extra descriptors polling now (0 until start() resolves, and when fan-out is not possible). */
   get extra(): number {
     return this.handles.length;
@@ -76,6 +79,7 @@ export class AcceptFanout {
     this.delay = null;
     const owner = Object.getOwnPropertySymbols(main).find((s) => s.description === 'owner_symbol');
     if (owner === undefined || typeof main.onconnection !== 'function') return 0;
+    this.applicable = true;
     if (this.closed) return 0;
     this.child = duplicate(main, wanted, timeoutMs);
     const received = await this.child.done;
