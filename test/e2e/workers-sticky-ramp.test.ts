@@ -4,7 +4,6 @@
 // a fragile canary trips one kill. Ramps: the primary's steps are served by both workers, evidence
 // is per step, a trip at a step (and a manual kill) stops injection in every worker.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,62 +12,32 @@ import { runCli, type Spawned } from '../helpers/process.js';
 import { sleep, until, type Loose } from '../helpers/fleet.js';
 import { startUpstream } from '../helpers/servers.js';
 import { stickyKeyIn } from '../helpers/sticky.js';
+import { get as getOne, workerOf as workersOf, type Sent as Sent1 } from '../helpers/workers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
 });
 
-interface Sent {
+interface Sent extends Sent1 {
   port: number;
   session: string | undefined;
-  start: number;
-  end: number;
-  status: number;
-  arm: string | undefined;
-  injected: string | undefined;
-  /** The upstream connection's port: which worker's pool sent it (learnt from tagged responses). */
-  upPort: string | undefined;
 }
 
-/** One request on a fresh connection (the cluster's round robin spreads connections over workers). */
-function get(port: number, session?: string, header = 'x-session'): Promise<Sent> {
-  const start = Date.now();
-  const headers = session === undefined ? {} : { [header]: session };
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/', agent: false, headers }, (res) => {
-      res.resume();
-      res.on('end', () =>
-        resolve({
-          port,
-          session,
-          start,
-          end: Date.now(),
-          status: res.statusCode ?? 0,
-          arm: res.headers['x-faultline-arm'] as string | undefined,
-          injected: res.headers['x-faultline-injected'] as string | undefined,
-          upPort: res.headers['x-up-port'] as string | undefined,
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end();
-  });
+/** One request on a fresh connection, with the session in `header`. */
+async function get(port: number, session?: string, header = 'x-session'): Promise<Sent> {
+  const sent = await getOne(port, '/', session === undefined ? {} : { [header]: session });
+  return { ...sent, port, session };
 }
 
 const group = (s: Sent) => /group=(\w+)/.exec(s.arm ?? '')?.[1];
 
-/** Which worker served each request: from its arm mark, else from its upstream connection's port. */
+/** Which worker served each request (test/helpers/workers.ts workerOf, one process): 1 or 2. */
 function workerOf(sent: Sent[]): (s: Sent) => number | undefined {
-  const byPort = new Map<string, number>();
-  for (const s of sent) {
-    const w = /worker=(\d+)/.exec(s.arm ?? '')?.[1];
-    if (w !== undefined && s.upPort !== undefined) byPort.set(s.upPort, Number(w));
-  }
+  const of = workersOf(sent.map((s) => ({ tag: 'w', s })));
   return (s) => {
-    const w = /worker=(\d+)/.exec(s.arm ?? '')?.[1];
-    if (w !== undefined) return Number(w);
-    return s.upPort === undefined ? undefined : byPort.get(s.upPort);
+    const key = of({ tag: 'w', s });
+    return key === undefined ? undefined : Number(key.slice('w/'.length));
   };
 }
 

@@ -77,6 +77,8 @@ export async function runFaultline(
 
 export interface Sent {
   start: number;
+  /** Date.now() when the response ended. */
+  end: number;
   status: number;
   arm: string | undefined;
   injected: string | undefined;
@@ -84,15 +86,16 @@ export interface Sent {
   upPort: string | undefined;
 }
 
-/** One request on a fresh connection. */
-export function get(port: number, path = '/'): Promise<Sent> {
+/** One request on a fresh connection (the cluster's round robin spreads connections over workers). */
+export function get(port: number, path = '/', headers: Record<string, string> = {}): Promise<Sent> {
   const start = Date.now();
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path, agent: false, headers }, (res) => {
       res.resume();
       res.on('end', () =>
         resolve({
           start,
+          end: Date.now(),
           status: res.statusCode ?? 0,
           arm: res.headers['x-faultline-arm'] as string | undefined,
           injected: res.headers['x-faultline-injected'] as string | undefined,
