@@ -4,7 +4,7 @@
 //
 //   npm run build && node bench/harness-accuracy.mjs [--rate 2000] [--duration 10s] [--warmup 2s]
 //       [--delay-ms 5] [--reps 3] [--paths direct,faultline] [--variant new=dist --variant base=dist-base] [--variant s1=dist@--max-semi-space-size=1]
-//       [--no-pin] [--upstream precise|timer]
+//       [--no-pin] [--upstream precise|timer] [--floor]
 //
 // The upstream (default: bench/fixed-delay-upstream.mjs, which answers D ms after arrival to ~0.1 ms
 // with a sub-ms clock thread; --upstream timer: bench/upstream.mjs's setTimeout, whose 1 ms timer
@@ -13,7 +13,9 @@
 // Faultline, an experiment splits 5 % canary / 5 % control with a 0 ms latency fault and
 // `arm_header: true`, so the per-arm figures (canary/control/untouched) are checked too. Each rep runs
 // every (variant, path) once, order alternating. A variant whose load command has no --warmup runs
-// without one. Results: bench/results/harness-accuracy-<time>.json and a markdown table on stdout.
+// without one. --floor adds the variant "floor" (bench/floor-generator.mjs: the same schedule and clock
+// with bare sockets and no HTTP client): what it reports above the delay is this machine's, so a
+// variant's excess over the floor's, in the same run, is the harness's own. Results: bench/results/harness-accuracy-<time>.json and a markdown table on stdout.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -36,6 +38,7 @@ for (let i = 0; i < args.length; i++) {
   variants.push({ name: spec.slice(0, eq), dir: resolve(ROOT, dir), flags: flags ? flags.split(',') : [] });
 }
 if (variants.length === 0) variants.push({ name: 'new', dir: resolve(ROOT, 'dist') });
+const withFloor = args.includes('--floor');
 const rate = Number(opt('rate', '2000'));
 const duration = opt('duration', '10s');
 const warmup = opt('warmup', '2s');
@@ -62,7 +65,16 @@ for (const v of variants) {
   // As `faultline ...` runs: with the V8 flags of dist/bin.js's shebang line.
   v.node = [process.execPath, ...faultlineNodeFlags(join(v.dir, 'bin.js')), ...(v.flags ?? [])];
   v.hasWarmup = readFileSync(join(v.dir, 'load/args.js'), 'utf8').includes('--warmup');
+  v.load = (target) => [...v.node, join(v.dir, 'bin.js'), 'load', '--target', target, '--json'];
 }
+if (withFloor)
+  variants.push({
+    name: 'floor',
+    // Faultline (on the faultline path) comes from the first variant's dir, as for every variant.
+    dir: variants[0].dir,
+    hasWarmup: true,
+    load: (target) => [process.execPath, join(ROOT, 'bench/floor-generator.mjs'), '--target', target],
+  });
 
 const pin = !args.includes('--no-pin') && cpus().length >= 2 && existsSync('/usr/bin/taskset');
 const onCore = (core, cmd) => (pin ? ['taskset', '-c', String(core), ...cmd] : cmd);
@@ -144,8 +156,7 @@ try {
     for (const v of variants) for (const p of paths) order.push([v, p]);
     if (rep % 2 === 1) order.reverse();
     for (const [v, p] of order) {
-      const cmd = [...v.node, join(v.dir, 'bin.js'), 'load', '--target', targets[p], '--rate', String(rate)];
-      cmd.push('--duration', duration, '--json');
+      const cmd = [...v.load(targets[p]), '--rate', String(rate), '--duration', duration];
       if (v.hasWarmup) cmd.push('--warmup', warmup);
       await holds();
       // The upstream's hold times of the measured window only: reset once the warm-up is over.

@@ -9,26 +9,14 @@
  * faultline import istio|envoy FILE     convert Istio / Envoy fault configs into experiments
  * Every command parses its arguments with src/cli/args.ts: --help/-h, unknown flags exit 2.
  */
-import { installLeanAsyncBind } from './proxy/lean-bind.js';
-import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { adminCommand } from './cli/admin-client.js';
 import { EXIT_USAGE, parseCommand, usageError } from './cli/args.js';
-import { workerCount } from './cluster/protocol.js';
-import { runWorker } from './cluster/worker.js';
-import { demoCommand } from './cli/demo.js';
-import { handleSignals } from './cli/signals.js';
-import { experimentRunCommand, EXPERIMENT_RUN_USAGE } from './cli/experiment-run.js';
-import { importCommand } from './cli/import.js';
-import { adminGuardIssue } from './config/admin-guard.js';
-import { configJsonSchema } from './config/json-schema.js';
-import { loadConfigFile } from './config/load.js';
-import { configWarnings } from './config/warnings.js';
-import { ConfigError } from './errors.js';
-import { runLoadCommand } from './load/command.js';
-import { Faultline } from './main.js';
-import { log } from './telemetry/log.js';
+import type { Faultline } from './main.js';
+
+// Each command's module is imported when that command runs: the proxy's graph (OpenTelemetry,
+// undici, grpc-js, prom-client) took `faultline --version` or `faultline status` to 1.3 s of start-up
+// on this machine; a command now loads what it uses.
 
 const USAGE = `usage: faultline <command> [options]      (faultline <command> --help for its options)
   run --config FILE [--no-watch]     start Faultline
@@ -81,9 +69,10 @@ export async function main(argv: string[]): Promise<number> {
       return runCommand(rest);
     case 'validate':
       return validateCommand(rest);
-    case 'demo':
-      installLeanAsyncBind(); // see runCommand
-      return demoCommand(rest);
+    case 'demo': {
+      (await import('./proxy/lean-bind.js')).installLeanAsyncBind(); // see runCommand
+      return (await import('./cli/demo.js')).demoCommand(rest);
+    }
     case 'status':
     case 'kill':
     case 'arm':
@@ -91,11 +80,12 @@ export async function main(argv: string[]): Promise<number> {
     case 'history':
     case 'fleet':
     case 'suggest':
-      return adminCommand(cmd, rest);
+      return (await import('./cli/admin-client.js')).adminCommand(cmd, rest);
     case 'experiment':
-      if (rest[0] === 'run') return experimentRunCommand(rest.slice(1));
+      if (rest[0] === 'run')
+        return (await import('./cli/experiment-run.js')).experimentRunCommand(rest.slice(1));
       if (rest[0] === '--help' || rest[0] === '-h') {
-        process.stdout.write(`${EXPERIMENT_RUN_USAGE}\n`);
+        process.stdout.write(`${(await import('./cli/experiment-run.js')).EXPERIMENT_RUN_USAGE}\n`);
         return 0;
       }
       return usageError(
@@ -104,12 +94,13 @@ export async function main(argv: string[]): Promise<number> {
         rest[0] === undefined ? 'missing subcommand' : `unknown subcommand '${rest[0]}'`,
       );
     case 'load':
-      return runLoadCommand(rest);
+      return (await import('./load/command.js')).runLoadCommand(rest);
     case 'import':
-      return importCommand(rest);
+      return (await import('./cli/import.js')).importCommand(rest);
     case 'schema': {
       const parsed = parseCommand('schema', SCHEMA_USAGE, rest, {}, 0);
       if (typeof parsed === 'number') return parsed;
+      const { configJsonSchema } = await import('./config/json-schema.js');
       process.stdout.write(JSON.stringify(configJsonSchema(), null, 2) + '\n');
       return 0;
     }
@@ -142,6 +133,12 @@ async function validateCommand(args: string[]): Promise<number> {
   if (typeof parsed === 'number') return parsed;
   const file = parsed.positionals[0] ?? parsed.string('config');
   if (!file) return usageError('validate', VALIDATE_USAGE, 'missing FILE');
+  const [{ loadConfigFile }, { adminGuardIssue }, { configWarnings }, { ConfigError }] = await Promise.all([
+    import('./config/load.js'),
+    import('./config/admin-guard.js'),
+    import('./config/warnings.js'),
+    import('./errors.js'),
+  ]);
   try {
     const cfg = await loadConfigFile(file);
     // What `run` would refuse although the file itself is valid (it depends on the environment).
@@ -172,15 +169,32 @@ async function runCommand(args: string[]): Promise<number> {
   // Node 20 builds two util.deprecate wrappers inside every HTTP/2 session.request() (lean-bind.ts).
   // The fix patches a Node core method process-wide, so only the process Faultline owns installs it
   // (`faultline run`, its workers and the demo), never a library host embedding the engine.
-  installLeanAsyncBind();
+  (await import('./proxy/lean-bind.js')).installLeanAsyncBind();
+  const { default: cluster } = await import('node:cluster');
   // A worker of `workers: N` (src/cluster): its config and states come from the primary.
-  if (cluster.isWorker && process.env['FAULTLINE_WORKER'] !== undefined) return runWorker();
+  if (cluster.isWorker && process.env['FAULTLINE_WORKER'] !== undefined)
+    return (await import('./cluster/worker.js')).runWorker();
+  const [
+    { handleSignals },
+    { loadConfigFile },
+    { Faultline: FaultlineHost },
+    { workerCount },
+    { ConfigError },
+    { log },
+  ] = await Promise.all([
+    import('./cli/signals.js'),
+    import('./config/load.js'),
+    import('./main.js'),
+    import('./cluster/protocol.js'),
+    import('./errors.js'),
+    import('./telemetry/log.js'),
+  ]);
   const signals = handleSignals();
   let fl: Faultline;
   try {
     const configFile = resolve(file);
     const config = await loadConfigFile(configFile);
-    fl = await Faultline.start({
+    fl = await FaultlineHost.start({
       configFile,
       config,
       watch: !parsed.flag('no-watch'),
