@@ -22,6 +22,10 @@ const opt = (name, dflt) => {
 };
 const port = Number(args.find((a, i) => /^\d+$/.test(a) && !args[i - 1]?.startsWith('--')) ?? 0);
 const defaultDelayMs = Number(opt('delay-ms', '5'));
+// --spin: no clock thread and no sleeping: the loop turns on setImmediate and answers what is due on
+// every turn, so neither a request nor a reply waits for the scheduler to wake the process (it takes
+// a whole core: only with nothing else on it).
+const spin = args.includes('--spin');
 const body = Buffer.alloc(1024, 'a');
 
 // wake[0]: absolute due time (timeOrigin-based ms) the clock sleeps until, 0 = nothing queued.
@@ -42,8 +46,8 @@ for (;;) {
   parentPort.postMessage(0);
 }
 `;
-const clock = new Worker(CLOCK, { eval: true, workerData: { wake, flag } });
-clock.unref();
+const clock = spin ? null : new Worker(CLOCK, { eval: true, workerData: { wake, flag } });
+clock?.unref();
 
 // Pending replies ordered by due time. With one delay for all, arrivals are already in order and the
 // insert is a push; a shorter ?ms= walks back from the tail.
@@ -51,6 +55,7 @@ const queue = [];
 const holds = [];
 
 function arm() {
+  if (spin) return;
   wake[0] = queue.length === 0 ? 0 : performance.timeOrigin + queue[0].due;
   Atomics.add(flag, 0, 1);
   Atomics.notify(flag, 0);
@@ -64,14 +69,24 @@ function answer(entry, now) {
   res.end(body);
 }
 
-clock.on('message', () => {
+function answerDue(slackMs) {
   const now = performance.now();
   let n = 0;
-  // Anything due within 50 µs goes now: a second wake-up for it would come later than that.
-  while (n < queue.length && queue[n].due <= now + 0.05) answer(queue[n++], now);
-  queue.splice(0, n);
+  while (n < queue.length && queue[n].due <= now + slackMs) answer(queue[n++], now);
+  if (n > 0) queue.splice(0, n);
+}
+// Anything due within 50 µs goes now: a second wake-up for it would come later than that.
+clock?.on('message', () => {
+  answerDue(0.05);
   arm();
 });
+if (spin) {
+  const turn = () => {
+    answerDue(0);
+    setImmediate(turn);
+  };
+  setImmediate(turn);
+}
 
 function quantile(sorted, q) {
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];

@@ -4,11 +4,12 @@
 //
 //   npm run build && node bench/harness-accuracy.mjs [--rate 2000] [--duration 10s] [--warmup 2s]
 //       [--delay-ms 5] [--reps 3] [--paths direct,faultline] [--variant new=dist --variant base=dist-base] [--variant s1=dist@--max-semi-space-size=1]
-//       [--no-pin] [--upstream precise|timer] [--floor]
+//       [--variant bp=dist+--busy-poll] [--no-pin] [--upstream precise|timer|spin] [--floor] [--floor-spin]
 //
 // The upstream (default: bench/fixed-delay-upstream.mjs, which answers D ms after arrival to ~0.1 ms
 // with a sub-ms clock thread; --upstream timer: bench/upstream.mjs's setTimeout, whose 1 ms timer
-// resolution is itself up to ~1 ms of the p99) and Faultline run on core 1, the generator (the
+// resolution is itself up to ~1 ms of the p99; --upstream spin: the precise one busy-polling, core 1
+// to itself, direct path only) and Faultline run on core 1, the generator (the
 // variant's dist/bin.js load --json) alone on core 0 (taskset, when there are 2+ cores; --no-pin: not). Through
 // Faultline, an experiment splits 5 % canary / 5 % control with a 0 ms latency fault and
 // `arm_header: true`, so the per-arm figures (canary/control/untouched) are checked too. Each rep runs
@@ -34,11 +35,17 @@ for (let i = 0; i < args.length; i++) {
   // name=dir or name=dir@--node-flag,--other-flag (extra V8/Node flags for the generator, after the
   // shebang's, e.g. to compare young-generation sizes)
   const eq = spec.indexOf('=');
-  const [dir, flags] = spec.slice(eq + 1).split('@');
-  variants.push({ name: spec.slice(0, eq), dir: resolve(ROOT, dir), flags: flags ? flags.split(',') : [] });
+  // ...+--load-flag,--other: extra `faultline load` flags (e.g. +--busy-poll)
+  const [head, loadFlags] = spec.slice(eq + 1).split('+');
+  const [dir, flags] = head.split('@');
+  variants.push({
+    name: spec.slice(0, eq),
+    dir: resolve(ROOT, dir),
+    flags: flags ? flags.split(',') : [],
+    loadFlags: loadFlags ? loadFlags.split(',') : [],
+  });
 }
 if (variants.length === 0) variants.push({ name: 'new', dir: resolve(ROOT, 'dist') });
-const withFloor = args.includes('--floor');
 const rate = Number(opt('rate', '2000'));
 const duration = opt('duration', '10s');
 const warmup = opt('warmup', '2s');
@@ -52,8 +59,13 @@ const parseDurationMs = (d) => {
   return m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2]] : 0;
 };
 const upstreamKind = opt('upstream', 'precise');
-if (upstreamKind !== 'precise' && upstreamKind !== 'timer') {
-  process.stderr.write('harness-accuracy: --upstream precise|timer\n');
+if (upstreamKind !== 'precise' && upstreamKind !== 'timer' && upstreamKind !== 'spin') {
+  process.stderr.write('harness-accuracy: --upstream precise|timer|spin\n');
+  process.exit(2);
+}
+// A spinning upstream takes core 1 whole: Faultline could not share it.
+if (upstreamKind === 'spin' && paths.includes('faultline')) {
+  process.stderr.write('harness-accuracy: --upstream spin only with --paths direct\n');
   process.exit(2);
 }
 
@@ -65,16 +77,35 @@ for (const v of variants) {
   // As `faultline ...` runs: with the V8 flags of dist/bin.js's shebang line.
   v.node = [process.execPath, ...faultlineNodeFlags(join(v.dir, 'bin.js')), ...(v.flags ?? [])];
   v.hasWarmup = readFileSync(join(v.dir, 'load/args.js'), 'utf8').includes('--warmup');
-  v.load = (target) => [...v.node, join(v.dir, 'bin.js'), 'load', '--target', target, '--json'];
+  v.load = (target) => [
+    ...v.node,
+    join(v.dir, 'bin.js'),
+    'load',
+    '--target',
+    target,
+    '--json',
+    ...v.loadFlags,
+  ];
 }
-if (withFloor)
-  variants.push({
-    name: 'floor',
-    // Faultline (on the faultline path) comes from the first variant's dir, as for every variant.
-    dir: variants[0].dir,
-    hasWarmup: true,
-    load: (target) => [process.execPath, join(ROOT, 'bench/floor-generator.mjs'), '--target', target],
-  });
+// --floor-spin: the floor busy-polling (compare with a +--busy-poll variant).
+for (const [flag, name, extra] of [
+  ['--floor', 'floor', []],
+  ['--floor-spin', 'floor-spin', ['--spin']],
+])
+  if (args.includes(flag))
+    variants.push({
+      name,
+      // Faultline (on the faultline path) comes from the first variant's dir, as for every variant.
+      dir: variants[0].dir,
+      hasWarmup: true,
+      load: (target) => [
+        process.execPath,
+        join(ROOT, 'bench/floor-generator.mjs'),
+        '--target',
+        target,
+        ...extra,
+      ],
+    });
 
 const pin = !args.includes('--no-pin') && cpus().length >= 2 && existsSync('/usr/bin/taskset');
 const onCore = (core, cmd) => (pin ? ['taskset', '-c', String(core), ...cmd] : cmd);
@@ -110,12 +141,13 @@ async function waitHttp(url) {
 const dir = mkdtempSync(join(tmpdir(), 'faultline-harness-acc-'));
 const results = [];
 try {
-  const upScript = upstreamKind === 'precise' ? 'bench/fixed-delay-upstream.mjs' : 'bench/upstream.mjs';
-  const up = await start(onCore(1, [process.execPath, join(ROOT, upScript), '0']), /READY (\d+)/);
+  const upScript = upstreamKind === 'timer' ? 'bench/upstream.mjs' : 'bench/fixed-delay-upstream.mjs';
+  const upCmd = [process.execPath, join(ROOT, upScript), '0', ...(upstreamKind === 'spin' ? ['--spin'] : [])];
+  const up = await start(onCore(1, upCmd), /READY (\d+)/);
   const upPort = Number(up.match[1]);
   // The precise upstream measures how long it held each request: its own share of any excess.
   const holds = async () =>
-    upstreamKind === 'precise' ? (await fetch(`http://127.0.0.1:${upPort}/__hold`)).json() : null;
+    upstreamKind !== 'timer' ? (await fetch(`http://127.0.0.1:${upPort}/__hold`)).json() : null;
   const targets = { direct: `http://127.0.0.1:${upPort}/slow?ms=${delayMs}` };
   if (paths.includes('faultline')) {
     const port = await freePort();

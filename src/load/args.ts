@@ -18,6 +18,8 @@ export interface LoadOptions {
   readonly admin: URL | undefined;
   readonly experiment: string | undefined;
   readonly json: boolean;
+  /** --busy-poll: the generator never sleeps (see GeneratorOptions.busyPoll). */
+  readonly busyPoll: boolean;
 }
 
 export const USAGE = `usage: faultline load --target URL --rate R --duration D [options]
@@ -42,6 +44,9 @@ without it, control is shown from the admin's counts (--admin).
                         without --experiment) before, during and after the run
   --experiment ID       experiment to report on (default: every experiment's marks, and every
                         experiment the admin lists)
+  --busy-poll           never sleep between sends and responses: the generator spends a whole core
+                        polling, so no latency waits for the scheduler to wake it (more accurate
+                        tails on VMs; give it a core of its own)
   --json                print the report as JSON on stdout
   -h, --help            show this help
 
@@ -95,6 +100,7 @@ const FLAGS: OptionSpecs = {
   admin: { type: 'string' },
   experiment: { type: 'string' },
   json: { type: 'boolean' },
+  'busy-poll': { type: 'boolean' },
 };
 
 /** Returns null for --help. Throws UsageError naming the flag and the rule it broke. */
@@ -166,5 +172,6 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions | null {
     admin,
     experiment,
     json,
+    busyPoll: args.flag('busy-poll'),
   };
 }

@@ -113,6 +113,36 @@ describe('faultline load: warm-up and the generator health report', () => {
     );
   });
 
+  it('--busy-poll spins instead of sleeping: a core of CPU, no event-loop warning, said in the text', async () => {
+    reset();
+    phaseStart = -1e9; // no slow phase
+    const sleeping = (await load(['--warmup', '0s'])).r.generator;
+    const { code, r } = await load(['--warmup', '0s', '--busy-poll']);
+    expect(code).toBe(0);
+    expect(r.completed).toBe(50);
+    const g = r.generator;
+    expect(sleeping.busyPoll).toBe(false);
+    expect(g.busyPoll).toBe(true);
+    // 50 req/s take a sleeping generator a few % of a core; a spinning one never leaves its loop.
+    expect(g.cpuPct).toBeGreaterThan(50);
+    expect(g.cpuPct).toBeGreaterThan(sleeping.cpuPct * 3);
+    // Its loop is always "busy" by design: that is not reported as saturation.
+    expect(g.warnings.join('; ')).not.toMatch(/event loop busy|CPU \d+% of a core/);
+    expect(g.saturated).toBe(g.warnings.length > 0);
+
+    const out = sink();
+    await runLoadCommand(
+      ['--target', url, '--rate', '100', '--duration', '300ms', '--warmup', '0s', '--busy-poll'],
+      {
+        stdout: out,
+        stderr: sink(),
+        progressMs: 0,
+      },
+    );
+    expect(out.text()).toMatch(/busy-polling: CPU [\d.]+% of a core/);
+    expect(out.text()).not.toMatch(/event loop \d+% busy/);
+  });
+
   it('counts the generator’s GC pauses in the window and warns about a long one', async () => {
     reset();
     phaseStart = -1e9;
