@@ -402,6 +402,8 @@ export class Faultline implements AdminTarget {
       issues.push({ path: 'admin', reason: 'changing the admin listener needs a restart' });
     if (cfg.workers !== this.config.workers)
       issues.push({ path: 'workers', reason: 'changing the number of workers needs a restart' });
+    if (cfg.workers_balance !== this.config.workers_balance)
+      issues.push({ path: 'workers_balance', reason: 'changing it needs a restart' });
     if (JSON.stringify(cfg.tracing) !== JSON.stringify(this.config.tracing))
       issues.push({ path: 'tracing', reason: 'changing tracing needs a restart' });
     if (issues.length > 0) throw new ConfigError(this.configFile, issues);

@@ -156,6 +156,14 @@ export class WorkerPool {
 
   /** Fork the workers; resolves once every one listens (rejects when one cannot). */
   async start(): Promise<void> {
+    // kernel (default): each worker accepts from the shared socket itself (SCHED_NONE), with its own
+    // accept fan-out. Node's round robin (the primary accepts and hands a worker one connection, then
+    // waits for it to take it) drained a 1,000-connection burst at one connection per worker loop
+    // turn: -c1000 p99 11.8 s with 2 workers vs 0.93 s with kernel balance (bench/ab.mjs). Its price:
+    // the split follows which worker is free (wrk -c64: 36/28 to 23/41), not an exact alternation.
+    // Set before setupPrimary, which freezes it.
+    cluster.schedulingPolicy =
+      this.config.workers_balance === 'round_robin' ? cluster.SCHED_RR : cluster.SCHED_NONE;
     // Structured clone over IPC: a ConfigSpec (undefined fields, Infinity) goes as it is.
     cluster.setupPrimary({ serialization: 'advanced' });
     cluster.on('exit', this.onExit);

@@ -553,6 +553,12 @@ export const configSchema = z
       .describe(
         'processes serving the listeners (`faultline run`): N or auto (the cores available); 1 = no workers. The primary keeps the experiment state and the analyzers',
       ),
+    workers_balance: z
+      .enum(['kernel', 'round_robin'])
+      .default('kernel')
+      .describe(
+        'how connections reach the workers: kernel = every worker accepts from the shared socket with its own accept_fanout descriptors (bursts drain fast; the split follows which worker is free, as Envoy without exact_balance); round_robin = the primary accepts and hands them out in turn (an even split; bursts drain one connection per worker loop turn)',
+      ),
     tracing: z
       .object({
         enabled: z.boolean().default(false).describe('export a span per assigned request (off by default)'),

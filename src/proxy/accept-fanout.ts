@@ -18,7 +18,7 @@
  * connections they accept take exactly the server's path (maxConnections and 'drop', noDelay,
  * 'connection', the server's connection count).
  *
- * Safe by construction: when anything here fails (no fd on the handle, as in a node:cluster worker whose
+ * Safe by construction: when anything here fails (no fd on the handle, as in a round_robin worker whose
  * primary accepts; the child cannot start or does not answer), the listener keeps its one descriptor.
  */
 import { spawn } from 'node:child_process';
@@ -45,7 +45,7 @@ export class AcceptFanout {
   private delay: NodeJS.Timeout | null = null;
   private endDelay: (() => void) | null = null;
 
-  /** The server has a descriptor of its own to fan out (false in a node:cluster worker: the primary accepts). */
+  /** The server has a descriptor of its own to fan out (false in a round_robin worker: the primary accepts). */
   applicable = false;
 
   /** Extra descriptors polling now (0 until start() resolves, and when fan-out is not possible). */

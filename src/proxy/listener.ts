@@ -625,7 +625,7 @@ export class Listener implements ExchangeHost {
     this.fanout = fanout;
     this.fanoutReady = fanout.start(FANOUT_DELAY_MS);
     // Said once, so an operator can tell a listener that drains bursts 1 at a time (no child process
-    // allowed here) from one with the fan-out in place. Not in a cluster worker: its primary accepts.
+    // allowed here) from one with the fan-out in place. Not in a round_robin worker: its primary accepts.
     const wanted = this.spec.accept_fanout;
     void this.fanoutReady.then((extra) => {
       if (!this.draining && wanted > 1 && fanout.applicable)

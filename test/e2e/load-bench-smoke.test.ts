@@ -25,12 +25,16 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 describe('bench smoke (node bench/run.mjs --quick)', () => {
-  it.concurrent('gRPC cases (node bench/grpc.mjs --quick) complete with a table', { timeout: 120_000 }, async () => {
-    const { code, stdout, stderr } = await run(['bench/grpc.mjs', '--quick']);
-    expect(code, stderr).toBe(0);
-    expect(stdout).toMatch(/\| unary \| faultline \|/);
-    expect(stderr).toMatch(/results: \S+\.json/);
-  });
+  it.concurrent(
+    'gRPC cases (node bench/grpc.mjs --quick) complete with a table',
+    { timeout: 120_000 },
+    async () => {
+      const { code, stdout, stderr } = await run(['bench/grpc.mjs', '--quick']);
+      expect(code, stderr).toBe(0);
+      expect(stdout).toMatch(/\| unary \| faultline \|/);
+      expect(stderr).toMatch(/results: \S+\.json/);
+    },
+  );
 
   it.concurrent('completes and writes results JSON', { timeout: 240_000 }, async () => {
     const { code, stdout, stderr } = await run([

@@ -1,7 +1,7 @@
 /**
  * `faultline run` as a user starts it (dist/bin.js, a real primary forking real workers), and the
- * client side of telling which worker served: one request per fresh connection (the cluster's round
- * robin spreads connections over the workers), the arm mark's `worker=N` and the upstream connection
+ * client side of telling which worker served: one request per fresh connection (the workers share
+ * the listening socket, so fresh connections spread over them), the arm mark's `worker=N` and the upstream connection
  * port that serves it.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

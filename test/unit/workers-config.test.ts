@@ -30,6 +30,16 @@ function issues(raw: unknown): { path: string; reason: string }[] {
 }
 
 describe('config: workers', () => {
+  it('workers_balance: kernel by default, or round_robin; anything else is refused by name', () => {
+    expect(validateConfig(base({ workers: 2 }), 'w.yaml').workers_balance).toBe('kernel');
+    expect(
+      validateConfig(base({ workers: 2, workers_balance: 'round_robin' }), 'w.yaml').workers_balance,
+    ).toBe('round_robin');
+    const bad = issues(base({ workers: 2, workers_balance: 'random' }));
+    expect(bad.map((i) => i.path)).toEqual(['workers_balance']);
+    expect(bad[0]?.reason).toMatch(/kernel.*round_robin/);
+  });
+
   it('defaults to 1 (no workers); takes a number or auto (the cores available)', () => {
     expect(validateConfig(base(), 'w.yaml').workers).toBe(1);
     expect(workerCount(validateConfig(base({ workers: 3 }), 'w.yaml').workers)).toBe(3);
