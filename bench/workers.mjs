@@ -3,7 +3,7 @@
 // alternating order, medians and the ratio against workers: 1 at the end. Nothing is pinned: two workers
 // need both cores, so wrk and the upstream share them (as in a pod with two cores and a sidecar).
 //   node bench/workers.mjs [--reps 5] [--duration 5] [--connections 64] [--port 18900] [--out FILE.json]
-//       [--upstream nginx|node] [--sticky]
+//       [--upstream nginx|node] [--sticky] [--rr]
 //
 // The upstream: nginx serving a static 1 KB file (default when nginx is installed) or bench/upstream.mjs.
 // What the second worker can add is bounded by the CPU wrk and the upstream leave free: on 2 cores a
@@ -162,20 +162,28 @@ if (upstreamKind === 'nginx') {
 } else upstream = await start('node', [join(ROOT, 'bench/upstream.mjs'), String(upPort)], /READY/);
 const flags = faultlineNodeFlags(entry);
 const variants = [];
-for (const [i, workers] of [1, 2].entries()) {
+// --rr adds `workers: 2` with `workers_balance: round_robin` (node:cluster's hand-off) next to the
+// default kernel balance; wrk reconnects every rep, so each rep is a fresh split of its connections.
+const shapes = [
+  [1, 'kernel', 'workers_1'],
+  [2, 'kernel', 'workers_2'],
+  ...(args.includes('--rr') ? [[2, 'round_robin', 'workers_2_rr']] : []),
+];
+for (const [i, [workers, balance, name]] of shapes.entries()) {
   const port = basePort + 10 + i;
   const adminPort = basePort + 20 + i;
-  const cfg = join(tmp, `w${workers}.yaml`);
+  const cfg = join(tmp, `${name}.yaml`);
   writeFileSync(
     cfg,
-    config({ workers, port, adminPort, upstreamPort: upPort, stateDir: join(tmp, `state${workers}`) }),
+    config({ workers, port, adminPort, upstreamPort: upPort, stateDir: join(tmp, `state_${name}`) }) +
+      (balance === 'kernel' ? '' : `workers_balance: ${balance}\n`),
   );
   const child = await start(
     'node',
     [...flags, entry, 'run', '--config', cfg, '--no-watch'],
     /"faultline started"/,
   );
-  variants.push({ name: `workers_${workers}`, workers, port, admin: `http://127.0.0.1:${adminPort}`, child });
+  variants.push({ name, workers, port, admin: `http://127.0.0.1:${adminPort}`, child });
 }
 
 const results = Object.fromEntries(variants.map((v) => [v.name, []]));
