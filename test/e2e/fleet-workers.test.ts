@@ -44,6 +44,9 @@ describe('workers: 2 per replica, 2 replicas in a Redis fleet (real processes)',
         ],
         {
           workers: 2,
+          // Simultaneous fresh connections must reach both workers: round robin splits them exactly (kernel
+          // balance, the default, may give a handful to one worker; accept-burst and workers.test run it).
+          workers_balance: 'round_robin',
           arm_header: true,
           fleet: { redis: r.url, name: 'checkout', replica: name, flush_ms: 100, grant_ttl_ms: 1000 },
         },

@@ -30,6 +30,9 @@ describe('workers: 2 and ext_proc', () => {
     const fl = await runFaultline(
       {
         workers: 2,
+        // Simultaneous fresh connections must reach both workers: round robin splits them exactly (kernel
+        // balance, the default, may give a handful to one worker; accept-burst and workers.test run it).
+        workers_balance: 'round_robin',
         arm_header: true,
         listeners: [],
         ext_proc: { name: 'envoy', address: '127.0.0.1', port: 0 },

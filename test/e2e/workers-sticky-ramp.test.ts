@@ -56,6 +56,9 @@ async function start(upstream: string, experiments: Record<string, unknown>[]): 
   const file = join(dir, 'faultline.yaml');
   const config = {
     workers: 2,
+    // Simultaneous fresh connections must reach both workers: round robin splits them exactly (kernel
+    // balance, the default, may give a handful to one worker; accept-burst and workers.test run it).
+    workers_balance: 'round_robin',
     arm_header: true,
     state_dir: join(dir, 'state'),
     admin: { address: '127.0.0.1', port: 0 },
@@ -164,7 +167,7 @@ describe('workers: 2 with sticky splits and ramps (real processes via dist/bin.j
       },
     ]);
 
-    // sk: 100 sessions, two requests each at once on fresh connections (the cluster's round robin
+    // sk: 100 sessions, two requests each at once on fresh connections (workers_balance: round_robin
     // gives them different workers), 4 at a time, until the primary's analyzer trips, then more.
     const skPort = s.ports.get('sk') as number;
     const sk: Sent[] = [];

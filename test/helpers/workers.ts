@@ -86,7 +86,7 @@ export interface Sent {
   upPort: string | undefined;
 }
 
-/** One request on a fresh connection (the cluster's round robin spreads connections over workers). */
+/** One request on a fresh connection (the workers share the socket: fresh connections spread over them). */
 export function get(port: number, path = '/', headers: Record<string, string> = {}): Promise<Sent> {
   const start = Date.now();
   return new Promise((resolve, reject) => {
