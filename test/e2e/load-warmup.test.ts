@@ -45,17 +45,20 @@ describe('faultline load: warm-up and the generator health report', () => {
     await new Promise((r) => server.close(r));
   });
 
-  async function load(extra: string[]): Promise<{ code: number; r: LoadReport }> {
+  /** `faultline load ARGS` in this process; its exit code and stdout. */
+  async function loadRaw(args: string[]): Promise<{ code: number; stdout: string }> {
     const out = sink();
-    const code = await runLoadCommand(
-      ['--target', url, '--rate', '50', '--duration', '1s', '--json', ...extra],
-      {
-        stdout: out,
-        stderr: sink(),
-        progressMs: 0,
-      },
-    );
-    return { code, r: JSON.parse(out.text()) as LoadReport };
+    const code = await runLoadCommand(['--target', url, ...args], {
+      stdout: out,
+      stderr: sink(),
+      progressMs: 0,
+    });
+    return { code, stdout: out.text() };
+  }
+
+  async function load(extra: string[]): Promise<{ code: number; r: LoadReport }> {
+    const { code, stdout } = await loadRaw(['--rate', '50', '--duration', '1s', '--json', ...extra]);
+    return { code, r: JSON.parse(stdout) as LoadReport };
   }
 
   it('keeps the warm-up out of the report: counts are the window, the cold start is not in the tail', async () => {
@@ -130,17 +133,10 @@ describe('faultline load: warm-up and the generator health report', () => {
     expect(g.warnings.join('; ')).not.toMatch(/event loop busy|CPU \d+% of a core/);
     expect(g.saturated).toBe(g.warnings.length > 0);
 
-    const out = sink();
-    await runLoadCommand(
-      ['--target', url, '--rate', '100', '--duration', '300ms', '--warmup', '0s', '--busy-poll'],
-      {
-        stdout: out,
-        stderr: sink(),
-        progressMs: 0,
-      },
-    );
-    expect(out.text()).toMatch(/busy-polling: CPU [\d.]+% of a core/);
-    expect(out.text()).not.toMatch(/event loop \d+% busy/);
+    const text = (await loadRaw(['--rate', '100', '--duration', '300ms', '--warmup', '0s', '--busy-poll']))
+      .stdout;
+    expect(text).toMatch(/busy-polling: CPU [\d.]+% of a core/);
+    expect(text).not.toMatch(/event loop \d+% busy/);
   });
 
   it('counts the generator’s GC pauses in the window and warns about a long one', async () => {
@@ -152,16 +148,7 @@ describe('faultline load: warm-up and the generator health report', () => {
     let live: object[] | null = Array.from({ length: 1_500_000 }, (_, i) => ({ i, s: `x${i}` }));
     const t = setTimeout(() => gc(), 700);
     try {
-      const out = sink();
-      await runLoadCommand(
-        ['--target', url, '--rate', '50', '--duration', '1s', '--warmup', '200ms', '--json'],
-        {
-          stdout: out,
-          stderr: sink(),
-          progressMs: 0,
-        },
-      );
-      const r = JSON.parse(out.text()) as LoadReport;
+      const { r } = await load(['--warmup', '200ms']);
       const g = r.generator.gcPausesMs;
       expect(g.count).toBeGreaterThanOrEqual(1);
       expect(g.max).toBeGreaterThan(5);
