@@ -78,7 +78,9 @@ describe('config size cap', () => {
     cleanup.push(() => up.close());
     const f = await spawnRun({
       listeners: [{ name: 'ingress', port: 0, routes: [{ name: 'api', upstream: up.url }] }],
-      experiments: [{ id: 'e1', hypothesis: 'h', split: { percent: 1 }, fault: { kind: 'reset' } }],
+      // A fault that still answers: the checks below read `v1` through the proxy (a reset fault failed
+      // the 1% of those reads that drew canary).
+      experiments: [{ id: 'e1', hypothesis: 'h', split: { percent: 1 }, fault: { kind: 'latency', ms: 1 } }],
     });
     const ids = async () =>
       (
