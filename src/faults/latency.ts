@@ -16,7 +16,9 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
       start: (t) => t.forward(),
       onResponseStart: (t) => {
         // A kill between the fault's start and the upstream's answer cancels the delay.
-        if (t.exp !== null && t.exp.injecting) t.holdResponse(sample());
+        if (t.exp === null || !t.exp.injecting) return;
+        const ms = sample();
+        if (ms > 0) t.holdResponse(ms);
       },
       holdEnded: (t) => t.releaseResponse(),
     };
@@ -28,7 +30,13 @@ export function latencyFault(spec: FaultSpecOf<'latency'>): Fault {
     responseFlag: 'DI',
     dropsRequest: false,
     fixedHoldMs: spec.ms ?? 0,
-    start: (t) => t.hold(sample()),
+    // No hold for 0 ms (an A/A run, a ramp's first step): a timer would add Node's 1 ms minimum
+    // and a loop turn to every canary request of a fault meant to change nothing.
+    start: (t) => {
+      const ms = sample();
+      if (ms > 0) t.hold(ms);
+      else t.forward();
+    },
     holdEnded: (t) => t.forward(),
   };
 }
