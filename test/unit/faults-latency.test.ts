@@ -2,7 +2,7 @@
 // hold at all, so canary requests are not held for Node's 1 ms minimum timer and a loop turn.
 import { describe, expect, it } from 'vitest';
 import { compileFault } from '../../src/faults/registry.js';
-import type { FaultTarget } from '../../src/faults/fault.js';
+import type { FaultTarget } from '../../src/engine/target.js';
 
 function target(): { t: FaultTarget; calls: string[] } {
   const calls: string[] = [];
@@ -40,7 +40,7 @@ describe('latency fault', () => {
       const f = compileFault({ kind: 'latency', ms, leg: 'response' } as never);
       const { t, calls } = target();
       f.start(t);
-      f.onResponseStart?.(t);
+      f.onResponseStart?.(t, 200, {});
       expect(calls).toEqual(want);
     }
   });
