@@ -103,15 +103,10 @@ describe('faultline load: warm-up and the generator health report', () => {
     expect(g.cpuPct).toBeGreaterThan(0);
     expect(g.saturated).toBe(g.warnings.length > 0);
 
-    const out = sink();
     phaseStart = -1e9;
-    await runLoadCommand(['--target', url, '--rate', '100', '--duration', '300ms', '--warmup', '200ms'], {
-      stdout: out,
-      stderr: sink(),
-      progressMs: 0,
-    });
-    expect(out.text()).toMatch(/warm-up \(not in any figure\): 0\.2s, sent 20, completed 20/);
-    expect(out.text()).toMatch(
+    const out = (await loadRaw(['--rate', '100', '--duration', '300ms', '--warmup', '200ms'])).stdout;
+    expect(out).toMatch(/warm-up \(not in any figure\): 0\.2s, sent 20, completed 20/);
+    expect(out).toMatch(
       /generator: [\d.]+\/s {2}send lateness \(ms\) p50 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/,
     );
   });
@@ -162,43 +157,24 @@ describe('faultline load: warm-up and the generator health report', () => {
     expect(live).toBeNull();
 
     // Without the forced pause: the field is there, the steady scavenges of 50 req/s stay short.
-    const text = sink();
     phaseStart = -1e9;
-    await runLoadCommand(['--target', url, '--rate', '50', '--duration', '300ms', '--warmup', '100ms'], {
-      stdout: text,
-      stderr: sink(),
-      progressMs: 0,
-    });
-    expect(text.text()).toMatch(/GC pauses \d+ \(max [\d.-]+ ms, total [\d.-]+ ms\)/);
+    const text = (await loadRaw(['--rate', '50', '--duration', '300ms', '--warmup', '100ms'])).stdout;
+    expect(text).toMatch(/GC pauses \d+ \(max [\d.-]+ ms, total [\d.-]+ ms\)/);
   }, 30_000);
 
   it('warns that the numbers are the generator’s when it cannot keep the rate', async () => {
     reset();
     phaseStart = -1e9;
     // 60,000 req/s from one Node process is out of reach: sends fall behind their schedule.
-    const argv = [
-      '--target',
-      url,
-      '--rate',
-      '60000',
-      '--duration',
-      '300ms',
-      '--warmup',
-      '0s',
-      '--concurrency',
-      '16',
-    ];
-    const out = sink();
-    await runLoadCommand([...argv, '--json'], { stdout: out, stderr: sink(), progressMs: 0 });
-    const r = JSON.parse(out.text()) as LoadReport;
+    const argv = ['--rate', '60000', '--duration', '300ms', '--warmup', '0s', '--concurrency', '16'];
+    const r = JSON.parse((await loadRaw([...argv, '--json'])).stdout) as LoadReport;
     expect(r.generator.saturated).toBe(true);
     expect(r.generator.warnings.join('; ')).toMatch(/sends left late|achieved|event loop|CPU|dropped/);
     expect(r.generator.sendLatenessMs.p99).toBeGreaterThan(2);
 
     phaseStart = -1e9;
-    const text = sink();
-    await runLoadCommand(argv, { stdout: text, stderr: sink(), progressMs: 0 });
-    expect(text.text()).toMatch(/WARNING: the load generator was saturated \(.+\):/);
-    expect(text.text()).toMatch(/the numbers are the generator's, not the target's/);
+    const text = (await loadRaw(argv)).stdout;
+    expect(text).toMatch(/WARNING: the load generator was saturated \(.+\):/);
+    expect(text).toMatch(/the numbers are the generator's, not the target's/);
   }, 30_000);
 });
