@@ -24,6 +24,10 @@ export const FL_ERRORS = {
   FL_OUTSIDE_WINDOW:
     "an arm outside the experiment's allowed `windows:` was refused (admin: 409 outside_window)",
   FL_UPSTREAM_DEADLINE: "upstream request aborted: the route's timeout_ms passed",
+  FL_NOT_ADMIN:
+    "the CLI's --admin URL answered without the x-faultline-admin header: not a Faultline admin API, nothing was sent (exit 3)",
+  FL_STATE_INVALID:
+    'the kill-switch state file cannot be read or is not one Faultline wrote (bad JSON, shape or state): not started, since it could resume killed experiments',
 } as const;
 
 export type FlErrorCode = keyof typeof FL_ERRORS;

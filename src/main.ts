@@ -256,6 +256,11 @@ export class Faultline implements AdminTarget {
     return this.ready;
   }
 
+  /** Fleet mode: after a kill or an arm, a warning when Redis has not taken it (null: it has). */
+  async fleetPending(): Promise<string | null> {
+    return (await this.fleet?.pendingNote()) ?? null;
+  }
+
   /** The fleet view of an experiment (null when not in a fleet). */
   fleetView(rt: ExperimentRuntime): unknown {
     return this.fleet?.view(rt) ?? null;

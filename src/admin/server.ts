@@ -10,6 +10,7 @@
  * an allowed Host and no foreign Origin (a web page the operator visits must not drive them: CSRF,
  * DNS rebinding). Errors are JSON: {"error": {"code", "message", "field"?}}.
  */
+import { ADMIN_HEADER, ADMIN_HEADER_VALUE } from './marker.js';
 import { timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
@@ -44,6 +45,8 @@ export interface AdminTarget {
   reload(): Promise<ConfigStatus>;
   /** Fleet mode: the fleet's view of an experiment (pooled arms, replicas, evaluator), else null. */
   fleetView?(rt: ExperimentRuntime): unknown;
+  /** Fleet mode: after a kill or an arm, why the other replicas have not heard of it yet (null: they have). */
+  fleetPending?(): Promise<string | null>;
   /** Suggested experiments (GET /suggestions); absent: 404. */
   suggestions?(): Promise<unknown>;
   /** Extra lines for /ready (readiness itself is unchanged), null when none. */
@@ -132,6 +135,7 @@ export class AdminServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader(ADMIN_HEADER, ADMIN_HEADER_VALUE);
     const url = new URL(req.url ?? '/', 'http://admin');
     let parts: string[];
     try {
@@ -281,7 +285,7 @@ export class AdminServer {
           },
           killed,
         });
-      return sendJson(res, 200, { killed });
+      return sendJson(res, 200, { killed, ...(await this.warning(t)) });
     }
     if (parts.length === 2 && a === 'config' && id === 'reload') {
       const status = await t.reload();
@@ -299,15 +303,20 @@ export class AdminServer {
       const rt = id !== undefined ? t.table.get(id) : undefined;
       if (!rt) return sendError(res, 404, 'not_found', `no experiment "${id ?? ''}"`);
       if (action === 'kill') {
+        const unsaved = await t.table.persistError();
         const killed = t.table.kill(rt.id, 'manual', reason, by);
         // Also when it was already killed: repeating a kill whose write failed retries the write.
         if (killed || rt.state === 'killed') {
           const err = await t.table.persistError(true);
           if (err !== null) return sendError(res, 503, 'state_not_persisted', notPersisted(rt.id, err));
         }
+        const view = experimentView(rt, t.table.lifecycleOf(rt.id));
+        // The repeat the 503 asked for: the kill stood in memory, and now it is on disk too.
+        if (!killed && rt.state === 'killed' && unsaved !== null)
+          return sendJson(res, 200, { ...view, note: 'it was already killed; its state is now saved' });
         if (!killed)
           return sendError(res, 409, 'not_running', `experiment "${rt.id}" is ${rt.state}, not running`);
-        return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
+        return sendJson(res, 200, { ...view, ...(await this.warning(t)) });
       }
       let armed: boolean;
       try {
@@ -333,9 +342,18 @@ export class AdminServer {
         );
       }
       await t.table.flush();
-      return sendJson(res, 200, experimentView(rt, t.table.lifecycleOf(rt.id)));
+      return sendJson(res, 200, {
+        ...experimentView(rt, t.table.lifecycleOf(rt.id)),
+        ...(await this.warning(t)),
+      });
     }
     return sendError(res, 404, 'not_found', `no such endpoint: POST ${url.pathname}`);
+  }
+
+  /** `{warning}` for a kill's or an arm's answer when the fleet has not heard of it; else nothing. */
+  private async warning(t: AdminTarget): Promise<{ warning?: string }> {
+    const w = (await t.fleetPending?.()) ?? null;
+    return w === null ? {} : { warning: w };
   }
 
   private authorized(req: IncomingMessage): boolean {

@@ -1,6 +1,7 @@
 /** `faultline status|kill|arm|report|history|fleet|suggest`: thin clients of a running instance's admin API. */
 import { request } from 'undici';
 import { writeFile } from 'node:fs/promises';
+import { ADMIN_HEADER, notAdminError } from '../admin/marker.js';
 import type { RunComparison, RunRecord } from '../experiments/journal.js';
 import {
   reportMarkdown,
@@ -25,12 +26,21 @@ export async function adminCall(
   const token = process.env['FAULTLINE_ADMIN_TOKEN'];
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token) headers['authorization'] = `Bearer ${token}`;
+  // A POST changes something: first prove, with a GET, that `base` is a Faultline admin API, so a
+  // kill or an arm aimed at the wrong port never reaches a service (through the proxy or directly).
+  if (method === 'POST') {
+    const probe = await request(new URL('/ready', base), { method: 'GET', headers });
+    await probe.body.dump();
+    if (probe.headers[ADMIN_HEADER] === undefined)
+      throw notAdminError(new URL('/ready', base).href, probe.statusCode);
+  }
   const res = await request(new URL(path, base), {
     method,
     headers,
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.body.text();
+  if (res.headers[ADMIN_HEADER] === undefined) throw notAdminError(new URL(path, base).href, res.statusCode);
   let json: unknown = text;
   try {
     json = JSON.parse(text) as unknown;
@@ -222,12 +232,19 @@ export async function adminCommand(cmd: AdminCommand, args: string[]): Promise<n
         );
       return 1;
     }
+    // A kill or an arm the fleet has not heard of yet (Redis unreachable from this replica) says so.
+    const warning = (r.json as { warning?: unknown } | null)?.warning;
+    if (typeof warning === 'string') process.stderr.write(`faultline ${cmd}: warning: ${warning}\n`);
     if (cmd === 'status' && !id && !json)
       process.stdout.write(statusTable(r.json as { experiments: ExperimentView[] }));
     else process.stdout.write(JSON.stringify(r.json, null, 2) + '\n');
     return 0;
   } catch (err) {
-    process.stderr.write(`faultline ${cmd}: cannot reach admin API at ${base}: ${(err as Error).message}\n`);
+    process.stderr.write(
+      (err as { code?: string }).code === 'FL_NOT_ADMIN'
+        ? `faultline ${cmd}: ${(err as Error).message}\n`
+        : `faultline ${cmd}: cannot reach admin API at ${base}: ${(err as Error).message}\n`,
+    );
     return 3;
   }
 }

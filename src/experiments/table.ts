@@ -614,8 +614,11 @@ export class ExperimentTable extends EventEmitter<TableEvents> {
     const rt = this.runtimes.get(id);
     const cur = this.persisted.experiments[id];
     if (rec.state === 'running') {
-      // A re-arm elsewhere: a run that started after the one that ended here.
+      // A re-arm elsewhere: an operator's (`by` set) run that started after the one that ended here.
+      // A running record nobody armed is a replica that started from its config knowing of no end
+      // (booted cut off, or after Redis lost its records): never a permission to inject again.
       if (!rt || rt.assigning || !rt.enabled || cur === undefined || cur.state === 'running') return;
+      if ((rec.by ?? '') === '') return;
       if (rec.startedAt === undefined || (cur.startedAt !== undefined && rec.startedAt <= cur.startedAt))
         return;
       this.persisted.experiments[id] = { ...rec };

@@ -29,14 +29,14 @@ import { Gauge } from 'prom-client';
 import type { ConfigSpec } from '../config/schema.js';
 import { countsOf, type ArmCounts, type ExperimentRuntime } from '../experiments/runtime.js';
 import type { ExperimentTable, OutcomeSink } from '../experiments/table.js';
-import type { PersistedExperiment } from '../killswitch/store.js';
+import { recordIssues, type PersistedExperiment } from '../killswitch/store.js';
 import type { ErrorRateWindow } from '../killswitch/guards.js';
 import { fmix32 } from '../split/hash.js';
 import type { ArmBatch } from '../stats/analyzer.js';
 import { LogHistogram } from '../stats/histogram.js';
 import { log } from '../telemetry/log.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { fleetKeys, RedisStateStore, type FleetKeys } from './store.js';
+import { fleetKeys, mergeRecord, RedisStateStore, type FleetKeys } from './store.js';
 
 export type FleetSpec = NonNullable<ConfigSpec['fleet']>;
 
@@ -101,6 +101,11 @@ const REPLICA_FORGET_MS = 10 * 60_000;
 const SESSION_SHIFT = 12;
 /** Run data in Redis outlives its run this long (reports of a recent run still read it). */
 const RUN_TTL_MS = 7 * 24 * 3600_000;
+
+/** Same state of the same run (a record Redis holds as this replica wrote it, or one it adopted). */
+function sameRecord(a: PersistedExperiment | undefined, b: PersistedExperiment): boolean {
+  return a !== undefined && a.state === b.state && a.startedAt === b.startedAt && a.at === b.at;
+}
 
 /** A listener's global error-rate guard, pooled over the fleet (main.ts lists them). */
 export interface PooledGuard {
@@ -239,6 +244,17 @@ export class Fleet implements OutcomeSink {
   /** Local time (ms) until which each experiment's grant is fresh. */
   private readonly grantUntil = new Map<string, number>();
   private holder: string | null = null;
+  /** The last error Redis's client reported (null: none since the last connect). */
+  private redisError: string | null = null;
+  private readonly onRedisError = (err: Error): void => {
+    if (err.message === this.redisError) return;
+    this.redisError = err.message;
+    log('warn', 'fleet: Redis error', { fleet: this.spec.name, error: err.message });
+  };
+  /** The last tick wrote our states again (the warning is said once per episode). */
+  private repushing = false;
+  /** Unreadable records already warned about (by their text). */
+  private readonly badRecords = new Set<string>();
   private connected = false;
   private disconnectedSince: number | null = null;
   private tickTimer: NodeJS.Timeout | null = null;
@@ -274,7 +290,9 @@ export class Fleet implements OutcomeSink {
     this.redis = new Redis(spec.redis, opts);
     // A subscriber connection cannot run other commands; it queues SUBSCRIBE until it is connected.
     this.sub = new Redis(spec.redis, { ...opts, enableOfflineQueue: true, commandTimeout: undefined });
-    for (const c of [this.redis, this.sub]) c.on('error', () => undefined);
+    // ioredis emits an error per failed attempt (every second while Redis is away): say each new one
+    // once (a wrong password, a refused connection), and show the last in /ready.
+    for (const c of [this.redis, this.sub]) c.on('error', this.onRedisError);
     this.redis.on('ready', () => this.setConnected(true));
     this.redis.on('close', () => this.setConnected(false));
     this.redis.defineCommand('faultlineLease', { lua: LEASE_LUA });
@@ -376,11 +394,33 @@ export class Fleet implements OutcomeSink {
 
   private onMessage(message: string): void {
     try {
-      const m = JSON.parse(message) as { id: string; rec: PersistedExperiment };
-      this.apply(m.id, m.rec);
+      const m = JSON.parse(message) as { id: string; rec: unknown };
+      const issues = recordIssues(String(m.id), m.rec);
+      if (issues.length > 0) throw new Error(issues.join('; '));
+      this.apply(m.id, m.rec as PersistedExperiment);
     } catch (err) {
       log('warn', 'fleet: unreadable state message ignored', { error: (err as Error).message });
     }
+  }
+
+  /** A state record read from Redis's hash; one this code does not understand is ignored (once said). */
+  private record(id: string, raw: string | undefined): PersistedExperiment | undefined {
+    if (raw === undefined) return undefined;
+    let issues: string[];
+    try {
+      issues = recordIssues(id, JSON.parse(raw) as unknown);
+    } catch (err) {
+      issues = [(err as Error).message];
+    }
+    if (issues.length === 0) return JSON.parse(raw) as PersistedExperiment;
+    if (!this.badRecords.has(raw)) {
+      this.badRecords.add(raw);
+      log('warn', 'fleet: unreadable state record in Redis ignored', {
+        experiment: id,
+        error: issues.join('; '),
+      });
+    }
+    return undefined;
   }
 
   private apply(id: string, rec: PersistedExperiment): void {
@@ -407,6 +447,7 @@ export class Fleet implements OutcomeSink {
     this.connected = up;
     this.gConnected.set(up ? 1 : 0);
     if (up) {
+      this.redisError = null;
       log('info', 'fleet: Redis reachable; injection resumes on the next fresh grant', {
         fleet: this.spec.name,
         replica: this.replica,
@@ -574,11 +615,30 @@ export class Fleet implements OutcomeSink {
       if (run.runKey !== null && run.rt.runId === run.runId)
         this.pool(run.rt, run.runId, run.runKey, value(run.countsAt) as Record<string, string>);
     }
+    let repush = false;
     for (const rt of rts) {
-      const raw = states[rt.id];
-      if (raw !== undefined) this.apply(rt.id, JSON.parse(raw) as PersistedExperiment);
+      const remote = this.record(rt.id, states[rt.id]);
+      // Redis lacks our record or holds one ours replaces (it restarted without persistence, was
+      // flushed, or a replica started a run unaware of our end): write ours again, through the merge.
+      const mine = this.store.latest.experiments[rt.id];
+      if (mine !== undefined && mergeRecord(remote, mine) === mine && !sameRecord(remote, mine))
+        repush = true;
+      if (remote !== undefined) this.apply(rt.id, remote);
       this.gate(rt);
     }
+    if (repush && this.store.pending === null) {
+      if (!this.repushing)
+        log(
+          'warn',
+          "fleet: Redis lacks or contradicts this replica's experiment states; writing them again",
+          {
+            fleet: this.spec.name,
+            replica: this.replica,
+          },
+        );
+      await this.store.push(this.store.latest).catch(() => undefined);
+    }
+    this.repushing = repush;
     // The evaluator acts on a breach its analyzer latched (now or before it took over).
     if (this.holder === this.field)
       for (const rt of rts) {
@@ -732,12 +792,23 @@ export class Fleet implements OutcomeSink {
     };
   }
 
+  /**
+   * After a kill or an arm (once its writes have settled): what the operator must know when Redis did
+   * not take it, else null.
+   */
+  async pendingNote(): Promise<string | null> {
+    await this.store.flush();
+    if (this.store.pending === null) return null;
+    return `saved in this replica's state_dir, but Redis is unreachable from this replica (${this.redisError ?? this.redis.status}): the other replicas hear of it when Redis is back (pushed automatically); a kill meant for the whole fleet now should be repeated on a replica that reaches Redis`;
+  }
+
   /** One line for /ready: traffic is served either way, so readiness itself does not change. */
   readyDetail(): string {
     if (this.connected) return `fleet ${this.spec.name}: connected (replica ${this.replica})`;
     const since =
       this.disconnectedSince === null ? '' : ` since ${new Date(this.disconnectedSince).toISOString()}`;
-    return `fleet ${this.spec.name}: Redis unreachable${since}; injection paused until a fresh grant`;
+    const why = this.redisError === null ? '' : ` (${this.redisError})`;
+    return `fleet ${this.spec.name}: Redis unreachable${since}${why}; injection paused until a fresh grant`;
   }
 
   /** Stop injecting, write the last counts (a clean shutdown loses nothing), close the connections. */

@@ -7,13 +7,17 @@
  *
  * Merge rule (no clocks compared across replicas except run starts, which an arm follows by a human's
  * reaction time): a record of the same state family (running/running, ended/ended) never replaces
- * another; an end replaces a running record of the same run (same startedAt); a running record
- * replaces an end only when it is an operator's arm (`by` set) of a run that started later. A stale
- * write of an older run, or a replica that started the experiment while cut off, loses.
+ * another; an end replaces a running record of the same run (same startedAt) or one no operator armed
+ * (`by` empty: a replica started it from its config, knowing of no end); a running record replaces an
+ * end only when it is an operator's arm (`by` set) of a run that started later. A stale write of an
+ * older run loses to an arm; a replica that started the experiment while cut off, or after Redis lost
+ * its records (a restart without persistence, FLUSHALL), loses to any replica's end: the replicas
+ * push their records again whenever Redis's differ from theirs in a way the merge accepts.
  */
 import type { Redis } from 'ioredis';
 import {
   FileStateStore,
+  recordIssues,
   type PersistedExperiment,
   type PersistedState,
   type StateStore,
@@ -35,7 +39,7 @@ for i = 3, #ARGV, 2 do
     local oldRun = old.state == 'running'
     local newRun = new.state == 'running'
     if oldRun and not newRun then
-      ok = (new.startedAt == nil) or (new.startedAt == old.startedAt)
+      ok = (new.startedAt == nil) or (new.startedAt == old.startedAt) or (old.by == nil) or (old.by == '')
     elseif newRun and not oldRun then
       ok = (new.by ~= nil and new.by ~= '') and ((old.startedAt == nil) or (new.startedAt ~= nil and new.startedAt > old.startedAt))
     end
@@ -59,9 +63,12 @@ export function mergeRecord(
   if (next === undefined) return cur;
   const oldRun = cur.state === 'running';
   const newRun = next.state === 'running';
-  if (oldRun && !newRun) return next.startedAt === undefined || next.startedAt === cur.startedAt ? next : cur;
+  if (oldRun && !newRun)
+    return next.startedAt === undefined || next.startedAt === cur.startedAt || (cur.by ?? '') === ''
+      ? next
+      : cur;
   if (newRun && !oldRun)
-    return next.by !== '' &&
+    return (next.by ?? '') !== '' &&
       (cur.startedAt === undefined || (next.startedAt !== undefined && next.startedAt > cur.startedAt))
       ? next
       : cur;
@@ -99,6 +106,8 @@ export class RedisStateStore implements StateStore {
   readonly file: FileStateStore;
   /** Latest state not yet accepted by Redis (an outage); pushed again by the fleet's next tick. */
   pending: PersistedState | null = null;
+  /** This replica's latest state (loaded or saved): what it pushes again when Redis lost records. */
+  latest: PersistedState = { version: 1, experiments: {} };
   private readonly redis: Redis;
   private readonly keys: FleetKeys;
   private chain: Promise<void> = Promise.resolve();
@@ -131,26 +140,43 @@ export class RedisStateStore implements StateStore {
         },
       );
       this.pending = local;
+      this.latest = local;
       return local;
     }
     const out: PersistedState = { version: 1, experiments: { ...local.experiments } };
     for (const [id, raw] of Object.entries(remote)) {
       try {
-        const merged = mergeRecord(out.experiments[id], JSON.parse(raw) as PersistedExperiment);
+        const rec = JSON.parse(raw) as unknown;
+        const issues = recordIssues(id, rec);
+        if (issues.length > 0) throw new Error(issues.join('; '));
+        const merged = mergeRecord(out.experiments[id], rec as PersistedExperiment);
         if (merged) out.experiments[id] = merged;
-      } catch {
-        log('warn', 'fleet: unreadable state record in Redis ignored', { experiment: id });
+      } catch (err) {
+        log('warn', 'fleet: unreadable state record in Redis ignored', {
+          experiment: id,
+          error: (err as Error).message,
+        });
       }
     }
     // Local ends Redis has not heard of (killed while cut off) go to the fleet now.
     this.pending = out;
+    this.latest = out;
     return out;
   }
 
+  /**
+   * Durable once state_dir has it (a restart keeps it; an arm or a kill stands): Redis's copy follows,
+   * and one Redis did not take stays pending for the fleet's next tick (the admin's answer says so).
+   * Failing the save on Redis alone would report a kill as unsaved and an arm as refused while both
+   * were on disk and would reach the fleet later.
+   */
   save(state: PersistedState): Promise<void> {
+    this.latest = state;
     const file = this.file.save(state);
-    const remote = this.push(state);
-    return Promise.all([file, remote]).then(() => undefined);
+    this.push(state).catch((err: unknown) => {
+      log('warn', 'fleet: state saved in state_dir, not yet in Redis', { error: (err as Error).message });
+    });
+    return file;
   }
 
   /** Push `state` to Redis (serialised); on failure it stays pending for the next attempt. */

@@ -44,6 +44,35 @@ export interface StateStore {
   flush(): Promise<void>;
 }
 
+const STATES: ReadonlySet<unknown> = new Set(['running', 'killed', 'expired']);
+
+/** What is wrong with one persisted record (a local file's or a fleet's), each naming its field. */
+export function recordIssues(id: string, rec: unknown): string[] {
+  const at = `experiments.${id}`;
+  if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) return [`${at}: not an object`];
+  const r = rec as Record<string, unknown>;
+  const out: string[] = [];
+  if (!STATES.has(r['state']))
+    out.push(`${at}.state: ${JSON.stringify(r['state'])} is not one of running, killed, expired`);
+  for (const f of ['reason', 'by', 'at', 'cause', 'startedAt', 'startedBy'])
+    if (r[f] !== undefined && typeof r[f] !== 'string') out.push(`${at}.${f}: not a string`);
+  return out;
+}
+
+/** Every problem of a parsed state file, field by field; none: it is a state Faultline wrote. */
+export function stateIssues(parsed: unknown): string[] {
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    return ['(root): not an object'];
+  const p = parsed as Record<string, unknown>;
+  const out: string[] = [];
+  if (p['version'] !== 1) out.push(`version: ${JSON.stringify(p['version'])} is not 1`);
+  const ex = p['experiments'];
+  if (ex === null || typeof ex !== 'object' || Array.isArray(ex))
+    return [...out, 'experiments: not an object of records by experiment id'];
+  for (const [id, rec] of Object.entries(ex)) out.push(...recordIssues(id, rec));
+  return out;
+}
+
 /** The default store: one JSON file in `state_dir`. */
 export class FileStateStore implements StateStore {
   readonly file: string;
@@ -80,16 +109,22 @@ export class FileStateStore implements StateStore {
   }
 
   async load(): Promise<PersistedState> {
+    let issues: string[];
+    let parsed: unknown;
     try {
-      const parsed = JSON.parse(await readFile(this.file, 'utf8')) as PersistedState;
-      if (parsed.version === 1 && typeof parsed.experiments === 'object' && parsed.experiments !== null)
-        return parsed;
-      throw new Error('unknown format');
+      parsed = JSON.parse(await readFile(this.file, 'utf8')) as unknown;
+      issues = stateIssues(parsed);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, experiments: {} };
-      // Refusing to start is safer than silently resuming experiments that were killed.
-      throw new Error(`cannot read kill-switch state ${this.file}: ${(err as Error).message}`);
+      issues = [(err as Error).message];
     }
+    if (issues.length === 0) return parsed as PersistedState;
+    // Refusing to start is safer than silently resuming experiments that were killed: a record this
+    // code does not understand (a hand edit, a newer version's state) is never read as "running".
+    throw new FaultlineError(
+      'FL_STATE_INVALID',
+      `cannot read kill-switch state ${this.file}:\n${issues.map((i) => `  ${i}`).join('\n')}\nFaultline does not start on it (it could resume killed experiments): restore the file, or move it away to start every experiment afresh`,
+    );
   }
 
   /** Queue a write of `state`; resolves once it is durable. */

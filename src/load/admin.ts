@@ -1,3 +1,4 @@
+import { ADMIN_HEADER, notAdminError } from '../admin/marker.js';
 import { request } from 'undici';
 
 /** One experiment as the admin's GET /experiments shows it, numeric arm fields flattened. */
@@ -62,6 +63,10 @@ export async function fetchExperiments(
   const base = admin.href.endsWith('/') ? admin.href : `${admin.href}/`;
   const url = new URL(id === undefined ? 'experiments' : `experiments/${encodeURIComponent(id)}`, base);
   const res = await request(url, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  if (res.headers[ADMIN_HEADER] === undefined) {
+    await res.body.dump();
+    throw notAdminError(url.href, res.statusCode);
+  }
   if (id !== undefined && res.statusCode === 404) {
     await res.body.dump();
     return [];

@@ -81,6 +81,31 @@ describe('faultline CLI arguments', () => {
     expect(await stateOf(f, 'e2')).toBe('killed');
   }, 120_000);
 
+  it('an --admin URL that is not a Faultline admin (a service, the proxy port): exit 3, no POST sent', async () => {
+    const seen: string[] = [];
+    const svc = await startUpstream((req, res) => {
+      seen.push(`${req.method ?? ''} ${req.url ?? ''}`);
+      req.resume();
+      res.end('ok');
+    });
+    cleanup.push(() => svc.close());
+    const f = await startFaultline(oneRoute(svc.url, [exp({})]));
+    cleanup.push(async () => {
+      await f.stop();
+      await removeDir(f.stateDir);
+    });
+    for (const base of [svc.url, f.url()])
+      for (const args of [['kill', 'e1'], ['kill', '--all'], ['arm', 'e1'], ['status']]) {
+        const r = await cli([...args, '--admin', base]);
+        expect(r.code, `${args.join(' ')} ${base}`).toBe(3);
+        expect(r.stderr).toMatch(/without the x-faultline-admin header: not a Faultline admin API/);
+      }
+    // The service (directly or through the proxy) saw only the GET probes, never a kill or an arm.
+    expect(seen.filter((l) => l.startsWith('POST'))).toEqual([]);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(await stateOf(f, 'e1')).toBe('running');
+  }, 60_000);
+
   it('every command knows --help and rejects unknown flags with exit 2', async () => {
     const commands: [string[], RegExp][] = [
       [['run'], /^usage: faultline run/],

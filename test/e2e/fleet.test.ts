@@ -198,6 +198,100 @@ describe('fleet mode (Redis)', () => {
     for (const fl of fls) expect((await view(fl)).state).toBe('killed');
   }, 40_000);
 
+  it('Redis loses its data (FLUSHALL): running runs get grants again; a kill stays, a new empty replica ends killed', async () => {
+    const r = await redis();
+    const up = await upstream();
+    const o: FleetOpts = { over: { exclude_injected: true }, fault: { percent: 100 } };
+    const a = await replica(up, r, 'a', o);
+    const b = await replica(up, r, 'b', o);
+    const fresh = async (fls: TestFaultline[]) =>
+      (await Promise.all(fls.map(view))).every((v) => v.fleet.grant.fresh === true);
+    await until('grants', () => fresh([a, b]));
+    const redisClient = client(r);
+
+    // Running: the replicas write their records again, so the evaluator renews grants (TTL 1 s).
+    await redisClient.flushall();
+    await sleep(1500);
+    expect(await fresh([a, b])).toBe(true);
+    expect(JSON.parse((await redisClient.hget(STATE_KEY, 'e1')) as string)).toMatchObject({
+      state: 'running',
+    });
+
+    // Killed, then flushed: a new pod (empty state dir) may start the run (Redis knows of no end), but
+    // the replicas' end replaces a start nobody armed, and nobody adopts that start as an arm.
+    const kill = await fetch(`${a.admin}/experiments/e1/kill`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'stop it', by: 'tester' }),
+    });
+    expect(kill.status).toBe(200);
+    await until('killed on b', async () => (await view(b)).state === 'killed', 2000);
+    // What such a replica writes, published as the merge script does: a later run nobody armed.
+    const at = new Date(Date.now() + 1000).toISOString();
+    const unarmed = { state: 'running', reason: '', by: '', at, startedAt: at };
+    await redisClient.hset(STATE_KEY, 'e1', JSON.stringify(unarmed));
+    await redisClient.publish('faultline:{checkout}:events', JSON.stringify({ id: 'e1', rec: unarmed }));
+    await sleep(600);
+    for (const fl of [a, b]) expect((await view(fl)).state).toBe('killed');
+    expect(JSON.parse((await redisClient.hget(STATE_KEY, 'e1')) as string)).toMatchObject({
+      state: 'killed',
+    });
+    await redisClient.flushall();
+    const c = await replica(up, r, 'c', o);
+    await until('c ends killed', async () => (await view(c)).state === 'killed', 5000);
+    await sleep(1200);
+    for (const fl of [a, b, c]) {
+      expect((await view(fl)).state).toBe('killed');
+      expect(fl.fl.engine.get('e1')!.injecting).toBe(false);
+    }
+    expect(JSON.parse((await redisClient.hget(STATE_KEY, 'e1')) as string)).toMatchObject({
+      state: 'killed',
+      by: 'tester',
+    });
+    const l = load([a, b, c], 2);
+    await sleep(500);
+    await l.stop();
+    expect(l.failures).toEqual([]);
+    for (const h of l.hits) {
+      expect(h.length).toBeGreaterThan(5);
+      expect(h.filter((x) => x.injected)).toEqual([]);
+    }
+  }, 40_000);
+
+  it('a kill while Redis is down: 200 with a warning (it is on disk), and the fleet hears of it once Redis is back', async () => {
+    const r = await redis();
+    const up = await upstream();
+    const a = await replica(up, r, 'a');
+    const b = await replica(up, r, 'b');
+    await until('grants', async () => (await view(a)).fleet.grant.fresh && (await view(b)).fleet.grant.fresh);
+    await r.kill();
+    const kill = await fetch(`${a.admin}/experiments/e1/kill`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'while cut off', by: 'tester' }),
+    });
+    const body = (await kill.json()) as Loose;
+    expect(kill.status).toBe(200);
+    expect(body.state).toBe('killed');
+    expect(body.warning).toMatch(/Redis is unreachable from this replica/);
+    expect((await view(b)).state).toBe('running');
+    await r.restart();
+    await until('b hears the kill', async () => (await view(b)).state === 'killed', 5000);
+    // Arm while Redis is down: armed here (on disk, no grant so nothing injected), delivered later.
+    await r.kill();
+    const arm = await fetch(`${b.admin}/experiments/e1/arm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const armed = (await arm.json()) as Loose;
+    expect(arm.status).toBe(200);
+    expect(armed.warning).toMatch(/Redis is unreachable/);
+    expect(b.fl.engine.get('e1')!.injecting).toBe(false);
+    await r.restart();
+    await until('a re-armed by b', async () => (await view(a)).state === 'running', 5000);
+  }, 40_000);
+
   it('a replica (re)started after a fleet kill comes up killed; arm on any replica re-arms the fleet', async () => {
     const r = await redis();
     const up = await upstream();

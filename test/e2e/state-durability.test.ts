@@ -147,6 +147,44 @@ describe('kill-switch state', () => {
     return fl;
   }
 
+  it('a state file with a record it does not understand: refuses to start, naming each bad field', async () => {
+    const up = await echo();
+    const cases: [string, RegExp[]][] = [
+      [
+        '{"version": 1, "experiments": {"e1": {"state": "KILLED", "reason": "", "by": "", "at": "x"}, "e2": 3}}',
+        [
+          /experiments\.e1\.state: "KILLED" is not one of running, killed, expired/,
+          /experiments\.e2: not an object/,
+        ],
+      ],
+      ['{"version": 1, "experiments": []}', [/experiments: not an object of records/]],
+      ['{"version": 2, "experiments": {}}', [/version: 2 is not 1/]],
+      [
+        '{"version": 1, "experiments": {"e1": {"state": "killed", "by": 7}}}',
+        [/experiments\.e1\.by: not a string/],
+      ],
+      ['{"version": 1, "exper', [/JSON/]],
+    ];
+    for (const [text, patterns] of cases) {
+      const dir = await mkdtemp(join(tmpdir(), 'faultline-state-'));
+      cleanup.push(() => rm(dir, { recursive: true, force: true }));
+      await writeFile(join(dir, 'experiments.json'), text);
+      const cfg = validateConfig(
+        { ...oneRoute(up.url, [half]), state_dir: dir, admin: { port: 0 } },
+        'test.yaml',
+      );
+      const err = await Faultline.start({ configFile: join(work, 'test.yaml'), config: cfg }).then(
+        (fl) => fl.stop(0).then(() => null),
+        (e: unknown) => e,
+      );
+      expect(err, text).toBeInstanceOf(FaultlineError);
+      expect((err as FaultlineError).code, text).toBe('FL_STATE_INVALID');
+      for (const p of patterns) expect((err as Error).message, text).toMatch(p);
+      // The file is left as it was: the operator decides.
+      expect(await readFile(join(dir, 'experiments.json'), 'utf8')).toBe(text);
+    }
+  });
+
   it('removes stale experiments.json.*.tmp files at start', async () => {
     const up = await echo();
     const dir = await mkdtemp(join(tmpdir(), 'faultline-state-'));
@@ -196,6 +234,10 @@ describe('kill-switch state', () => {
     // Once the directory is back, repeating the kill persists it.
     await rm(fl.stateDir);
     await rename(moved, fl.stateDir);
+    const repeat = await post(fl.admin, '/experiments/e1/kill');
+    expect(repeat.status).toBe(200);
+    expect(repeat.json['note']).toBe('it was already killed; its state is now saved');
+    // Saved now: a further repeat is the plain "not running".
     expect((await post(fl.admin, '/experiments/e1/kill')).status).toBe(409);
     const saved = JSON.parse(await readFile(join(fl.stateDir, 'experiments.json'), 'utf8')) as {
       experiments: Record<string, { state: string; reason: string }>;

@@ -53,6 +53,8 @@ describe('load harness against a real server', () => {
     if (req.url?.startsWith('/experiments')) {
       adminPaths.push(req.url);
       res.setHeader('content-type', 'application/json');
+      // What every answer of a real admin carries (a client refuses one without it).
+      res.setHeader('x-faultline-admin', '1');
       if (req.url === '/experiments') res.end(JSON.stringify({ experiments: [experiment()] }));
       else if (req.url === '/experiments/exp1') res.end(JSON.stringify(experiment()));
       else {
