@@ -32,6 +32,8 @@ const cache = new Map<string, Promise<Asset>>();
 
 /** The asset named `name` (index.html, app.js, ...), or undefined when there is no such file. */
 export function dashboardAsset(name: string): Promise<Asset> | undefined {
+  // Own keys only: "constructor", "__proto__" or "toString" are no dashboard files.
+  if (!Object.hasOwn(FILES, name)) return undefined;
   const file = FILES[name];
   if (file === undefined) return undefined;
   let p = cache.get(name);

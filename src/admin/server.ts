@@ -136,8 +136,14 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     res.setHeader(ADMIN_HEADER, ADMIN_HEADER_VALUE);
-    const url = new URL(req.url ?? '/', 'http://admin');
+    let url: URL;
     let parts: string[];
+    try {
+      // "//x:y" or an absolute-form target with a bad port does not parse against the base.
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      return sendError(res, 400, 'bad_path', `malformed request target ${JSON.stringify(req.url ?? '')}`);
+    }
     try {
       parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     } catch {

@@ -152,6 +152,23 @@ export const GRPC_NO_STATUS_LABEL = 'none';
  */
 export const GRPC_CODE_LABELS: readonly string[] = ['', ...GRPC_STATUS_NAMES, GRPC_NO_STATUS_LABEL];
 
+/**
+ * A grpc-status header's code. Anything but one or two ASCII digits naming a code (a fraction, an
+ * exponent, a sign, an unknown number) reads as UNKNOWN (2), as gRPC clients read it, so a bad value
+ * never becomes a metric label of its own. No regex: it runs once per gRPC response.
+ */
+export function parseGrpcStatus(v: string): number {
+  const n = v.length;
+  if (n === 0 || n > 2) return 2;
+  let code = 0;
+  for (let i = 0; i < n; i++) {
+    const d = v.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return 2;
+    code = code * 10 + d;
+  }
+  return code < GRPC_STATUS_NAMES.length ? code : 2;
+}
+
 /** Index into GRPC_CODE_LABELS: 0 not gRPC, 1 + code, or the last slot for "none". */
 export function grpcCodeIndex(isGrpc: boolean, status: number): number {
   if (!isGrpc) return 0;

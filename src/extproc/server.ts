@@ -26,6 +26,7 @@ import {
   grpcCodeIndex,
   grpcCodeOutcome,
   grpcStatusClass,
+  parseGrpcStatus,
   statusClassIndex,
   type Arm,
   type Outcome,
@@ -442,7 +443,7 @@ class ExtProcCall implements HeldTarget, RequestView {
     const gs = rawHeader(raw, 'grpc-status');
     if (gs !== undefined) {
       // Trailers-only gRPC reply: the status came with the headers.
-      this.grpcStatus = Number(gs);
+      this.grpcStatus = parseGrpcStatus(gs);
       this.recordGrpc();
     } else if (endOfStream) this.recordResponse();
   }
@@ -451,7 +452,7 @@ class ExtProcCall implements HeldTarget, RequestView {
     this.send(CONTINUE_TRAILERS);
     if (this.exp === null || this.recorded) return;
     const gs = rawHeader(raw, 'grpc-status');
-    if (gs !== undefined) this.grpcStatus = Number(gs);
+    if (gs !== undefined) this.grpcStatus = parseGrpcStatus(gs);
     this.recordResponse();
   }
 

@@ -18,6 +18,7 @@ import {
   OUTCOME_TIMEOUT,
   STATUS_CLASSES,
   methodIndex,
+  parseGrpcStatus,
   statusClassIndex,
   type Arm,
   type Outcome,
@@ -384,8 +385,16 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     this.endResponse();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(controller: Dispatcher.DispatchController, err: Error): void {
     if (this.done) return;
+    // undici fails a 304 or 204 whose Content-Length gives the entity's size (RFC 9110 §8.6 allows it on
+    // a 304; neither ever has a body) as a length mismatch once the head has arrived: that response is
+    // complete.
+    if (
+      (this.status === 304 || this.status === 204) &&
+      (err as { code?: string }).code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'
+    )
+      return this.onResponseEnd(controller, noTrailers);
     this.clearDeadline();
     if (this.clientGone) {
       this.finish(OUTCOME_CLIENT_ABORT);
@@ -505,7 +514,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
 
   private noteGrpcStatus(headers: IncomingHttpHeaders): void {
     const v = headers['grpc-status'];
-    if (typeof v === 'string') this.grpcStatus = Number(v);
+    if (typeof v === 'string') this.grpcStatus = parseGrpcStatus(v);
   }
 
   private outcomeOfStatus(): Outcome {
@@ -914,9 +923,20 @@ function stopUpload(stream: ClientStream): void {
   if (uploadOpen(stream)) stream.close(h2constants.NGHTTP2_NO_ERROR);
 }
 
-/** RST_STREAM with `code` unless the stream is already gone. */
+/**
+ * RST_STREAM with `code` (INTERNAL_ERROR at every caller) unless the stream is already gone. A response
+ * already under way must not look complete: Http2Stream.close() ends the writable side first, so once
+ * the body written so far has been flushed the client gets END_STREAM (a clean, short body) and the
+ * RST after it is ignored. destroy() resets without ending; uncorking first sends the bytes already
+ * received ahead of the reset (a bare node:http2 server, write then cut 50 ms later: close() -> the
+ * client sees rstCode 0, destroy() -> 2, both with every byte written; the session stays usable).
+ */
 function closeStream(stream: ServerHttp2Stream, code: number): void {
-  if (!stream.destroyed) stream.close(code);
+  if (stream.destroyed) return;
+  if (stream.headersSent && !stream.writableEnded) {
+    stream.uncork();
+    stream.destroy(new Error('upstream response cut'));
+  } else stream.close(code);
 }
 
 /** respond() options, shared: node:http2 reads them and keeps no reference. */

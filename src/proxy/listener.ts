@@ -189,9 +189,8 @@ export class Listener implements ExchangeHost {
       );
       server.maxHeadersCount = MAX_HEADER_LINES + 1;
       server.on('clientError', onClientError);
-      server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
-        socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      });
+      server.on('upgrade', refuseUpgrade);
+      server.on('connect', refuseConnect);
       return server as unknown as AnyServer;
     }
     const h2Options = {
@@ -228,6 +227,8 @@ export class Listener implements ExchangeHost {
       h1.headersTimeout = Math.min(h1.headersTimeout || 60_000, limits.requestTimeoutMs);
       h1.requestTimeout = limits.requestTimeoutMs;
       server.on('clientError', onClientError);
+      server.on('upgrade', refuseUpgrade);
+      server.on('connect', refuseConnect);
     }
     server.on('sessionError', () =>
       this.metrics.clientErrors.inc({ listener: spec.name, kind: 'h2_session' }),
@@ -819,4 +820,19 @@ function attemptOf(raw: readonly string[]): { attempt?: number } {
   const v = rawHeader(raw, 'x-envoy-attempt-count');
   const n = v === undefined ? NaN : Number(v);
   return Number.isInteger(n) && n > 0 ? { attempt: n } : {};
+}
+
+/** HTTP/1.1 Upgrade (websocket, h2c): not proxied; an answer, never a silent close. */
+function refuseUpgrade(_req: IncomingMessage, socket: Socket): void {
+  socket.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+}
+
+/**
+ * HTTP/1.1 CONNECT: no tunnels (the HTTP/2 listener answers 405 too). Without a 'connect' listener
+ * Node destroys the socket with no response at all.
+ */
+function refuseConnect(_req: IncomingMessage, socket: Socket): void {
+  socket.end(
+    'HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\nconnection: close\r\ncontent-length: 0\r\n\r\n',
+  );
 }

@@ -47,6 +47,13 @@ beforeAll(async () => {
       res.end('too large');
       return;
     }
+    if (req.url === '/cut' || req.url === '/cutlen') {
+      // The response starts, then the upstream connection dies mid-body (after the first DATA went out).
+      res.writeHead(200, req.url === '/cutlen' ? { 'content-length': '100' } : {});
+      res.write('hello');
+      setTimeout(() => req.socket.destroy(), 100);
+      return;
+    }
     req.once('data', () => req.socket.destroy());
   });
   fl = await startFaultline({
@@ -62,6 +69,7 @@ beforeAll(async () => {
         stream_idle_timeout_ms: 30_000,
         routes: [
           { name: 'break', path_prefix: '/reset', upstream: breaker.url },
+          { name: 'cut', path_prefix: '/cut', upstream: breaker.url },
           { name: 'early', path_prefix: '/early', upstream: breaker.url },
           { name: 'abort', path_prefix: '/abort', upstream: up.url },
           { name: 'web', path_prefix: '/', upstream: up.url },
@@ -195,6 +203,17 @@ describe('h2 listener on the stream API', () => {
     expect(r.headers['content-length']).toBeDefined();
     expect(r.body.length).toBe(0);
     expect(r.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+  });
+
+  it('an upstream body cut mid-way resets the h2 stream (never a clean END_STREAM on a short body)', async () => {
+    for (const path of ['/cut', '/cutlen']) {
+      const r = await request({ ':method': 'GET', ':path': path });
+      expect(r.headers[':status'], path).toBe(200);
+      expect(r.body.toString(), path).toBe('hello');
+      expect(r.rstCode, path).toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+    // The session is still good for the next request.
+    expect((await request({ ':method': 'GET', ':path': '/after-cut' })).headers[':status']).toBe(200);
   });
 
   it('HTTP/1.1 chunked trailers reach the h2 client as HTTP/2 trailers', async () => {

@@ -125,6 +125,30 @@ describe('item 1: the protocol comes from the accepting server; errors stay with
     }
   });
 
+  it('CONNECT and Upgrade on HTTP/1.1 get an answer (405 / 501), never a silent close; bad admin targets get 4xx', async () => {
+    const fl = await start(proxyConfig(up.url));
+    const port = Number(new URL(fl.url()).port);
+    const connect = await raw(port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+    expect(connect).toMatch(/^HTTP\/1\.1 405 /);
+    expect(connect).toMatch(/allow: GET/);
+    const upgrade = await raw(
+      port,
+      'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n',
+    );
+    expect(upgrade).toMatch(/^HTTP\/1\.1 501 /);
+    expect(up.seen.filter((l) => l.startsWith('CONNECT') || l.endsWith('/ws'))).toEqual([]);
+    expect((await get(`${fl.url()}/after-connect`)).status).toBe(200);
+    // The admin port: request targets that do not parse, and file names from Object.prototype.
+    const admin = Number(new URL(fl.admin).port);
+    for (const target of ['//', '//x:y', 'http://a:99999/'])
+      expect(
+        await raw(admin, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`),
+        target,
+      ).toMatch(/^HTTP\/1\.1 400 [\s\S]*bad_path/);
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty'])
+      expect((await get(`${fl.admin}/dashboard/${name}`)).status, name).toBe(404);
+  });
+
   it('HTTP/1.0 is still served', async () => {
     const fl = await start(proxyConfig(up.url));
     const answer = await raw(Number(new URL(fl.url()).port), 'GET /v10 HTTP/1.0\r\nHost: x\r\n\r\n');

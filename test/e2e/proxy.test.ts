@@ -85,6 +85,14 @@ async function echoUpstream(): Promise<Upstream> {
         res.end('part-3');
         return;
       }
+      if (url === '/304' || url === '/204') {
+        // A 304 may carry the entity's Content-Length (RFC 9110 §8.6); written raw, since Node's
+        // server would drop it.
+        const status = url === '/304' ? '304 Not Modified' : '204 No Content';
+        res.socket?.write(`HTTP/1.1 ${status}\r\ncontent-length: 1234\r\netag: "v1"\r\n\r\n`);
+        res.socket?.destroySoon();
+        return;
+      }
       if (url === '/cookies') {
         res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/', 'c=3; HttpOnly']);
         res.setHeader('x-multi', ['one', 'two']);
@@ -148,6 +156,19 @@ describe('HTTP/1.1 forwarding', () => {
       expect(r.headers['via']).toBe('1.1 faultline');
     },
   );
+
+  it('passes a 304 (and a 204) that carries a Content-Length on as a complete response', async () => {
+    for (const path of ['/304', '/204']) {
+      const agent = new http.Agent({ keepAlive: true });
+      const r = await send(fl.url(), { path, agent });
+      expect(r.status, path).toBe(path === '/304' ? 304 : 204);
+      expect(r.body.length, path).toBe(0);
+      if (path === '/304') expect(r.headers['etag']).toBe('"v1"');
+      // The client connection stays usable: the response was complete, not broken.
+      expect((await send(fl.url(), { path: '/after', agent })).status).toBe(200);
+      agent.destroy();
+    }
+  });
 
   it('answers HEAD with headers and no body', async () => {
     const r = await send(fl.url(), { method: 'HEAD' });
