@@ -1,5 +1,6 @@
 # Faultline container image. Build: docker build -t faultline .
-# Run:   docker run -v $PWD/config:/etc/faultline -p 8080:8080 faultline run --config /etc/faultline/faultline.yaml
+# Run:   docker run -v "$PWD/config/docker.yaml:/etc/faultline/faultline.yaml:ro" -p 8080:8080 faultline
+#        (the image runs /etc/faultline/faultline.yaml by default; README "Docker" has the full example)
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -30,7 +30,7 @@ const USAGE = `usage: faultline <command> [options]      (faultline <command> --
   history [ID] [--json]              the run journal: recorded runs and their verdicts
   fleet [ID] [--json]                fleet mode: pooled arms, replicas, evaluator (any replica)
   suggest [--json] [--top N]         experiments worth running, ranked from the traffic seen (with YAML)
-  experiment run --config FILE --experiment ID --duration 2m [--load URL,RATE] [--json] [--junit FILE]
+  experiment run --config FILE --experiment ID [--duration 2m] [--load URL,RATE] [--json] [--junit FILE]
   load --target URL --rate R --duration D [...]
   schema                             print the config JSON Schema
   import istio|envoy FILE [--listener NAME]   Istio/Envoy fault config -> experiments (YAML)
@@ -88,10 +88,13 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${(await import('./cli/experiment-run.js')).EXPERIMENT_RUN_USAGE}\n`);
         return 0;
       }
+      // Exit 3 (error), not 2: `experiment run` exits 2 for "inconclusive", and a CI gate that lets
+      // inconclusive runs pass must not pass `faultline experiment rnu` too.
       return usageError(
         'experiment',
         EXPERIMENT_USAGE,
         rest[0] === undefined ? 'missing subcommand' : `unknown subcommand '${rest[0]}'`,
+        3,
       );
     case 'load':
       return (await import('./load/command.js')).runLoadCommand(rest);

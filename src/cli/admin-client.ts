@@ -61,6 +61,7 @@ const ADMIN_OPTIONS = `  --admin URL    admin API base (default $FAULTLINE_ADMIN
 export const ADMIN_USAGE: Record<AdminCommand, string> = {
   status: `usage: faultline status [ID] [--json] [--admin URL]
   every experiment as a table (--json: the admin's JSON), or one experiment's JSON
+  --json         every experiment as the admin's JSON instead of a table
 ${ADMIN_OPTIONS}`,
   kill: `usage: faultline kill ID [--reason TEXT] [--admin URL]
        faultline kill --all [--reason TEXT] [--admin URL]

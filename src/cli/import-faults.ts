@@ -79,8 +79,14 @@ function faultsOf(
   warnings: string[],
 ): Obj[] {
   const out: Obj[] = [];
-  if (abort)
+  if (abort) {
     out.push(experiment(`${base}-abort`, source, match, split(abort.percent, source, warnings), abort.fault));
+    // Istio's percentage became the canary slice, so every canary request is aborted here; with the
+    // default exclude_injected the guardrails would have nothing left to judge.
+    warnings.push(
+      `${source}: "${base}-abort" answers every canary request with the abort, so as imported its guardrails have nothing to judge (the verdict can only be inconclusive): set inject: downstream (a hop further in injects, this one observes the consequences) or fault.percent below 100 to judge the canary's other requests`,
+    );
+  }
   if (delay) {
     const e = experiment(`${base}-delay`, source, match, split(delay.percent, source, warnings), delay.fault);
     if (abort) {

@@ -6,6 +6,9 @@ import { isIP } from 'node:net';
 import type { ConfigIssue } from '../errors.js';
 import type { ConfigSpec } from './schema.js';
 
+/** The shortest admin token accepted (schema.ts holds admin.token to the same). */
+export const MIN_TOKEN_CHARS = 16;
+
 /** The admin token in force: the config's, else `$FAULTLINE_ADMIN_TOKEN`. */
 export function adminToken(cfg: ConfigSpec, env: NodeJS.ProcessEnv = process.env): string | undefined {
   return cfg.admin.token ?? (env['FAULTLINE_ADMIN_TOKEN'] || undefined);
@@ -13,7 +16,14 @@ export function adminToken(cfg: ConfigSpec, env: NodeJS.ProcessEnv = process.env
 
 /** A non-loopback admin port without a token would let anyone on the network kill or arm experiments. */
 export function adminGuardIssue(cfg: ConfigSpec, env: NodeJS.ProcessEnv = process.env): ConfigIssue | null {
-  if (isLoopback(cfg.admin.address) || adminToken(cfg, env) !== undefined) return null;
+  const token = adminToken(cfg, env);
+  // The schema holds admin.token to 16 characters; the environment's token guards the same port.
+  if (cfg.admin.token === undefined && token !== undefined && token.length < MIN_TOKEN_CHARS)
+    return {
+      path: 'admin.token',
+      reason: `FAULTLINE_ADMIN_TOKEN is ${token.length} characters; it must be at least ${MIN_TOKEN_CHARS} (as admin.token)`,
+    };
+  if (isLoopback(cfg.admin.address) || token !== undefined) return null;
   return {
     path: 'admin.address',
     reason: `${cfg.admin.address} is not loopback; set admin.token or FAULTLINE_ADMIN_TOKEN to expose the admin port`,

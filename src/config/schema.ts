@@ -49,9 +49,19 @@ export const durationMs = z
 /** The config's duration grammar is the shared one (src/core/duration.ts); throws on a bad value. */
 export function parseDuration(s: string): number {
   const ms = parseDurationMs(s);
-  if (Number.isNaN(ms)) throw new Error(`bad duration ${s}`);
+  if (Number.isNaN(ms)) throw new Error(`expected a duration like 90s, 2m, 500ms; got '${s}'`);
   return ms;
 }
+
+/** One arm's share of matching requests: above 5 needs allow_above_cap; 50 is the most two equal arms can take. */
+const armPercent = z
+  .number()
+  .gt(0, 'must be above 0')
+  .max(
+    50,
+    'must be at most 50 (canary and control are equal arms; above 5 also needs allow_above_cap: true)',
+  );
+const RAMP_RULE = 'a ramp lists 2-20 steps';
 
 const route = z
   .object({
@@ -377,7 +387,13 @@ const experiment = z
     split: z
       .object({
         percent: z
-          .union([z.number().gt(0).max(50), z.array(z.number().gt(0).max(50)).min(2).max(20)])
+          .union([armPercent, z.array(armPercent).min(2, RAMP_RULE).max(20, RAMP_RULE)], {
+            // zod's own word for "none of the shapes" is "Invalid input": say which shapes.
+            errorMap: (issue, ctx) =>
+              issue.code === 'invalid_union'
+                ? { message: `must be a number in (0, 50] or a list of 2-20 such numbers (a ramp)` }
+                : { message: ctx.defaultError },
+          })
           .describe('percent of matching requests in each arm; a list is an exposure ramp (README "Ramp")'),
         allow_above_cap: z.boolean().default(false),
         sticky: sticky.optional(),

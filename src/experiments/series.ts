@@ -9,7 +9,17 @@ import type { GuardrailState } from '../stats/analyzer.js';
 import { ARM_CANARY, ARM_CONTROL, type ExperimentRuntime } from './runtime.js';
 import type { ExperimentTable, KillCause } from './table.js';
 
-const KILL_CAUSES: readonly KillCause[] = ['guardrail', 'global_error_rate', 'duration', 'manual'];
+/**
+ * Every cause (the Record makes a new KillCause a compile error here), so each trip counter starts at
+ * 0 and `increase()` sees the first trip of any kind.
+ */
+const KILL_CAUSES = Object.keys({
+  guardrail: true,
+  global_error_rate: true,
+  duration: true,
+  manual: true,
+  stop_condition: true,
+} satisfies Record<KillCause, true>) as KillCause[];
 
 /** Samples kept per experiment: one hour at one a second. */
 export const SERIES_CAPACITY = 3600;

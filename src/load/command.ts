@@ -146,9 +146,14 @@ export async function runLoad(opts: LoadOptions, io: LoadIo = defaultIo): Promis
   const report = buildReport(opts, gen, watcher?.track ?? null);
   io.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
   if (report.killed) return EXIT_KILLED;
-  const succeeded = report.completed - report.transportErrors;
+  // Succeeded: a response below 500 (errors counts 5xx and transport errors alike).
+  const succeeded = report.completed - report.errors;
   if (report.sent > 0 && succeeded === 0) {
-    io.stderr.write('load: no request got a response from the target\n');
+    io.stderr.write(
+      report.completed > report.transportErrors
+        ? 'load: no request succeeded: every response was a 5xx or a transport error\n'
+        : 'load: no request got a response from the target\n',
+    );
     return EXIT_NO_SUCCESS;
   }
   return EXIT_OK;

@@ -151,5 +151,11 @@ describe('faultline CLI arguments', () => {
     const unknown = await cli(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown command 'frobnicate'");
+    // Under `experiment`, 2 means "inconclusive": a typo there is an error (3), never a pass.
+    for (const args of [['experiment'], ['experiment', 'rnu', '--config', 'x.yaml']]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(3);
+      expect(r.stderr, args.join(' ')).toMatch(/missing subcommand|unknown subcommand 'rnu'/);
+    }
   }, 30_000);
 });

@@ -99,6 +99,16 @@ describe('validate rejects what run would fail on', () => {
     // A token from the environment is what run would use: then the file is fine.
     const p3 = runCli(['validate', open], { FAULTLINE_ADMIN_TOKEN: 'a-very-long-admin-token' });
     expect(await p3.exited).toBe(0);
+    // ...as long as it is as long as admin.token must be.
+    const p4 = runCli(['validate', open], { FAULTLINE_ADMIN_TOKEN: 'x' });
+    expect(await p4.exited).toBe(1);
+    expect(p4.stderr()).toMatch(
+      /admin\.token: FAULTLINE_ADMIN_TOKEN is 1 characters; it must be at least 16/,
+    );
+    const r2 = runCli(['run', '--config', open, '--no-watch'], { FAULTLINE_ADMIN_TOKEN: 'x' });
+    cleanup.push(async () => void r2.child.kill('SIGKILL'));
+    expect(await r2.exited).toBe(1);
+    expect(r2.stderr()).toContain('FAULTLINE_ADMIN_TOKEN is 1 characters');
   });
 });
 

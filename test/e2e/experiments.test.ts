@@ -540,6 +540,12 @@ describe('manual kill switch, persistence, reload', () => {
     expect(rearmed.some((r) => r.status === 503)).toBe(true);
     const m = await scrape(fl.admin);
     expect(metricSum(m, 'faultline_kill_switch_trips_total', { experiment: 'e1', reason: 'manual' })).toBe(1);
+    // Every other reason is exported at 0 from the start (so increase() sees a first trip of any kind).
+    const reasons = [...m.keys()]
+      .filter((k) => k.startsWith('faultline_kill_switch_trips_total{') && k.includes('experiment="e1"'))
+      .map((k) => /reason="(\w+)"/.exec(k)?.[1])
+      .sort();
+    expect(reasons).toEqual(['duration', 'global_error_rate', 'guardrail', 'manual', 'stop_condition']);
   });
 
   it('a kill releases held faults at once', async () => {

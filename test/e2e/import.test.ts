@@ -106,6 +106,7 @@ describe('faultline import', () => {
     expect(r.stderr).toMatch(/regex URIs cannot be mapped/);
     expect(r.stderr).toMatch(/kind Service skipped/);
     expect(r.stderr).toMatch(/above Faultline's 5% safety cap/);
+    expect(r.stderr).toMatch(/-abort" answers every canary request with the abort[\s\S]*inject: downstream/);
   });
 
   it('envoy: an HTTPFault inside an Envoy config, per-ten-thousand percentages, header matchers', async () => {

@@ -397,6 +397,33 @@ describe('load harness against a real server', () => {
     );
     expect(code).toBe(1);
   });
+
+  it('exits 1 when every response is a 5xx (no request succeeded), 0 when any is not', async () => {
+    let n = 0;
+    const failing = createServer((_req, res) => {
+      res.statusCode = 502;
+      res.end('bad gateway');
+    });
+    const url = await listen(failing);
+    const err = sink();
+    const args = ['--target', url, '--rate', '50', '--duration', '200ms', '--warmup', '0s'];
+    expect(await runLoadCommand(args, { stdout: sink(), stderr: err, progressMs: 0 })).toBe(1);
+    expect(err.text()).toMatch(/no request succeeded: every response was a 5xx/);
+    await new Promise((r) => failing.close(r));
+    const mixed = createServer((_req, res) => {
+      res.statusCode = n++ % 2 === 0 ? 503 : 200;
+      res.end('x');
+    });
+    const url2 = await listen(mixed);
+    expect(
+      await runLoadCommand([...args.slice(0, 1), url2, ...args.slice(2)], {
+        stdout: sink(),
+        stderr: sink(),
+        progressMs: 0,
+      }),
+    ).toBe(0);
+    await new Promise((r) => mixed.close(r));
+  });
 });
 
 describe('load argument parsing', () => {
