@@ -94,12 +94,17 @@ describe('faultline CLI arguments', () => {
       await f.stop();
       await removeDir(f.stateDir);
     });
-    for (const base of [svc.url, f.url()])
-      for (const args of [['kill', 'e1'], ['kill', '--all'], ['arm', 'e1'], ['status']]) {
-        const r = await cli([...args, '--admin', base]);
-        expect(r.code, `${args.join(' ')} ${base}`).toBe(3);
-        expect(r.stderr).toMatch(/without the x-faultline-admin header: not a Faultline admin API/);
-      }
+    const runs = [svc.url, f.url()].flatMap((base) =>
+      [['kill', 'e1'], ['kill', '--all'], ['arm', 'e1'], ['status']].map((args) => ({
+        name: `${args.join(' ')} ${base}`,
+        result: cli([...args, '--admin', base]),
+      })),
+    );
+    for (const { name, result } of runs) {
+      const r = await result;
+      expect(r.code, name).toBe(3);
+      expect(r.stderr, name).toMatch(/without the x-faultline-admin header: not a Faultline admin API/);
+    }
     // The service (directly or through the proxy) saw only the GET probes, never a kill or an arm.
     expect(seen.filter((l) => l.startsWith('POST'))).toEqual([]);
     expect(seen.length).toBeGreaterThan(0);

@@ -15,7 +15,6 @@ const root = resolve(import.meta.dirname, '../..');
 const bin = join(root, 'node_modules/.bin/depcruise');
 const config = join(root, '.dependency-cruiser.cjs');
 
-// eslint-disable-next-line no-control-regex
 const plain = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, '');
 
 async function cruise(cwd: string): Promise<{ code: number; out: string }> {
