@@ -47,6 +47,8 @@ export interface ExchangeHost {
   exchangeFinished(ex: Exchange, outcome: Outcome, latencyMs: number): void;
   /** True when a client still uploading is too slow (min rate, request timeout) to keep its upstream slot. */
   uploadTooSlow(ex: Exchange): boolean;
+  /** A malformed request the exchange refused (counted in faultline_client_errors_total). */
+  clientError(kind: string): void;
 }
 
 /** Node's response classes with a back-reference to the exchange, set via the servers' options. */
@@ -91,6 +93,7 @@ const forwardCtx: ForwardContext = {
   hasBody: false,
   teTrailers: false,
   joinCookies: false,
+  refusal: null,
 };
 
 /**
@@ -232,6 +235,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
     forwardCtx.teTrailers = !toH1;
     forwardCtx.joinCookies = stream !== null && toH1;
     const headers = buildUpstreamHeaders(this.rawHeaders, forwardCtx);
+    if (forwardCtx.refusal !== null) return this.refuse(forwardCtx.refusal);
     const hasBody = stream !== null ? !stream.endAfterHeaders : forwardCtx.hasBody;
     this.hasBody = hasBody;
     // A gRPC stream may rightly send no headers for long (bidi, server think time): the caller's
@@ -419,6 +423,18 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
       if (this.stream !== null) closeStream(this.stream, h2constants.NGHTTP2_INTERNAL_ERROR);
       else (this.res as ProxyResponse).destroy(err);
     }
+  }
+
+  /**
+   * A malformed request found while building the upstream's headers: answered, never forwarded, and the
+   * connection closed (the rest of its body is not read as a next request). The client's fault, so
+   * counted as a client error and judged in no arm (as a client abort is).
+   */
+  private refuse(code: 'duplicate_host' | 'unsupported_coding'): void {
+    if (this.res !== null) this.res.shouldKeepAlive = false;
+    this.host.clientError(code);
+    this.status = this.replyErr(code);
+    this.finish(OUTCOME_CLIENT_ABORT);
   }
 
   /** Faultline's own error reply with the experiment's marks; the status sent (0: connection broken). */

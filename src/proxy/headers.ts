@@ -22,6 +22,13 @@ function isHopByHop(lower: string): boolean {
   }
 }
 
+/** The list carries an HTTP/2 :authority (pseudo-headers come first; only reached on a second Host). */
+function hasAuthority(raw: readonly string[]): boolean {
+  for (let i = 0; i < raw.length && (raw[i] as string).charCodeAt(0) === 58; i += 2)
+    if (raw[i] === ':authority') return true;
+  return false;
+}
+
 /** Extra names listed in `Connection` (other than close/keep-alive), lower-cased; null when none. */
 function connectionTokens(value: string): Set<string> | null {
   // The usual values name no extra field: skip the split.
@@ -49,6 +56,13 @@ export interface ForwardContext {
    * and gRPC servers require it, so it is forwarded instead of dropped as hop-by-hop.
    */
   teTrailers: boolean;
+  /**
+   * Output: why the request must not be forwarded (null: it may). Found in the same pass that copies
+   * the headers, so a normal request pays nothing for it: a second Host line (RFC 9112 §3.2: 400), or
+   * a transfer coding other than chunked (Node decodes only chunked: `gzip, chunked` would reach the
+   * upstream still gzipped and undeclared; RFC 9112 §6.1: 501).
+   */
+  refusal: 'duplicate_host' | 'unsupported_coding' | null;
 }
 
 /**
@@ -58,6 +72,7 @@ export interface ForwardContext {
 export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext): string[] {
   const out: string[] = [];
   ctx.hasBody = false;
+  ctx.refusal = null;
   let xff: string | null = null;
   let host: string | null = null;
   let via: string | null = null;
@@ -81,6 +96,7 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
         continue;
       case 'transfer-encoding':
         ctx.hasBody = true;
+        if (value.length !== 7 || value.toLowerCase() !== 'chunked') ctx.refusal = 'unsupported_coding';
         continue;
       case 'content-length':
         if (value !== '0') ctx.hasBody = true;
@@ -109,7 +125,11 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
         }
         break;
       case 'host':
-        if (host !== null) continue;
+        if (host !== null) {
+          // HTTP/2 may send Host beside :authority; a second Host line in HTTP/1.1 is malformed.
+          if (raw[0] !== ':authority' && !hasAuthority(raw)) ctx.refusal = 'duplicate_host';
+          continue;
+        }
         host = value;
         break;
       case 'te':

@@ -508,6 +508,10 @@ export class Listener implements ExchangeHost {
   }
 
   /** The upload rate and request timeout, for a request still sending its body (see UploadState). */
+  clientError(kind: string): void {
+    this.metrics.clientErrors.inc({ listener: this.spec.name, kind });
+  }
+
   uploadTooSlow(ex: Exchange): boolean {
     const l = this.limits;
     const req: UploadState = ex.stream !== null ? ex : (ex.req as ProxyRequest);

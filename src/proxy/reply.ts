@@ -14,6 +14,8 @@ export type ProxyErrorCode =
   | 'request_timeout'
   | 'header_too_large'
   | 'http_version'
+  | 'duplicate_host'
+  | 'unsupported_coding'
   | 'internal';
 
 /** Status and body of each code (exported for the docs check). */
@@ -28,6 +30,8 @@ export const MESSAGES: Readonly<Record<ProxyErrorCode, [number, string]>> = {
   request_timeout: [408, 'request not received in time (too slow)\n'],
   header_too_large: [431, 'request head too large (over 16 KiB or 1000 header lines)\n'],
   http_version: [505, 'only HTTP/1.0 and HTTP/1.1 are served on this port\n'],
+  duplicate_host: [400, 'more than one Host header\n'],
+  unsupported_coding: [501, 'transfer coding not supported (only chunked)\n'],
   internal: [500, 'internal error\n'],
 };
 

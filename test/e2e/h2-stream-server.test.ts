@@ -216,6 +216,15 @@ describe('h2 listener on the stream API', () => {
     expect((await request({ ':method': 'GET', ':path': '/after-cut' })).headers[':status']).toBe(200);
   });
 
+  it('a Host header beside :authority (allowed in HTTP/2) is forwarded as before', async () => {
+    const r = await request({
+      ':method': 'GET',
+      ':path': '/with-host',
+      host: `127.0.0.1:${fl.fl.port('h2c')}`,
+    });
+    expect(r.headers[':status']).toBe(200);
+  });
+
   it('HTTP/1.1 chunked trailers reach the h2 client as HTTP/2 trailers', async () => {
     const r = await request({ ':method': 'GET', ':path': '/trailers' });
     expect(r.headers[':status']).toBe(200);

@@ -149,6 +149,29 @@ describe('item 1: the protocol comes from the accepting server; errors stay with
       expect((await get(`${fl.admin}/dashboard/${name}`)).status, name).toBe(404);
   });
 
+  it('a second Host line gets 400, a transfer coding other than chunked 501; neither is forwarded', async () => {
+    const fl = await start(proxyConfig(up.url));
+    const port = Number(new URL(fl.url()).port);
+    const before = up.seen.length;
+    const dup = await raw(port, 'GET /dup HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n');
+    expect(dup).toMatch(/^HTTP\/1\.1 400 [\s\S]*x-faultline-error: duplicate_host/);
+    const gz = await raw(
+      port,
+      'POST /gz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
+    expect(gz).toMatch(/^HTTP\/1\.1 501 [\s\S]*x-faultline-error: unsupported_coding/);
+    // Chunked in any case is forwarded as before.
+    const ok = await raw(
+      port,
+      'POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
+    expect(ok).toMatch(/^HTTP\/1\.1 200 /);
+    expect(up.seen.slice(before)).toEqual(['POST /chunked']);
+    const m = await scrape(fl.admin);
+    expect(metricSum(m, 'faultline_client_errors_total', { kind: 'duplicate_host' })).toBe(1);
+    expect(metricSum(m, 'faultline_client_errors_total', { kind: 'unsupported_coding' })).toBe(1);
+  });
+
   it('HTTP/1.0 is still served', async () => {
     const fl = await start(proxyConfig(up.url));
     const answer = await raw(Number(new URL(fl.url()).port), 'GET /v10 HTTP/1.0\r\nHost: x\r\n\r\n');
