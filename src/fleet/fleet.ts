@@ -406,13 +406,15 @@ export class Fleet implements OutcomeSink {
   /** A state record read from Redis's hash; one this code does not understand is ignored (once said). */
   private record(id: string, raw: string | undefined): PersistedExperiment | undefined {
     if (raw === undefined) return undefined;
+    let rec: unknown;
     let issues: string[];
     try {
-      issues = recordIssues(id, JSON.parse(raw) as unknown);
+      rec = JSON.parse(raw) as unknown;
+      issues = recordIssues(id, rec);
     } catch (err) {
       issues = [(err as Error).message];
     }
-    if (issues.length === 0) return JSON.parse(raw) as PersistedExperiment;
+    if (issues.length === 0) return rec as PersistedExperiment;
     if (!this.badRecords.has(raw)) {
       this.badRecords.add(raw);
       log('warn', 'fleet: unreadable state record in Redis ignored', {
