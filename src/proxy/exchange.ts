@@ -430,7 +430,7 @@ export class Exchange implements Dispatcher.DispatchHandler, HeldTarget, Request
    * connection closed (the rest of its body is not read as a next request). The client's fault, so
    * counted as a client error and judged in no arm (as a client abort is).
    */
-  private refuse(code: 'duplicate_host' | 'unsupported_coding'): void {
+  private refuse(code: NonNullable<ForwardContext['refusal']>): void {
     if (this.res !== null) this.res.shouldKeepAlive = false;
     this.host.clientError(code);
     this.status = this.replyErr(code);

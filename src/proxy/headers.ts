@@ -127,7 +127,7 @@ export function buildUpstreamHeaders(raw: readonly string[], ctx: ForwardContext
       case 'host':
         if (host !== null) {
           // HTTP/2 may send Host beside :authority; a second Host line in HTTP/1.1 is malformed.
-          if (raw[0] !== ':authority' && !hasAuthority(raw)) ctx.refusal = 'duplicate_host';
+          if (!hasAuthority(raw)) ctx.refusal = 'duplicate_host';
           continue;
         }
         host = value;
